@@ -1,0 +1,173 @@
+"""Frozen configuration dataclasses and their flat, ROS-parameter view.
+
+A config is a ``@dataclass(frozen=True, kw_only=True)`` whose fields are made
+with :func:`setting`, which records a description, a unit and an allowed range.
+Nested configs flatten to dotted names (``sampler.alpha``), the same names the
+ROS parameters and params YAML files use. :func:`check_ranges` enforces the
+recorded ranges, so ``__post_init__`` only states what ranges cannot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sop_ros.core.errors import ConfigError
+
+__all__ = [
+    "FlatSetting",
+    "check_ranges",
+    "config_from_flat",
+    "flatten_config",
+    "setting",
+]
+
+C = TypeVar("C")
+
+Scalar = bool | int | float | str | tuple
+
+
+def setting(
+    default: Any,
+    description: str,
+    *,
+    unit: str = "",
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] = (),
+    read_only: bool = False,
+) -> Any:
+    """Declare a config field with the facts a ROS parameter descriptor needs.
+
+    Args:
+        default: Default value; a tuple for list-valued settings.
+        description: One line saying what the setting does.
+        unit: SI unit or "" for unit-less values.
+        low: Smallest allowed value (inclusive), numbers only.
+        high: Largest allowed value (inclusive), numbers only.
+        choices: Allowed values, strings only.
+        read_only: True when changing it at run time makes no sense.
+    """
+    metadata = {
+        "description": description,
+        "unit": unit,
+        "low": low,
+        "high": high,
+        "choices": choices,
+        "read_only": read_only,
+    }
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlatSetting:
+    """One leaf of a config, as a ROS parameter sees it."""
+
+    name: str
+    value: Any
+    type_: type
+    description: str
+    unit: str = ""
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = False
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def flatten_config(config: Any, prefix: str = "") -> list[FlatSetting]:
+    """Return every leaf setting of ``config`` with its dotted name."""
+    hints = _field_types(type(config))
+    out: list[FlatSetting] = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.extend(flatten_config(value, prefix=f"{name}."))
+            continue
+        meta = f.metadata
+        if "description" not in meta:
+            raise ConfigError(f"{type(config).__name__}.{f.name} is not declared with setting()")
+        out.append(
+            FlatSetting(
+                name=name,
+                value=value,
+                type_=_leaf_type(hints[f.name]),
+                description=meta["description"],
+                unit=meta["unit"],
+                low=meta["low"],
+                high=meta["high"],
+                choices=meta["choices"],
+                read_only=meta["read_only"],
+            )
+        )
+    return out
+
+
+def _leaf_type(hint: Any) -> type:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return tuple
+    if hint in (bool, int, float, str):
+        return hint
+    raise ConfigError(f"config fields must be bool, int, float, str or tuple, not {hint}")
+
+
+def config_from_flat(cls: type[C], values: Mapping[str, Any], prefix: str = "") -> C:
+    """Build ``cls`` from dotted-name values, using defaults for missing names.
+
+    Raises:
+        ConfigError: a value has the wrong type, is out of range, or a name is unknown.
+    """
+    hints = _field_types(cls)
+    known = set()
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            sub_values = {k: v for k, v in values.items() if k.startswith(f"{name}.")}
+            kwargs[f.name] = config_from_flat(hint, sub_values, prefix=f"{name}.")
+            known.update(sub_values)
+            continue
+        known.add(name)
+        if name in values:
+            kwargs[f.name] = _coerce(name, values[name], _leaf_type(hint))
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown settings for {cls.__name__}: {', '.join(unknown)}")
+    config = cls(**kwargs)
+    if not prefix:
+        check_ranges(config)
+    return config
+
+
+def _coerce(name: str, value: Any, type_: type) -> Any:
+    if type_ is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        return tuple(value)
+    if type_ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type_:
+        raise ConfigError(f"{name} must be {type_.__name__}, got {value!r}")
+    return value
+
+
+def check_ranges(config: Any) -> None:
+    """Raise ConfigError if any leaf of ``config`` is outside its declared range."""
+    for leaf in flatten_config(config):
+        value = leaf.value
+        unit = f" {leaf.unit}" if leaf.unit else ""
+        if leaf.low is not None and value < leaf.low:
+            raise ConfigError(f"{leaf.name} must be >= {leaf.low}{unit}, got {value}")
+        if leaf.high is not None and value > leaf.high:
+            raise ConfigError(f"{leaf.name} must be <= {leaf.high}{unit}, got {value}")
+        if leaf.choices and value not in leaf.choices:
+            raise ConfigError(f"{leaf.name} must be one of {', '.join(leaf.choices)}, got {value!r}")
