@@ -141,7 +141,7 @@ def config_from_flat(cls: type[C], values: Mapping[str, Any], prefix: str = "") 
             kwargs[f.name] = _coerce(name, values[name], _leaf_type(hint))
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown settings for {cls.__name__}: {', '.join(unknown)}")
+        raise ConfigError(f"unknown settings: {', '.join(unknown)}")
     config = cls(**kwargs)
     if not prefix:
         check_ranges(config)

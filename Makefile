@@ -1,0 +1,21 @@
+# The two commands of the README. Each sets up .venv first when needed.
+.PHONY: setup demo test lint clean
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(VENV)/bin/sop demo $(ARGS)
+
+# Isolate DDS traffic: localhost only, and a domain id of this run's own.
+test: setup
+	@ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m pytest $(ARGS)
+
+lint: setup
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) sop_msgs/build build *.egg-info

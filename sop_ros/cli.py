@@ -1,0 +1,73 @@
+"""The ``sop`` command: one entry point for the demo, the robot graph and the learner."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    print(
+        "sop demo is not yet available: it will run a learner and simulated robots on this machine "
+        "once the robot graph, transport and learner are joined end to end.",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    print(f"sop_ros {_version('sop_ros')} on Python {platform.python_version()} ({platform.machine()})")
+    for dist in ("ros-kilted-rclpy", "ros-sop-msgs", "torch", "transformers", "eclipse-zenoh", "rosbags"):
+        print(f"  {dist:<20} {_version(dist)}")
+    for var in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "RMW_IMPLEMENTATION"):
+        print(f"  {var:<30} {os.environ.get(var, '(unset)')}")
+    return 0
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="sop",
+        description="Scalable online post-training of a VLA policy on a ROS 2 robot fleet.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = sub.add_parser("demo", help="run a learner and simulated robots on this machine")
+    demo.add_argument("--robots", type=int, default=2, help="number of simulated robots (default 2)")
+    demo.add_argument("--algorithm", choices=("hg_dagger", "recap"), default="hg_dagger")
+    demo.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget (min)")
+    demo.add_argument("--out", default="out/demo", help="where bags, logs, weights and plots go")
+    demo.set_defaults(handler=_cmd_demo)
+
+    info = sub.add_parser("info", help="print versions and the ROS environment")
+    info.set_defaults(handler=_cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``sop`` command line."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

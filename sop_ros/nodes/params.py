@@ -1,0 +1,106 @@
+"""Declare a frozen config dataclass as ROS parameters, and read it back.
+
+Parameter names are the config's dotted field paths (``sampler.alpha``), so a
+params YAML file mirrors the dataclass. Each parameter gets a descriptor with
+its description, unit, range and read-only flag, which ``ros2 param describe``
+shows. Values are checked by the config itself (``config_from_flat``), so a
+node refuses a bad value with the config's own message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from sop_ros.core.config import FlatSetting, config_from_flat, flatten_config
+
+__all__ = ["declare_config", "descriptor_for"]
+
+C = TypeVar("C")
+
+_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL,
+    int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE,
+    str: ParameterType.PARAMETER_STRING,
+}
+
+
+def _tuple_type(value: tuple) -> int:
+    kinds = {type(item) for item in value}
+    if kinds <= {str}:
+        return ParameterType.PARAMETER_STRING_ARRAY
+    if kinds <= {float, int} and float in kinds:
+        return ParameterType.PARAMETER_DOUBLE_ARRAY
+    if kinds <= {int}:
+        return ParameterType.PARAMETER_INTEGER_ARRAY
+    if kinds <= {bool}:
+        return ParameterType.PARAMETER_BOOL_ARRAY
+    raise TypeError(f"cannot make a ROS parameter array of {kinds}")
+
+
+def descriptor_for(leaf: FlatSetting) -> ParameterDescriptor:
+    """Return the ROS parameter descriptor of one config leaf."""
+    unit = f" [{leaf.unit}]" if leaf.unit else ""
+    choices = f" One of: {', '.join(leaf.choices)}." if leaf.choices else ""
+    descriptor = ParameterDescriptor(
+        name=leaf.name,
+        type=_tuple_type(leaf.value) if leaf.type_ is tuple else _TYPES[leaf.type_],
+        description=f"{leaf.description}{unit}{choices}",
+        read_only=leaf.read_only,
+    )
+    if leaf.type_ is float and (leaf.low is not None or leaf.high is not None):
+        descriptor.floating_point_range = [
+            FloatingPointRange(
+                from_value=float(leaf.low if leaf.low is not None else -1e308),
+                to_value=float(leaf.high if leaf.high is not None else 1e308),
+            )
+        ]
+    elif leaf.type_ is int and (leaf.low is not None or leaf.high is not None):
+        descriptor.integer_range = [
+            IntegerRange(
+                from_value=int(leaf.low if leaf.low is not None else -(2**63)),
+                to_value=int(leaf.high if leaf.high is not None else 2**63 - 1),
+                step=1,
+            )
+        ]
+    return descriptor
+
+
+def declare_config(node: Node, config_cls: type[C], defaults: C | None = None) -> C:
+    """Declare every field of ``config_cls`` on ``node`` and return the config it now holds.
+
+    Args:
+        node: The node that owns the parameters.
+        config_cls: A frozen config dataclass built with ``setting(...)`` fields.
+        defaults: Values to declare instead of the dataclass defaults.
+
+    Raises:
+        ConfigError: a value given by a params file or the command line is invalid.
+    """
+    template = defaults if defaults is not None else config_cls()
+    values: dict[str, Any] = {}
+    for leaf in flatten_config(template):
+        descriptor = descriptor_for(leaf)
+        # An empty list carries no element type, so declare the type instead.
+        initial = Parameter.Type(descriptor.type) if leaf.value == () else _ros_value(leaf.value)
+        declared = node.declare_parameter(leaf.name, initial, descriptor)
+        values[leaf.name] = _python_value(declared.value, leaf)
+    return config_from_flat(config_cls, values)
+
+
+def _ros_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _python_value(value: Any, leaf: FlatSetting) -> Any:
+    if value is None:
+        return leaf.value
+    if leaf.type_ is tuple:
+        return tuple(value)
+    if leaf.type_ is float and isinstance(value, int):
+        return float(value)
+    return value
