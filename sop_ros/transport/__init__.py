@@ -1,0 +1,32 @@
+"""Fleet transport over Zenoh: bag upload robot → learner, weights learner → robots.
+
+Never imports rclpy; nodes wrap these classes. Nothing from the network is
+unpickled: headers are versioned JSON, payloads raw bytes.
+"""
+
+from __future__ import annotations
+
+from sop_ros.transport.errors import BagRejectedError
+from sop_ros.transport.ingest import IngestConfig, IngestServer, StoredEpisode
+from sop_ros.transport.session import RateLimiter, RemoteError, RetryPolicy, fleet_key, open_session
+from sop_ros.transport.spool import SpoolConfig, SpoolUploader
+from sop_ros.transport.upload import BagUploader, UploadConfig, UploadProgress, UploadResult, UploadStats
+
+__all__ = [
+    "BagRejectedError",
+    "BagUploader",
+    "IngestConfig",
+    "IngestServer",
+    "RateLimiter",
+    "RemoteError",
+    "RetryPolicy",
+    "SpoolConfig",
+    "SpoolUploader",
+    "StoredEpisode",
+    "UploadConfig",
+    "UploadProgress",
+    "UploadResult",
+    "UploadStats",
+    "fleet_key",
+    "open_session",
+]

@@ -1,0 +1,254 @@
+"""On-disk state of the ingest server: partial uploads and the index of stored episodes.
+
+A partial upload lives in ``<store>/.partial/<robot>/<episode>/``: ``plan.json``
+(file names, sizes, chunk size), ``acks.jsonl`` (one line per acknowledged
+chunk) and ``bag/`` (the files, written in place at each chunk's offset). It
+survives a server restart, which is what lets a robot resume.
+
+Each PartialUpload is touched only by the ingest worker thread that owns its
+(robot, episode); the EpisodeIndex is shared by all workers and locks itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sop_ros.core.errors import IntegrityError
+from sop_ros.core.types import EpisodeMeta
+from sop_ros.core.weights import iter_chunks
+
+__all__ = ["EpisodeIndex", "FilePlan", "PartialUpload", "StoredEpisode", "safe_name"]
+
+_INDEX_SCHEMA = 1
+
+
+def safe_name(name: str, what: str) -> str:
+    """Return ``name`` if it is one plain path segment, else raise IntegrityError."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
+        raise IntegrityError(f"{what} {name!r} is not a plain file name")
+    return name
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilePlan:
+    """One file of a bag as the robot announced it."""
+
+    name: str
+    size_bytes: int
+
+    def chunk_count(self, chunk_size_bytes: int) -> int:
+        """Number of chunks of ``chunk_size_bytes`` the file splits into."""
+        return -(-self.size_bytes // chunk_size_bytes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredEpisode:
+    """An episode that is committed to the store."""
+
+    meta: EpisodeMeta
+    # Absolute path of the episode's bag directory.
+    path: Path
+    # File name -> sha256 of every file of the bag.
+    sha256: dict[str, str]
+    size_bytes: int
+
+
+class PartialUpload:
+    """Chunks received so far for one (robot, episode), persisted under ``root``."""
+
+    def __init__(self, root: Path, chunk_size_bytes: int, files: tuple[FilePlan, ...]):
+        self.root = root
+        self.chunk_size_bytes = chunk_size_bytes
+        self.files = {f.name: f for f in files}
+        # (file, index) -> sha256 of every acknowledged chunk.
+        self.acked: dict[tuple[str, int], str] = {}
+        # Running whole-file digests, valid while chunks arrive in order (the usual case);
+        # a file whose chunks came out of order (after a restart) is re-read at commit.
+        self._running: dict[str, tuple[int, Any]] = {f.name: (0, hashlib.sha256()) for f in files}
+
+    @property
+    def bag_dir(self) -> Path:
+        """Directory holding the bag's files as they are assembled."""
+        return self.root / "bag"
+
+    @classmethod
+    def open(cls, root: Path, chunk_size_bytes: int, files: tuple[FilePlan, ...]) -> PartialUpload:
+        """Resume the upload in ``root`` if its plan matches, else start it afresh."""
+        plan = {
+            "schema": _INDEX_SCHEMA,
+            "chunk_size_bytes": chunk_size_bytes,
+            "files": [asdict(f) for f in files],
+        }
+        plan_path = root / "plan.json"
+        upload = cls(root, chunk_size_bytes, files)
+        try:
+            if json.loads(plan_path.read_text()) == plan:
+                upload._load_acks()
+                return upload
+        except (OSError, ValueError):
+            pass
+        # A different plan means the robot re-recorded or changed chunk size: old chunks are useless.
+        shutil.rmtree(root, ignore_errors=True)
+        upload.bag_dir.mkdir(parents=True)
+        for f in files:
+            with (upload.bag_dir / f.name).open("wb") as out:
+                out.truncate(f.size_bytes)
+        tmp = root / "plan.json.tmp"
+        tmp.write_text(json.dumps(plan))
+        os.replace(tmp, plan_path)
+        return upload
+
+    @classmethod
+    def load(cls, root: Path) -> PartialUpload | None:
+        """Reopen an upload from its saved plan, or None when there is none."""
+        try:
+            plan = json.loads((root / "plan.json").read_text())
+            files = tuple(FilePlan(name=f["name"], size_bytes=f["size_bytes"]) for f in plan["files"])
+            return cls.open(root, plan["chunk_size_bytes"], files)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _load_acks(self) -> None:
+        try:
+            lines = (self.root / "acks.jsonl").read_text().splitlines()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            try:
+                ack = json.loads(line)
+                self.acked[(ack["file"], int(ack["index"]))] = str(ack["sha256"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a crash: that chunk is simply sent again
+        for name, _ in self.acked:
+            self._running[name] = (-1, None)
+
+    def chunk_length(self, name: str, index: int) -> int:
+        """Expected length of chunk ``index`` of file ``name``; raises IntegrityError if out of plan."""
+        plan = self.files.get(name)
+        if plan is None:
+            raise IntegrityError(f"file {name!r} is not in the upload plan")
+        count = plan.chunk_count(self.chunk_size_bytes)
+        if not 0 <= index < count:
+            raise IntegrityError(f"chunk {index} of {name!r} out of range 0..{count - 1}")
+        return min(self.chunk_size_bytes, plan.size_bytes - index * self.chunk_size_bytes)
+
+    def write_chunk(self, name: str, index: int, data: bytes, sha256: str) -> None:
+        """Write a verified chunk at its offset and record its acknowledgement."""
+        with (self.bag_dir / name).open("r+b") as out:
+            os.pwrite(out.fileno(), data, index * self.chunk_size_bytes)
+        with (self.root / "acks.jsonl").open("a") as log:
+            log.write(json.dumps({"file": name, "index": index, "sha256": sha256}) + "\n")
+        self.acked[(name, index)] = sha256
+        next_index, hasher = self._running[name]
+        if index == next_index:
+            hasher.update(data)
+            self._running[name] = (next_index + 1, hasher)
+        elif next_index >= 0:
+            self._running[name] = (-1, None)
+
+    def acked_indices(self) -> dict[str, list[int]]:
+        """File name -> sorted indices of acknowledged chunks."""
+        out: dict[str, list[int]] = {name: [] for name in self.files}
+        for name, index in sorted(self.acked):
+            out[name].append(index)
+        return out
+
+    def missing(self) -> dict[str, list[int]]:
+        """File name -> indices not yet acknowledged (only files with gaps)."""
+        out = {}
+        for name, plan in self.files.items():
+            gaps = [i for i in range(plan.chunk_count(self.chunk_size_bytes)) if (name, i) not in self.acked]
+            if gaps:
+                out[name] = gaps
+        return out
+
+    def file_digest(self, name: str) -> str:
+        """sha256 of the assembled file, from the running digest when it covered every chunk."""
+        next_index, hasher = self._running[name]
+        if next_index == self.files[name].chunk_count(self.chunk_size_bytes):
+            return hasher.hexdigest()
+        total = hashlib.sha256()
+        with (self.bag_dir / name).open("rb") as stream:
+            for chunk in iter_chunks(stream, self.chunk_size_bytes):
+                total.update(chunk)
+        return total.hexdigest()
+
+    def drop_bad_chunks(self, name: str) -> list[int]:
+        """Re-check every chunk of ``name`` on disk; forget and return those that differ from their ack."""
+        bad = []
+        with (self.bag_dir / name).open("rb") as stream:
+            for index, chunk in enumerate(iter_chunks(stream, self.chunk_size_bytes)):
+                if self.acked.get((name, index)) != hashlib.sha256(chunk).hexdigest():
+                    self.acked.pop((name, index), None)
+                    bad.append(index)
+        self._running[name] = (-1, None)
+        lines = [json.dumps({"file": f, "index": i, "sha256": s}) for (f, i), s in self.acked.items()]
+        (self.root / "acks.jsonl").write_text("".join(line + "\n" for line in lines))
+        return bad
+
+
+class EpisodeIndex:
+    """The append-only JSON-lines index ``<store>/index.jsonl`` of stored episodes. Thread-safe."""
+
+    def __init__(self, store_dir: Path):
+        self.path = store_dir / "index.jsonl"
+        self._lock = threading.Lock()
+        self._stored: dict[tuple[str, str], dict[str, Any]] = {}
+        for entry in self._read():
+            self._stored[(entry["robot_id"], entry["episode_id"])] = entry
+
+    def _read(self) -> Iterator[dict[str, Any]]:
+        try:
+            lines = self.path.read_text().splitlines()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                if entry.get("schema") == _INDEX_SCHEMA:
+                    yield entry
+            except ValueError:
+                continue  # a torn last line after a crash; the episode is re-indexed on its next commit
+
+    def get(self, robot_id: str, episode_id: str) -> dict[str, Any] | None:
+        """The index entry of an episode, or None when it is not stored."""
+        with self._lock:
+            return self._stored.get((robot_id, episode_id))
+
+    def append(self, episode: StoredEpisode, store_dir: Path) -> dict[str, Any]:
+        """Record a newly stored episode durably (flush + fsync) and return its entry."""
+        meta = episode.meta
+        entry = {
+            "schema": _INDEX_SCHEMA,
+            "robot_id": meta.robot_id,
+            "episode_id": meta.episode_id,
+            "task": meta.task,
+            "outcome": meta.outcome.value,
+            "policy_versions": list(meta.policy_versions),
+            "start_ns": meta.start_ns,
+            "end_ns": meta.end_ns,
+            "intervention_count": meta.intervention_count,
+            "intervention_s": meta.intervention_s,
+            "path": str(episode.path.relative_to(store_dir)),
+            "size_bytes": episode.size_bytes,
+            "sha256": episode.sha256,
+        }
+        with self._lock:
+            with self.path.open("a") as out:
+                out.write(json.dumps(entry, sort_keys=True) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            self._stored[(meta.robot_id, meta.episode_id)] = entry
+        return entry
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._stored)

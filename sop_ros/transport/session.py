@@ -1,0 +1,222 @@
+"""Zenoh sessions, the fleet key space and the small wire helpers every exchange uses.
+
+Nothing here keeps state between calls; a ``zenoh.Session`` is thread-safe and
+may be shared by every uploader, server and fetcher of one process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zenoh
+
+from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.errors import ConfigError, IntegrityError, TransportError
+
+__all__ = [
+    "WIRE_SCHEMA",
+    "RateLimiter",
+    "RemoteError",
+    "RetryPolicy",
+    "decode_header",
+    "encode_header",
+    "fleet_key",
+    "open_session",
+    "query_once",
+]
+
+# Version of every JSON header this package puts on the wire.
+WIRE_SCHEMA = 1
+
+_FORBIDDEN_KEY_CHARS = set("/*$?#@ ")
+
+
+def fleet_key(fleet: str, *parts: str) -> str:
+    """Return ``sop/<fleet>/<parts...>``, refusing parts that would change the key's meaning.
+
+    Raises:
+        ConfigError: ``fleet`` or a part is empty or holds ``/``, ``*``, ``$``, ``?``, ``#``, ``@``
+            or a space (a robot id like ``robot/*`` would otherwise match other robots' keys).
+    """
+    for part in (fleet, *parts):
+        if not part or _FORBIDDEN_KEY_CHARS & set(part):
+            raise ConfigError(f"{part!r} cannot be a key segment (empty or holds one of '/*$?#@ ')")
+    return "/".join(("sop", fleet, *parts))
+
+
+def open_session(config: Path | str | Mapping[str, Any], overrides: Mapping[str, Any] | None = None):
+    """Open a Zenoh session from a json5 file or a dict, then apply ``overrides``.
+
+    Args:
+        config: Path of a json5 config file, or a mapping in the same layout.
+        overrides: ``{"connect/endpoints": ["tcp/127.0.0.1:7447"], ...}``; each key is a
+            ``/``-separated path into the config, each value any JSON value.
+
+    Returns:
+        An open ``zenoh.Session``; the caller closes it.
+
+    Raises:
+        ConfigError: the file is missing or a value is rejected by Zenoh.
+        TransportError: Zenoh could not open the session (e.g. no router reachable).
+    """
+    try:
+        if isinstance(config, Mapping):
+            conf = zenoh.Config.from_json5(json.dumps(dict(config)))
+        else:
+            path = Path(config)
+            if not path.is_file():
+                raise ConfigError(f"zenoh config {path} does not exist")
+            conf = zenoh.Config.from_file(str(path))
+        for key, value in (overrides or {}).items():
+            conf.insert_json5(key, json.dumps(value))
+    except zenoh.ZError as err:
+        raise ConfigError(f"invalid zenoh config: {err}") from None
+    try:
+        return zenoh.open(conf)
+    except zenoh.ZError as err:
+        raise TransportError(f"cannot open zenoh session: {err}") from None
+
+
+def encode_header(kind: str, **fields: Any) -> bytes:
+    """Return a versioned JSON header: ``{"schema": 1, "kind": kind, ...fields}``."""
+    return json.dumps({"schema": WIRE_SCHEMA, "kind": kind, **fields}, sort_keys=True).encode()
+
+
+def decode_header(data: bytes | None, kind: str | None = None) -> dict[str, Any]:
+    """Parse a header made by :func:`encode_header`, checking its schema and (optionally) kind.
+
+    Raises:
+        IntegrityError: the bytes are not a JSON object of this schema and kind.
+    """
+    if not data:
+        raise IntegrityError(f"expected a {kind or 'JSON'} header, got nothing")
+    try:
+        header = json.loads(data)
+    except ValueError as err:
+        raise IntegrityError(f"header is not JSON: {err}") from None
+    if not isinstance(header, dict) or header.get("schema") != WIRE_SCHEMA:
+        schema = header.get("schema") if isinstance(header, dict) else None
+        raise IntegrityError(f"header schema {schema!r}, expected {WIRE_SCHEMA}")
+    if kind is not None and header.get("kind") != kind:
+        raise IntegrityError(f"header kind {header.get('kind')!r}, expected {kind!r}")
+    return header
+
+
+class RemoteError(TransportError):
+    """The other side answered with an error header (``reason``; ``retry`` says if resending may help)."""
+
+    def __init__(self, reason: str, header: Mapping[str, Any]):
+        super().__init__(reason)
+        self.reason = reason
+        self.header = dict(header)
+
+    @property
+    def retry(self) -> bool:
+        """True when the same request may succeed later (busy server, missing upload plan)."""
+        return bool(self.header.get("retry", False))
+
+
+def query_once(
+    session: Any,
+    key: str,
+    *,
+    timeout_s: float,
+    payload: bytes | None = None,
+    attachment: bytes | None = None,
+) -> tuple[bytes, bytes | None]:
+    """Send one query and return (payload, attachment) of its single reply.
+
+    Large payloads are sent reliably with congestion control BLOCK (DROP would
+    lose them without a word).
+
+    Raises:
+        TransportError: no reply within ``timeout_s`` (nobody serves ``key`` or it is down).
+        RemoteError: the queryable answered with an error header.
+    """
+    replies = session.get(
+        key,
+        payload=payload,
+        attachment=attachment,
+        timeout=timeout_s,
+        congestion_control=zenoh.CongestionControl.BLOCK,
+        target=zenoh.QueryTarget.BEST_MATCHING,
+    )
+    return wait_reply(replies, key)
+
+
+def wait_reply(replies: Any, key: str) -> tuple[bytes, bytes | None]:
+    """Block until the first reply of a ``session.get`` handler; see :func:`query_once`."""
+    for reply in replies:
+        if reply.ok is not None:
+            sample = reply.ok
+            attachment = sample.attachment.to_bytes() if sample.attachment is not None else None
+            return sample.payload.to_bytes(), attachment
+        err_bytes = reply.err.payload.to_bytes()
+        try:
+            header = json.loads(err_bytes)
+            reason = str(header.get("reason", "unspecified error"))
+        except ValueError:
+            header, reason = {}, err_bytes.decode(errors="replace")
+        raise RemoteError(f"{key}: {reason}", header)
+    raise TransportError(f"no reply on {key} (nobody serves it or it timed out)")
+
+
+def reply_error(query: Any, reason: str, *, retry: bool, **fields: Any) -> None:
+    """Answer ``query`` with an error header the caller can act on."""
+    query.reply_err(encode_header("error", reason=reason, retry=retry, **fields))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """Timeouts and retry budget of one logical network operation."""
+
+    # Time one query may wait for its reply (s).
+    timeout_s: float = setting(10.0, "time one query waits for its reply", unit="s", low=0.05, high=600.0)
+    # Attempts before giving up (the first try counts).
+    max_attempts: int = setting(5, "attempts before the operation fails", low=1, high=1000)
+    # First back-off delay (s); doubles after each failure.
+    backoff_s: float = setting(
+        0.5, "first back-off delay, doubling per failure", unit="s", low=0.0, high=60.0
+    )
+    # Longest back-off delay (s).
+    max_backoff_s: float = setting(30.0, "longest back-off delay", unit="s", low=0.0, high=3600.0)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+    def delay_s(self, failures: int) -> float:
+        """Back-off before the next attempt after ``failures`` consecutive failures."""
+        return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, failures - 1))
+
+
+class RateLimiter:
+    """Token bucket capping a byte stream at ``rate_bytes_per_s`` (0 = no cap).
+
+    Owned by one thread (the uploader's); not thread-safe.
+    """
+
+    def __init__(self, rate_bytes_per_s: float, *, burst_bytes: int = 1 << 20, clock=time.monotonic):
+        if rate_bytes_per_s < 0:
+            raise ConfigError(f"rate must be >= 0 bytes/s, got {rate_bytes_per_s}")
+        self._rate = float(rate_bytes_per_s)
+        self._burst = float(burst_bytes)
+        self._clock = clock
+        self._tokens = self._burst
+        self._last = clock()
+
+    def acquire(self, size_bytes: int) -> None:
+        """Sleep until ``size_bytes`` may be sent without exceeding the cap."""
+        if self._rate <= 0:
+            return
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        self._tokens -= size_bytes
+        if self._tokens < 0:
+            # Going into debt and sleeping it off keeps the long-run rate exact for chunks > burst.
+            time.sleep(-self._tokens / self._rate)

@@ -1,0 +1,50 @@
+"""The robot's spool: bags queue while the learner is away and leave only after their commit."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from transport_helpers import validate_bag, write_bag
+
+from sop_ros.transport.ingest import IngestConfig, IngestServer
+from sop_ros.transport.session import RetryPolicy
+from sop_ros.transport.spool import SpoolConfig, SpoolUploader
+from sop_ros.transport.upload import BagUploader, UploadConfig
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_bags_queue_while_learner_is_away_then_upload_oldest_first(fleet, tmp_path):
+    spool = tmp_path / "spool"
+    (spool / "ready").mkdir(parents=True)
+    bags = []
+    for i in range(3):
+        path, meta = write_bag(spool / "ready", "r1", messages=3, seed=i)
+        os.utime(path, ns=(i * 10**9, i * 10**9))
+        bags.append(meta.episode_id)
+    broken, _ = write_bag(spool / "ready", "r1", messages=3)
+    os.utime(broken, ns=(10**10, 10**10))
+    mcap = next(broken.glob("*.mcap"))
+    mcap.write_bytes(mcap.read_bytes()[:100])
+
+    retry = RetryPolicy(timeout_s=0.3, max_attempts=2, backoff_s=0.01, max_backoff_s=0.01)
+    uploader = BagUploader(fleet.client(), UploadConfig(fleet="t", robot_id="r1", retry=retry))
+    committed = []
+    runner = SpoolUploader(uploader, spool, config=SpoolConfig(keep_uploaded=2), on_uploaded=committed.append)
+
+    assert runner.run_once() == []  # no learner yet: nothing moves
+    assert sorted(p.name for p in runner.pending()) == sorted([*bags, broken.name])
+
+    store = tmp_path / "store"
+    server = IngestServer(fleet.client(), store, validate_bag=validate_bag, config=IngestConfig(fleet="t"))
+    results = runner.run_once()
+    assert [r.episode_id for r in results] == bags
+    assert [r.episode_id for r in committed] == bags
+    assert runner.pending() == []
+    # Retention keeps the two newest uploaded bags; the refused one waits in rejected/ with its reason.
+    assert len(list((spool / "uploaded").iterdir())) == 2
+    assert (spool / "rejected" / broken.name).is_dir()
+    assert (spool / "rejected" / f"{broken.name}.reason.txt").read_text().strip()
+    assert all((store / "pick" / "r1" / e).is_dir() for e in bags)
+    server.close()
