@@ -15,6 +15,7 @@ MARKER = Path("share/ament_index/resource_index/packages/rosidl_default_generato
 
 
 def main() -> int:
+    """Print the prefix and return 0, or explain on stderr and return 1."""
     candidates = [Path(sys.prefix)]
     for entry in sys.path:
         path = Path(entry)
