@@ -1,0 +1,29 @@
+"""Episode bags on disk: recording, crash recovery, and reading back as training steps.
+
+May import rosbags, mcap, opencv and numpy; never rclpy or zenoh.
+"""
+
+from __future__ import annotations
+
+from sop_ros.storage.decode import DecodePool
+from sop_ros.storage.episodes import Episode, decode_jpeg, episode_meta, load_episode, validate_bag
+from sop_ros.storage.errors import BagError, SpoolFullError
+from sop_ros.storage.recorder import EpisodeRecorder
+from sop_ros.storage.recovery import RecoveryAction, RecoveryReport, recover_spool
+from sop_ros.storage.spool import Spool
+
+__all__ = [
+    "BagError",
+    "DecodePool",
+    "Episode",
+    "EpisodeRecorder",
+    "RecoveryAction",
+    "RecoveryReport",
+    "Spool",
+    "SpoolFullError",
+    "decode_jpeg",
+    "episode_meta",
+    "load_episode",
+    "recover_spool",
+    "validate_bag",
+]

@@ -1,0 +1,111 @@
+"""How sop_ros writes and opens rosbag2 bags: one place for the on-disk format choices.
+
+Format: rosbag2 metadata version 9 (what ``ros2 bag`` writes since Jazzy and
+still writes in Kilted), MCAP storage, zstd-compressed MCAP chunks. Chunk
+compression lives inside the MCAP file, so ``metadata.yaml`` declares no
+rosbag2 compression and every MCAP reader (``ros2 bag``, the ``mcap``
+package, Foxglove) reads the file directly; rosbag2 "file" compression would
+wrap the whole ``.mcap`` in zstd (no MCAP reader opens it) and "message"
+compression is deprecated upstream.
+
+The functions here hold no state; the caller owns the writer it gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rosbags.rosbag2 import Writer, WriterError
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
+from rosbags.rosbag2.storage_mcap import McapWriter
+from ruamel.yaml import YAML, YAMLError
+
+from sop_ros.storage.errors import BagError
+from sop_ros.storage.spool import fsync_tree
+
+__all__ = ["BAG_VERSION", "close_writer", "flush_writer", "mcap_files", "open_writer", "read_metadata"]
+
+# rosbag2 metadata version; 9 stores QoS profiles as a YAML list (Jazzy and newer).
+BAG_VERSION = 9
+
+
+def open_writer(path: Path, *, bag_name: str) -> Writer:
+    """Create the bag directory ``path`` and return an open writer for it.
+
+    Args:
+        path: The bag directory to create.
+        bag_name: Names the MCAP file ``<bag_name>_0.mcap`` as ``ros2 bag`` would,
+            so the file keeps its name when the directory is renamed.
+
+    Raises:
+        BagError: ``path`` exists or cannot be created.
+    """
+    writer = Writer(path, version=BAG_VERSION, storage_plugin=StoragePlugin.MCAP)
+    # STORAGE mode = compression done by the storage plugin: zstd MCAP chunks.
+    writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    try:
+        writer.open()
+        storage = writer.storage
+        if isinstance(storage, McapWriter):
+            # The open file handle survives the rename; close() lists storage.path in metadata.yaml.
+            storage.path = storage.path.rename(path / f"{bag_name}_0.mcap")
+    except (WriterError, OSError) as err:
+        raise BagError(f"cannot create bag {path}: {err}") from None
+    return writer
+
+
+def flush_writer(writer: Writer) -> None:
+    """Push every message written so far into the MCAP file and the OS page cache.
+
+    The MCAP writer buffers up to 1 MiB of messages in its open chunk; a
+    killed process loses that buffer. Closing the chunk early bounds the loss
+    to what arrived since the last flush. Data reaches the disk itself only
+    when the OS writes it back (or :func:`close_writer` syncs it).
+    """
+    storage = writer.storage
+    if not isinstance(storage, McapWriter):
+        return
+    if storage.chunk.msgs:
+        storage.close_chunk()
+    storage.bio.flush()
+
+
+def close_writer(writer: Writer, custom_data: Mapping[str, str]) -> None:
+    """Store ``custom_data``, close the bag and sync its files and directory to disk.
+
+    Raises:
+        BagError: the bag cannot be closed; its directory is left as it is.
+    """
+    try:
+        for key, value in custom_data.items():
+            writer.set_custom_data(key, value)
+        writer.close()
+        fsync_tree(writer.path)
+    except (WriterError, OSError) as err:
+        raise BagError(f"cannot close bag {writer.path}: {err}; its files are kept") from None
+
+
+def mcap_files(bag_dir: Path) -> list[Path]:
+    """Return the MCAP files in ``bag_dir``, in name order."""
+    return sorted(p for p in bag_dir.glob("*.mcap") if p.is_file())
+
+
+def read_metadata(bag_dir: Path) -> dict[str, Any]:
+    """Return the ``rosbag2_bagfile_information`` mapping of ``bag_dir/metadata.yaml``.
+
+    Raises:
+        BagError: the file is missing, is not YAML or lacks that mapping.
+    """
+    path = bag_dir / "metadata.yaml"
+    try:
+        data = YAML(typ="safe").load(path.read_text())
+    except FileNotFoundError:
+        raise BagError(f"{bag_dir} is not a bag: it has no metadata.yaml") from None
+    except (OSError, YAMLError) as err:
+        raise BagError(f"cannot read {path}: {err}") from None
+    info = data.get("rosbag2_bagfile_information") if isinstance(data, dict) else None
+    if not isinstance(info, dict):
+        raise BagError(f"{path} lacks 'rosbag2_bagfile_information'")
+    return info

@@ -1,0 +1,356 @@
+"""Turn an episode bag into aligned control steps for training, and check bags on ingest.
+
+One step per ``command`` message (the action the robot executed). For step t:
+
+- observation: the newest frame of every camera and the newest
+  ``joint_states`` position logged at or before the command (bag log time, i.e.
+  what the robot had received when it acted); leading commands that come
+  before the first frame of some camera or the first joint state are dropped;
+- executed action chunk: commands t .. t+H-1, the last one repeated past the end;
+- ``is_human``: the command falls inside an intervention segment ``[start, end)``.
+
+All times are bag log times (the recorder's receive stamps). Images stay JPEG
+``bytes`` and are decoded on demand, so an :class:`Episode` costs about the
+size of its compressed frames. Episodes are immutable after loading; any
+thread may read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rosbags.highlevel import AnyReader
+from rosbags.interfaces import Connection
+
+from sop_ros.core import topics
+from sop_ros.core.errors import ConfigError
+from sop_ros.core.types import EpisodeMeta, InterventionSegment, Outcome
+from sop_ros.storage.bagio import read_metadata
+from sop_ros.storage.errors import BagError
+from sop_ros.storage.typestore import COMPRESSED_IMAGE, INTERVENTION, JOINT_STATE
+
+__all__ = [
+    "Episode",
+    "decode_jpeg",
+    "episode_meta",
+    "intervention_segments",
+    "load_episode",
+    "validate_bag",
+]
+
+# Largest disagreement (s) tolerated between the intervention segments in a
+# bag's metadata and the ones its Intervention messages describe.
+SEGMENT_TOLERANCE_S = 1.0
+
+
+def intervention_segments(
+    events: Iterable[tuple[int, bool]], *, end_ns: int
+) -> tuple[InterventionSegment, ...]:
+    """Return the spans of human control described by ``(stamp_ns, active)`` events.
+
+    ``active=True`` opens a segment (or continues the open one); ``active=False``
+    closes it at that stamp. A segment still open at the end closes at ``end_ns``.
+    """
+    segments = []
+    start: int | None = None
+    for stamp, active in sorted(events, key=lambda e: e[0]):
+        if active and start is None:
+            start = stamp
+        elif not active and start is not None:
+            segments.append(InterventionSegment(start_ns=start, end_ns=stamp))
+            start = None
+    if start is not None:
+        segments.append(InterventionSegment(start_ns=start, end_ns=max(end_ns, start)))
+    return tuple(segments)
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """Decode compressed image bytes into an RGB uint8 array (H, W, 3).
+
+    Raises:
+        BagError: the bytes are not a decodable image.
+    """
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+    if rgb is None:
+        raise BagError(f"{len(data)} bytes of compressed image do not decode")
+    return rgb
+
+
+@dataclass(frozen=True, eq=False)
+class Episode:
+    """One episode as aligned control steps; arrays have one row per step."""
+
+    path: Path
+    meta: EpisodeMeta
+    # Names of the action dimensions (the command's joint names).
+    action_names: tuple[str, ...]
+    # Names of the state dimensions (the joint_states names).
+    state_names: tuple[str, ...]
+    # Log time of each step's command (ns since the epoch), int64 (T,).
+    stamps_ns: np.ndarray
+    # Measured joint positions seen at each step, float32 (T, S).
+    states: np.ndarray
+    # Executed command of each step, float32 (T, A).
+    actions: np.ndarray
+    # True where the human held control, bool (T,).
+    is_human: np.ndarray
+    # Camera name -> JPEG bytes of the frame each step saw (frames shared between steps).
+    frames: Mapping[str, Sequence[bytes]]
+    # Length of executed action chunks (steps).
+    horizon: int
+    # Intervention segments the flags came from.
+    interventions: tuple[InterventionSegment, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return int(self.stamps_ns.shape[0])
+
+    @property
+    def instruction(self) -> str:
+        """The task instruction given to the policy."""
+        return self.meta.instruction
+
+    @property
+    def outcome(self) -> Outcome:
+        """How the episode ended."""
+        return self.meta.outcome
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        """Camera names, in load order."""
+        return tuple(self.frames)
+
+    def chunk_indices(self, step: int) -> np.ndarray:
+        """Return the command rows of the chunk starting at ``step`` (last row repeated)."""
+        self._check_step(step)
+        return np.minimum(np.arange(step, step + self.horizon), len(self) - 1)
+
+    def action_chunk(self, step: int) -> np.ndarray:
+        """Return the executed actions of steps ``step .. step+H-1``, float32 (H, A)."""
+        return self.actions[self.chunk_indices(step)]
+
+    def chunk_valid(self, step: int) -> np.ndarray:
+        """Return which rows of :meth:`action_chunk` are real (False where padded), bool (H,)."""
+        self._check_step(step)
+        return np.arange(step, step + self.horizon) < len(self)
+
+    def image(self, camera: str, step: int) -> np.ndarray:
+        """Decode the frame ``camera`` showed at ``step``: RGB uint8 (H, W, 3)."""
+        self._check_step(step)
+        try:
+            data = self.frames[camera][step]
+        except KeyError:
+            raise BagError(f"{self.path}: no camera {camera!r}; it has {list(self.frames)}") from None
+        return decode_jpeg(data)
+
+    def _check_step(self, step: int) -> None:
+        if not 0 <= step < len(self):
+            raise IndexError(f"step {step} outside episode {self.meta.episode_id} of {len(self)} steps")
+
+
+def episode_meta(bag_dir: Path) -> EpisodeMeta:
+    """Return the episode metadata stored in the bag's ``custom_data``.
+
+    Raises:
+        BagError: no ``metadata.yaml``, or its ``custom_data`` lacks or garbles episode keys.
+    """
+    info = read_metadata(bag_dir)
+    custom = info.get("custom_data") or {}
+    if not isinstance(custom, dict):
+        raise BagError(f"{bag_dir}: custom_data is not a mapping")
+    try:
+        return EpisodeMeta.from_custom_data({str(k): str(v) for k, v in custom.items()})
+    except ConfigError as err:
+        raise BagError(f"{bag_dir}: {err}") from None
+
+
+def validate_bag(bag_dir: Path | str, *, read_messages: bool = True) -> EpisodeMeta:
+    """Check that ``bag_dir`` is a readable sop_ros episode bag; returns its metadata.
+
+    Args:
+        bag_dir: The bag directory.
+        read_messages: Also read every message and compare the per-topic counts
+            with ``metadata.yaml`` (catches truncated or corrupt MCAP files).
+
+    Raises:
+        BagError: with the path and what is wrong.
+    """
+    bag_dir = Path(bag_dir)
+    meta = episode_meta(bag_dir)
+    info = read_metadata(bag_dir)
+    if info.get("storage_identifier") != "mcap":
+        raise BagError(f"{bag_dir}: storage {info.get('storage_identifier')!r} is not mcap")
+    try:
+        with AnyReader([bag_dir]) as reader:
+            if read_messages:
+                counts: dict[int, int] = {c.id: 0 for c in reader.connections}
+                for connection, _stamp, _data in reader.messages():
+                    counts[connection.id] += 1
+                for connection in reader.connections:
+                    if counts[connection.id] != connection.msgcount:
+                        raise BagError(
+                            f"{bag_dir}: topic {connection.topic} holds {counts[connection.id]} "
+                            f"messages, metadata.yaml says {connection.msgcount}"
+                        )
+    except BagError:
+        raise
+    except Exception as err:  # rosbags and mcap raise many types on broken files
+        raise BagError(f"{bag_dir}: cannot read bag: {type(err).__name__}: {err}") from None
+    return meta
+
+
+def load_episode(bag_dir: Path | str, *, cameras: Sequence[str], horizon: int) -> Episode:
+    """Decode a bag into aligned control steps (see the module docstring).
+
+    Args:
+        bag_dir: The bag directory.
+        cameras: Camera names (``camera/<name>/image_raw/compressed`` topics) to load.
+        horizon: Length H of executed action chunks.
+
+    Raises:
+        BagError: the bag is unreadable, lacks a needed topic or has inconsistent metadata.
+    """
+    bag_dir = Path(bag_dir)
+    if horizon < 1:
+        raise BagError(f"horizon must be >= 1, got {horizon}")
+    meta = episode_meta(bag_dir)
+    try:
+        return _load(bag_dir, meta, tuple(cameras), horizon)
+    except BagError:
+        raise
+    except Exception as err:  # rosbags and mcap raise many types on broken files
+        raise BagError(f"{bag_dir}: cannot read bag: {type(err).__name__}: {err}") from None
+
+
+def _load(bag_dir: Path, meta: EpisodeMeta, cameras: tuple[str, ...], horizon: int) -> Episode:
+    with AnyReader([bag_dir]) as reader:
+        conns = reader.connections
+        command = _find(bag_dir, conns, topics.COMMAND, JOINT_STATE)
+        joints = _find(bag_dir, conns, topics.JOINT_STATES, JOINT_STATE)
+        images = {cam: _find(bag_dir, conns, topics.camera_topic(cam), COMPRESSED_IMAGE) for cam in cameras}
+        intervention = _find(bag_dir, conns, topics.INTERVENTION, INTERVENTION, required=False)
+        wanted = [command, joints, *images.values()] + ([intervention] if intervention else [])
+        camera_of = {conn.id: cam for cam, conn in images.items()}
+
+        cmd_stamps, cmd_values, state_stamps, state_values = [], [], [], []
+        frame_stamps: dict[str, list[int]] = {cam: [] for cam in cameras}
+        frame_data: dict[str, list[bytes]] = {cam: [] for cam in cameras}
+        events: list[tuple[int, bool]] = []
+        action_names: tuple[str, ...] = ()
+        state_names: tuple[str, ...] = ()
+        last_stamp = 0
+        for conn, stamp, raw in reader.messages(connections=wanted):
+            last_stamp = max(last_stamp, stamp)
+            msg = reader.deserialize(raw, conn.msgtype)
+            if conn.id == command.id:
+                action_names = action_names or tuple(msg.name)
+                cmd_stamps.append(stamp)
+                cmd_values.append(np.asarray(msg.position, np.float32))
+            elif conn.id == joints.id:
+                state_names = state_names or tuple(msg.name)
+                state_stamps.append(stamp)
+                state_values.append(np.asarray(msg.position, np.float32))
+            elif conn.id in camera_of:
+                frame_stamps[camera_of[conn.id]].append(stamp)
+                frame_data[camera_of[conn.id]].append(msg.data.tobytes())
+            else:
+                events.append((stamp, bool(msg.active)))
+
+    cmd_ns, actions = _sorted(bag_dir, "command", cmd_stamps, cmd_values)
+    state_ns, states = _sorted(bag_dir, "joint_states", state_stamps, state_values)
+    # Newest input at or before each command: searchsorted(side="right") - 1.
+    state_idx = np.searchsorted(state_ns, cmd_ns, side="right") - 1
+    frame_idx = {}
+    for cam in cameras:
+        order = np.argsort(np.asarray(frame_stamps[cam], np.int64), kind="stable")
+        stamps = np.asarray(frame_stamps[cam], np.int64)[order]
+        frame_data[cam] = [frame_data[cam][i] for i in order]
+        frame_idx[cam] = np.searchsorted(stamps, cmd_ns, side="right") - 1
+    usable = state_idx >= 0
+    for cam in cameras:
+        usable &= frame_idx[cam] >= 0
+    if not usable.any():
+        raise BagError(f"{bag_dir}: no command comes after a joint state and a frame of every camera")
+    first = int(np.argmax(usable))
+
+    segments = intervention_segments(events, end_ns=meta.end_ns or last_stamp + 1)
+    segments = _cross_check(bag_dir, meta, segments, have_messages=intervention is not None)
+    steps = cmd_ns[first:]
+    is_human = np.zeros(steps.shape, bool)
+    for seg in segments:
+        is_human |= (steps >= seg.start_ns) & (steps < seg.end_ns)
+    return Episode(
+        path=bag_dir,
+        meta=meta,
+        action_names=action_names,
+        state_names=state_names,
+        stamps_ns=_frozen(steps),
+        states=_frozen(states[state_idx[first:]]),
+        actions=_frozen(actions[first:]),
+        is_human=_frozen(is_human),
+        frames={cam: tuple(frame_data[cam][i] for i in frame_idx[cam][first:]) for cam in cameras},
+        horizon=horizon,
+        interventions=segments,
+    )
+
+
+def _find(
+    bag_dir: Path, conns: list[Connection], name: str, msgtype: str, *, required: bool = True
+) -> Connection | None:
+    # Bags hold absolute names (/<robot namespace>/command); the topic table holds relative ones.
+    found = [c for c in conns if c.topic == name or c.topic.endswith("/" + name.lstrip("/"))]
+    if not found:
+        if required:
+            raise BagError(f"{bag_dir}: no {name!r} topic; the bag has {sorted(c.topic for c in conns)}")
+        return None
+    if len({c.topic for c in found}) > 1:
+        raise BagError(f"{bag_dir}: {name!r} is ambiguous: {sorted({c.topic for c in found})}")
+    if found[0].msgtype != msgtype:
+        raise BagError(f"{bag_dir}: topic {found[0].topic} carries {found[0].msgtype}, expected {msgtype}")
+    return found[0]
+
+
+def _sorted(
+    bag_dir: Path, what: str, stamps: list[int], rows: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stack ``rows`` in stamp order (the recorder may log slightly out of order)."""
+    if not rows:
+        raise BagError(f"{bag_dir}: no {what} messages")
+    widths = {row.shape[0] for row in rows}
+    if len(widths) != 1:
+        raise BagError(f"{bag_dir}: {what} messages change length: {sorted(widths)}")
+    order = np.argsort(np.asarray(stamps, np.int64), kind="stable")
+    return np.asarray(stamps, np.int64)[order], np.stack(rows)[order]
+
+
+def _cross_check(
+    bag_dir: Path, meta: EpisodeMeta, found: tuple[InterventionSegment, ...], *, have_messages: bool
+) -> tuple[InterventionSegment, ...]:
+    """Reconcile segments from messages with the ones in the metadata."""
+    if not have_messages:
+        return meta.interventions  # topic not recorded: the metadata is all we have
+    if not meta.interventions:
+        return found  # metadata without a summary; the messages are the record
+    tolerance_ns = int(SEGMENT_TOLERANCE_S * 1e9)
+    agree = len(found) == len(meta.interventions) and all(
+        abs(a.start_ns - b.start_ns) <= tolerance_ns and abs(a.end_ns - b.end_ns) <= tolerance_ns
+        for a, b in zip(found, meta.interventions, strict=True)
+    )
+    if not agree:
+        raise BagError(
+            f"{bag_dir}: metadata lists {len(meta.interventions)} intervention segment(s) "
+            f"{_fmt(meta.interventions)} but the Intervention messages give {len(found)} {_fmt(found)}"
+        )
+    return found
+
+
+def _fmt(segments: tuple[InterventionSegment, ...]) -> str:
+    return "[" + ", ".join(f"{s.start_ns}-{s.end_ns}" for s in segments) + "]"
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
