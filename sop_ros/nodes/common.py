@@ -1,0 +1,130 @@
+"""What every sop_ros node shares: QoS profiles, diagnostics and ``main``.
+
+Diagnostics follow the ROS convention: one ``DiagnosticStatus`` per node on
+``/diagnostics`` about once a second, with the node's rates and latencies as
+key/value pairs, so ``rqt_robot_monitor`` and aggregators show them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+from sop_ros.core import topics
+
+__all__ = [
+    "COMMAND_QOS",
+    "LATCHED_QOS",
+    "SENSOR_QOS",
+    "Diagnostics",
+    "RateMeter",
+    "run_node",
+]
+
+# Cameras, joint states and the joystick: newest sample wins, losses tolerated.
+SENSOR_QOS = qos_profile_sensor_data
+# Chunks, commands, interventions and episode events: every message matters.
+COMMAND_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=20,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+# Status and instructions: a late subscriber gets the last value.
+LATCHED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
+
+class RateMeter:
+    """Events per second and mean duration over a sliding time window."""
+
+    def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window_s = window_s
+        self._clock = clock
+        self._events: deque[tuple[float, float]] = deque()
+
+    def record(self, duration_s: float = 0.0) -> None:
+        """Count one event that took ``duration_s``."""
+        self._events.append((self._clock(), duration_s))
+        self._trim()
+
+    def rate_hz(self) -> float:
+        """Events per second over the window."""
+        self._trim()
+        return len(self._events) / self._window_s
+
+    def mean_ms(self) -> float:
+        """Mean duration of the events in the window (ms)."""
+        self._trim()
+        if not self._events:
+            return 0.0
+        return 1000.0 * sum(d for _, d in self._events) / len(self._events)
+
+    def _trim(self) -> None:
+        cutoff = self._clock() - self._window_s
+        while self._events and self._events[0][0] < cutoff:
+            self._events.popleft()
+
+
+class Diagnostics:
+    """Publish a node's health on ``/diagnostics`` once per period."""
+
+    def __init__(
+        self,
+        node: Node,
+        report: Callable[[], tuple[int, str, Sequence[tuple[str, str]]]],
+        period_s: float = 1.0,
+    ) -> None:
+        """Call ``report() -> (level, message, [(key, value), ...])`` every ``period_s``."""
+        self._node = node
+        self._report = report
+        self._publisher = node.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
+        self._timer = node.create_timer(period_s, self.publish)
+
+    def publish(self) -> None:
+        """Publish one status now."""
+        level, message, values = self._report()
+        status = DiagnosticStatus(
+            level=bytes([level]),
+            name=f"{self._node.get_namespace().rstrip('/')}/{self._node.get_name()}",
+            message=message,
+            hardware_id=self._node.get_namespace().strip("/") or self._node.get_name(),
+            values=[KeyValue(key=k, value=v) for k, v in values],
+        )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self._node.get_clock().now().to_msg()
+        self._publisher.publish(array)
+
+
+def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> None:
+    """Init rclpy, spin the node made by ``make_node`` until Ctrl-C or shutdown, then clean up."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        executor = rclpy.executors.MultiThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,155 @@
+"""Pure conversions between ROS messages and sop_ros core types.
+
+No node state, no side effects: every function here is tested on hand-built
+messages without spinning anything.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from sop_msgs.msg import ActionChunk as ActionChunkMsg
+from sop_msgs.msg import EpisodeEvent as EpisodeEventMsg
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from sop_ros.core.errors import ConfigError
+from sop_ros.core.types import ActionChunk, EpisodeEventKind, Outcome
+
+__all__ = [
+    "chunk_from_msg",
+    "chunk_to_msg",
+    "chunk_to_trajectory",
+    "event_kind_from_msg",
+    "event_kind_to_msg",
+    "image_from_msg",
+    "joint_positions",
+    "ns_to_stamp",
+    "outcome_from_msg",
+    "outcome_to_msg",
+    "stamp_to_ns",
+]
+
+_KINDS = {
+    EpisodeEventKind.START: EpisodeEventMsg.START,
+    EpisodeEventKind.END: EpisodeEventMsg.END,
+    EpisodeEventKind.ABORT: EpisodeEventMsg.ABORT,
+}
+_OUTCOMES = {
+    Outcome.UNKNOWN: EpisodeEventMsg.OUTCOME_UNKNOWN,
+    Outcome.SUCCESS: EpisodeEventMsg.OUTCOME_SUCCESS,
+    Outcome.FAILURE: EpisodeEventMsg.OUTCOME_FAILURE,
+}
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """Convert ROS time to ns since the epoch."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def ns_to_stamp(stamp_ns: int) -> Time:
+    """Convert ns since the epoch to ROS time."""
+    return Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+
+
+def chunk_to_msg(chunk: ActionChunk) -> ActionChunkMsg:
+    """Core chunk -> ``sop_msgs/ActionChunk``."""
+    msg = ActionChunkMsg(
+        policy_version=chunk.policy_version,
+        action_names=list(chunk.action_names),
+        horizon=chunk.horizon,
+        action_dim=chunk.action_dim,
+        actions=chunk.actions.ravel().tolist(),
+        control_period=chunk.control_period_s,
+        infer_ms=float(chunk.infer_ms),
+    )
+    msg.header.stamp = ns_to_stamp(chunk.stamp_ns)
+    return msg
+
+
+def chunk_from_msg(msg: ActionChunkMsg) -> ActionChunk:
+    """``sop_msgs/ActionChunk`` -> core chunk; raises ConfigError if the sizes disagree."""
+    actions = np.asarray(msg.actions, dtype=np.float32)
+    if actions.size != msg.horizon * msg.action_dim:
+        raise ConfigError(
+            f"ActionChunk carries {actions.size} values, not horizon {msg.horizon} × dim {msg.action_dim}"
+        )
+    return ActionChunk(
+        actions=actions.reshape(msg.horizon, msg.action_dim),
+        action_names=tuple(msg.action_names),
+        control_period_s=msg.control_period,
+        policy_version=msg.policy_version,
+        stamp_ns=stamp_to_ns(msg.header.stamp),
+        infer_ms=msg.infer_ms,
+    )
+
+
+def chunk_to_trajectory(chunk: ActionChunk) -> JointTrajectory:
+    """A joint-space chunk as a ``JointTrajectory`` for a stock joint_trajectory_controller."""
+    traj = JointTrajectory(joint_names=list(chunk.action_names))
+    traj.header.stamp = ns_to_stamp(chunk.stamp_ns)
+    period_ns = round(chunk.control_period_s * 1e9)
+    for step, row in enumerate(chunk.actions):
+        offset_ns = (step + 1) * period_ns
+        traj.points.append(
+            JointTrajectoryPoint(
+                positions=row.astype(float).tolist(),
+                time_from_start=Duration(sec=offset_ns // 1_000_000_000, nanosec=offset_ns % 1_000_000_000),
+            )
+        )
+    return traj
+
+
+def joint_positions(msg: JointState, names: tuple[str, ...]) -> np.ndarray:
+    """Positions of ``names`` in that order; raises ConfigError naming the missing joints."""
+    index = {name: i for i, name in enumerate(msg.name)}
+    missing = [name for name in names if name not in index]
+    if missing:
+        raise ConfigError(f"joint_states lacks {', '.join(missing)}")
+    if len(msg.position) != len(msg.name):
+        raise ConfigError(f"joint_states has {len(msg.name)} names but {len(msg.position)} positions")
+    return np.asarray([msg.position[index[name]] for name in names], dtype=np.float32)
+
+
+def image_from_msg(msg: Image | CompressedImage) -> np.ndarray:
+    """``Image`` (rgb8/bgr8/mono8) or JPEG/PNG ``CompressedImage`` -> uint8 RGB (H, W, 3)."""
+    if isinstance(msg, CompressedImage):
+        decoded = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise ConfigError(f"cannot decode a {msg.format!r} CompressedImage of {len(msg.data)} bytes")
+        return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    data = np.frombuffer(bytes(msg.data), np.uint8)
+    if msg.encoding in ("rgb8", "bgr8"):
+        image = data.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
+        return image[..., ::-1].copy() if msg.encoding == "bgr8" else image.copy()
+    if msg.encoding == "mono8":
+        gray = data.reshape(msg.height, msg.step)[:, : msg.width]
+        return np.repeat(gray[..., None], 3, axis=2)
+    raise ConfigError(f"unsupported image encoding {msg.encoding!r}; use rgb8, bgr8, mono8 or a JPEG")
+
+
+def event_kind_to_msg(kind: EpisodeEventKind) -> int:
+    """Core event kind -> ``EpisodeEvent.kind``."""
+    return _KINDS[kind]
+
+
+def event_kind_from_msg(kind: int) -> EpisodeEventKind:
+    """``EpisodeEvent.kind`` -> core event kind."""
+    for core, value in _KINDS.items():
+        if value == kind:
+            return core
+    raise ConfigError(f"unknown EpisodeEvent kind {kind}")
+
+
+def outcome_to_msg(outcome: Outcome) -> int:
+    """Core outcome -> ``EpisodeEvent.outcome`` (aborted and incomplete map to UNKNOWN)."""
+    return _OUTCOMES.get(outcome, EpisodeEventMsg.OUTCOME_UNKNOWN)
+
+
+def outcome_from_msg(outcome: int) -> Outcome:
+    """``EpisodeEvent.outcome`` -> core outcome."""
+    for core, value in _OUTCOMES.items():
+        if value == outcome:
+            return core
+    raise ConfigError(f"unknown EpisodeEvent outcome {outcome}")

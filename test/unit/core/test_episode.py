@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+
+from sop_ros.core.episode import EpisodeClock, EpisodeConfig, Phase
+from sop_ros.core.errors import ConfigError
+from sop_ros.core.types import EpisodeEventKind, Outcome
+
+S = 1_000_000_000
+
+
+def config(**overrides) -> EpisodeConfig:
+    base = dict(
+        robot_id="g1",
+        tasks=("a", "b"),
+        instructions=("do a", "do b"),
+        time_budgets_s=(10.0, 20.0),
+    )
+    return EpisodeConfig(**{**base, **overrides})
+
+
+def test_cycle_start_end_and_ids() -> None:
+    clock = EpisodeClock(config())
+    first = clock.start(0, "v0001")
+    assert first.kind is EpisodeEventKind.START and first.task.name == "a" and clock.phase is Phase.RUNNING
+    end = clock.end(5 * S, Outcome.SUCCESS)
+    assert (end.kind, end.outcome, end.episode_id) == (
+        EpisodeEventKind.END,
+        Outcome.SUCCESS,
+        first.episode_id,
+    )
+    second = clock.start(6 * S, "v0002")
+    assert second.task.name == "b" and second.episode_id != first.episode_id
+    assert clock.abort(7 * S, "operator").kind is EpisodeEventKind.ABORT
+    assert clock.start(8 * S, "v0002").task.name == "a"
+
+
+def test_time_budget_ends_as_failure() -> None:
+    clock = EpisodeClock(config())
+    clock.start(0, "v0001")
+    assert clock.tick(9 * S) is None
+    event = clock.tick(10 * S)
+    assert event.outcome is Outcome.FAILURE and "time budget of 10 s" in event.reason
+    assert clock.tick(11 * S) is None and clock.phase is Phase.IDLE
+
+
+def test_refused_transitions_say_why() -> None:
+    clock = EpisodeClock(config())
+    with pytest.raises(ConfigError, match="no episode is running"):
+        clock.end(0, Outcome.SUCCESS)
+    clock.start(0, "v0001", task="b")
+    with pytest.raises(ConfigError, match="still running"):
+        clock.start(1, "v0001")
+    clock.abort(2)
+    with pytest.raises(ConfigError, match="unknown task 'c'; configured: a, b"):
+        clock.start(3, "v0001", task="c")
+
+
+def test_config_lengths_must_agree() -> None:
+    with pytest.raises(ConfigError, match="same length"):
+        config(instructions=("only one",))
