@@ -164,7 +164,8 @@ class _Salvage:
                         return
                     self._take(record)
             except Exception as err:  # any parse failure ends the readable prefix
-                self.stop_reason = f"{path.name} broken after byte {file.tell()}: {type(err).__name__} {err}"
+                what = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+                self.stop_reason = f"{path.name} unreadable after byte {file.tell()} ({what})"
 
     def _take(self, record: object) -> None:
         if isinstance(record, Schema):
