@@ -89,7 +89,7 @@ class Diagnostics:
     def __init__(
         self,
         node: Node,
-        report: Callable[[], tuple[int, str, Sequence[tuple[str, str]]]],
+        report: Callable[[], tuple[bytes, str, Sequence[tuple[str, str]]]],
         period_s: float = 1.0,
     ) -> None:
         """Call ``report() -> (level, message, [(key, value), ...])`` every ``period_s``."""
@@ -102,7 +102,7 @@ class Diagnostics:
         """Publish one status now."""
         level, message, values = self._report()
         status = DiagnosticStatus(
-            level=bytes([level]),
+            level=level,
             name=f"{self._node.get_namespace().rstrip('/')}/{self._node.get_name()}",
             message=message,
             hardware_id=self._node.get_namespace().strip("/") or self._node.get_name(),

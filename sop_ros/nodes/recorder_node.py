@@ -1,0 +1,234 @@
+"""recorder: one rosbag2 MCAP bag per episode, written into the robot's spool.
+
+Every recorded topic is subscribed *raw*: the CDR bytes go into the bag as
+they arrived, never deserialised. ``episode/events`` and ``intervention`` are
+also read as messages, to open and close bags and to build the episode's
+metadata (outcome, policy versions, intervention segments), which the bag
+carries in its ``custom_data``.
+
+At start-up the recorder recovers bags a crash left half-written: each is
+either salvaged into a readable bag marked ``outcome=incomplete`` or kept in
+quarantine with a reason; the log says which. When the spool's quota is
+reached an episode is not recorded (the robot may still run) and the node
+says so; un-uploaded bags are never deleted.
+
+Threads: all callbacks share the node's default mutually exclusive group,
+so bag writes and episode transitions never interleave. The recorder itself
+is thread-safe as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.node import Node
+from rclpy.serialization import serialize_message
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from sop_msgs.msg import ActionChunk, EpisodeEvent, Intervention
+from std_msgs.msg import String
+
+from sop_ros.core import topics
+from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.errors import SopError
+from sop_ros.core.types import EpisodeMeta
+from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, Diagnostics, RateMeter, run_node
+from sop_ros.nodes.convert import outcome_from_msg, stamp_to_ns
+from sop_ros.nodes.params import declare_config
+from sop_ros.storage import EpisodeRecorder, SpoolFullError, recover_spool
+from sop_ros.storage.episodes import intervention_segments
+
+__all__ = ["RecorderConfig", "RecorderNode", "main"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecorderConfig:
+    """Parameters of the recorder."""
+
+    spool_dir: str = setting(
+        "spool", "directory of the episode spool (recording/, ready/, ...)", read_only=True
+    )
+    quota_bytes: int = setting(
+        20 * 1024**3, "most bytes of un-uploaded bags before episodes stop being recorded", unit="B", low=1
+    )
+    cameras: tuple[str, ...] = setting(("head",), "camera names; topics camera/<name>/image_raw[/compressed]")
+    compressed_images: bool = setting(True, "record JPEG CompressedImage topics instead of raw Image")
+    flush_period_s: float = setting(
+        1.0, "longest time recorded data stays in memory only", unit="s", low=0.05
+    )
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+class RecorderNode(Node):
+    """Record episodes into bags; recover crashed ones at start-up."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("recorder", **kwargs)
+        self.config = declare_config(self, RecorderConfig)
+        self._recover()
+        self._recorder = EpisodeRecorder(
+            self.config.spool_dir,
+            quota_bytes=self.config.quota_bytes,
+            flush_period_s=self.config.flush_period_s,
+        )
+        self._meta: EpisodeMeta | None = None
+        self._interventions: list[tuple[int, bool]] = []
+        self._versions: list[str] = []
+        self._written = RateMeter()
+        self._finished = 0
+        self._last_error = ""
+
+        image_type = CompressedImage if self.config.compressed_images else Image
+        for camera in self.config.cameras:
+            topic = topics.camera_topic(camera, compressed=self.config.compressed_images)
+            self._record(topic, image_type, SENSOR_QOS)
+        self._record(topics.JOINT_STATES, JointState, SENSOR_QOS)
+        self._record(topics.COMMAND, JointState, COMMAND_QOS)
+        self._record(topics.ACTION_CHUNK, ActionChunk, COMMAND_QOS)
+        self._record(topics.INSTRUCTION, String, LATCHED_QOS)
+        self.create_subscription(Intervention, topics.INTERVENTION, self._on_intervention, COMMAND_QOS)
+        self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_episode, COMMAND_QOS)
+        self._diagnostics = Diagnostics(self, self._report)
+
+    def _recover(self) -> None:
+        for report in recover_spool(self.config.spool_dir):
+            self.get_logger().warn(
+                f"found a bag left by a crash, {report.partial.name}: {report.action.value}, "
+                f"{report.message_count} messages kept ({report.reason})"
+            )
+
+    def _record(self, topic: str, msg_type: type, qos) -> None:
+        msgtype = _type_name(msg_type)
+
+        def on_message(data: bytes) -> None:
+            self._write(topic, msgtype, data)
+
+        self.create_subscription(msg_type, topic, on_message, qos, raw=True)
+
+    def _write(self, topic: str, msgtype: str, data: bytes) -> None:
+        try:
+            self._recorder.write(self._resolved(topic), msgtype, data, self.get_clock().now().nanoseconds)
+        except SopError as err:
+            self._last_error = str(err)
+            self.get_logger().error(str(err), throttle_duration_sec=5.0)
+            return
+        if self._recorder.recording:
+            self._written.record()
+
+    def _resolved(self, topic: str) -> str:
+        # Bags hold absolute names, as `ros2 bag record` writes them.
+        return self.resolve_topic_name(topic)
+
+    def _on_intervention(self, msg: Intervention) -> None:
+        self._write(topics.INTERVENTION, _type_name(Intervention), serialize_message(msg))
+        if self._meta is not None:
+            self._interventions.append((stamp_to_ns(msg.header.stamp), msg.active))
+
+    def _on_episode(self, msg: EpisodeEvent) -> None:
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        if msg.kind == EpisodeEvent.START:
+            self._start(msg, stamp_ns)
+        self._write(topics.EPISODE_EVENTS, _type_name(EpisodeEvent), serialize_message(msg))
+        if msg.kind == EpisodeEvent.END:
+            self._finish(msg, stamp_ns)
+        elif msg.kind == EpisodeEvent.ABORT:
+            self._abort()
+
+    def _start(self, msg: EpisodeEvent, stamp_ns: int) -> None:
+        if self._recorder.recording:
+            self._abort(f"episode {msg.episode_id} started before this one ended")
+        self._meta = EpisodeMeta(
+            episode_id=msg.episode_id,
+            robot_id=msg.robot_id,
+            task=msg.task,
+            instruction=msg.instruction,
+            policy_versions=(msg.policy_version,) if msg.policy_version else (),
+            start_ns=stamp_ns,
+        )
+        self._interventions = []
+        try:
+            path = self._recorder.start(self._meta)
+        except SpoolFullError as err:
+            self._meta, self._last_error = None, str(err)
+            self.get_logger().error(f"not recording: {err}")
+            return
+        except SopError as err:
+            self._meta, self._last_error = None, str(err)
+            self.get_logger().error(f"cannot record episode {msg.episode_id}: {err}")
+            return
+        self.get_logger().info(f"recording episode {msg.episode_id} ({msg.task}) into {path}")
+
+    def _finish(self, msg: EpisodeEvent, stamp_ns: int) -> None:
+        if self._meta is None or msg.episode_id != self._meta.episode_id:
+            return
+        versions = self._meta.policy_versions
+        if msg.policy_version and msg.policy_version not in versions:
+            versions = (*versions, msg.policy_version)
+        meta = dataclasses.replace(
+            self._meta,
+            outcome=outcome_from_msg(msg.outcome),
+            policy_versions=versions,
+            end_ns=stamp_ns,
+            interventions=intervention_segments(self._interventions, end_ns=stamp_ns),
+        )
+        self._meta = None
+        try:
+            path = self._recorder.finish(meta)
+        except SopError as err:
+            self._last_error = str(err)
+            self.get_logger().error(f"episode {meta.episode_id} not closed cleanly: {err}")
+            return
+        self._finished += 1
+        self.get_logger().info(
+            f"episode {meta.episode_id} ready for upload: {path} ({meta.outcome.value}, "
+            f"{meta.intervention_count} interventions, {meta.intervention_s:.1f} s human)"
+        )
+
+    def _abort(self, reason: str = "operator aborted the episode") -> None:
+        if not self._recorder.recording:
+            return
+        self._meta = None
+        try:
+            path = self._recorder.abort(reason)
+        except SopError as err:
+            self._last_error = str(err)
+            self.get_logger().error(f"could not abort the episode cleanly: {err}")
+            return
+        self.get_logger().info(f"episode aborted ({reason}); bag kept at {path}")
+
+    def destroy_node(self) -> None:
+        """Close a running bag as aborted so a clean shutdown never leaves a partial bag."""
+        self._abort("recorder shut down mid-episode")
+        super().destroy_node()
+
+    def _report(self) -> tuple[bytes, str, Sequence[tuple[str, str]]]:
+        level = DiagnosticStatus.ERROR if self._last_error else DiagnosticStatus.OK
+        state = f"recording {self._recorder.episode_id}" if self._recorder.recording else "idle"
+        return (
+            level,
+            self._last_error or state,
+            [
+                ("messages_per_s", f"{self._written.rate_hz():.1f}"),
+                ("episodes_finished", str(self._finished)),
+                ("pending_bytes", str(self._recorder.spool.pending_bytes())),
+            ],
+        )
+
+
+def _type_name(msg_type: type) -> str:
+    """``sensor_msgs.msg.JointState`` -> ``sensor_msgs/msg/JointState``."""
+    module = msg_type.__module__.split(".")[0]
+    return f"{module}/msg/{msg_type.__name__}"
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the recorder node."""
+    run_node(RecorderNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Episode manager + command mux + recorder as real nodes: bags come out right.
+
+A driver node plays robot and policy: it publishes joint states, camera
+frames and action chunks, and a human intervention in the middle of the
+episode. The test then opens the bag with the ``mcap`` reader and checks
+topics, the human/policy split of the executed commands and the metadata.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+import yaml
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, JointState
+from sop_msgs.msg import ActionChunk, EpisodeEvent, Intervention
+from std_srvs.srv import Trigger
+
+from sop_ros.core import topics
+from sop_ros.nodes.command_mux_node import CommandMuxNode
+from sop_ros.nodes.common import COMMAND_QOS, SENSOR_QOS
+from sop_ros.nodes.episode_manager_node import EpisodeManagerNode
+from sop_ros.nodes.recorder_node import RecorderNode
+
+mcap_reader = pytest.importorskip("mcap.reader")
+mcap_ros2 = pytest.importorskip("mcap_ros2.decoder")
+
+NAMES = ["ee_x", "ee_y", "gripper"]
+
+
+class Graph:
+    """The nodes under test plus a driver, spun by one executor in a thread."""
+
+    def __init__(self, context, spool: Path) -> None:
+        ns = "/g1_test"
+        common = {"context": context, "namespace": ns}
+        self.manager = EpisodeManagerNode(
+            parameter_overrides=[
+                Parameter("episodes.robot_id", value="g1_test"),
+                Parameter("episodes.tasks", value=["grocery_restock"]),
+                Parameter("episodes.instructions", value=["put the can on the shelf"]),
+                Parameter("episodes.time_budgets_s", value=[30.0]),
+            ],
+            **common,
+        )
+        self.mux = CommandMuxNode(parameter_overrides=[Parameter("control_rate_hz", value=50.0)], **common)
+        self.recorder = RecorderNode(parameter_overrides=[Parameter("spool_dir", value=str(spool))], **common)
+        self.driver = rclpy.create_node("driver", **common)
+        self.events: list[EpisodeEvent] = []
+        self.commands: list[JointState] = []
+        d = self.driver
+        d.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self.events.append, COMMAND_QOS)
+        d.create_subscription(JointState, topics.COMMAND, self.commands.append, COMMAND_QOS)
+        self.joints = d.create_publisher(JointState, topics.JOINT_STATES, SENSOR_QOS)
+        self.image = d.create_publisher(CompressedImage, topics.camera_topic("head"), SENSOR_QOS)
+        self.chunks = d.create_publisher(ActionChunk, topics.ACTION_CHUNK, COMMAND_QOS)
+        self.human = d.create_publisher(Intervention, topics.INTERVENTION, COMMAND_QOS)
+        self.executor = MultiThreadedExecutor(context=context)
+        for node in (self.manager, self.mux, self.recorder, self.driver):
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def call(self, service: str) -> Trigger.Response:
+        client = self.driver.create_client(Trigger, service)
+        assert client.wait_for_service(timeout_sec=10.0)
+        future = client.call_async(Trigger.Request())
+        deadline = time.monotonic() + 10.0
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return future.result()
+
+    def publish_sensors_and_chunk(self, value: float) -> None:
+        now = self.driver.get_clock().now()
+        self.joints.publish(JointState(name=NAMES, position=[value, 0.0, 0.0], header=_header(now)))
+        _, jpeg = cv2.imencode(".jpg", np.full((32, 32, 3), int(value * 10) % 255, np.uint8))
+        self.image.publish(CompressedImage(format="jpeg", data=jpeg.tobytes(), header=_header(now)))
+        self.chunks.publish(
+            ActionChunk(
+                header=_header(now),
+                policy_version="v0001",
+                action_names=NAMES,
+                horizon=5,
+                action_dim=3,
+                actions=[value] * 15,
+                control_period=0.05,
+            )
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.thread.join(timeout=10.0)
+        for node in (self.manager, self.mux, self.recorder, self.driver):
+            node.destroy_node()
+
+
+def _header(now):
+    msg = JointState().header
+    msg.stamp = now.to_msg()
+    return msg
+
+
+def test_an_episode_becomes_one_readable_bag_with_its_interventions(ros_context, tmp_path: Path) -> None:
+    graph = Graph(ros_context, tmp_path / "spool")
+    try:
+        time.sleep(0.5)  # discovery
+        assert graph.call("/g1_test/episode/start").success
+        for step in range(20):
+            graph.publish_sensors_and_chunk(float(step))
+            time.sleep(0.05)
+        for _ in range(10):  # the human takes over for half a second
+            msg = Intervention(active=True, source="joystick", action=[9.0, 9.0, 0.0])
+            msg.header.stamp = graph.driver.get_clock().now().to_msg()
+            graph.human.publish(msg)
+            time.sleep(0.05)
+        stop = Intervention(active=False, source="joystick")
+        stop.header.stamp = graph.driver.get_clock().now().to_msg()
+        graph.human.publish(stop)
+        for step in range(20, 30):
+            graph.publish_sensors_and_chunk(float(step))
+            time.sleep(0.05)
+        answer = graph.call("/g1_test/episode/succeed")
+        assert answer.success, answer.message
+        assert not graph.call("/g1_test/episode/succeed").success  # nothing runs any more
+        deadline = time.monotonic() + 10.0
+        ready = tmp_path / "spool" / "ready"
+        while time.monotonic() < deadline and not (ready.exists() and any(ready.iterdir())):
+            time.sleep(0.05)
+    finally:
+        graph.close()
+
+    assert [e.kind for e in graph.events] == [EpisodeEvent.START, EpisodeEvent.END]
+    assert graph.events[1].outcome == EpisodeEvent.OUTCOME_SUCCESS
+    sources = [c.header.frame_id for c in graph.commands]
+    assert "human" in sources and "policy" in sources
+    assert sources.index("human") < len(sources) - 1 - sources[::-1].index("policy")
+
+    bags = list(ready.iterdir())
+    assert [b.name for b in bags] == [graph.events[0].episode_id]
+    custom = yaml.safe_load((bags[0] / "metadata.yaml").read_text())["rosbag2_bagfile_information"][
+        "custom_data"
+    ]
+    assert custom["sop.outcome"] == "success" and custom["sop.task"] == "grocery_restock"
+    assert custom["sop.intervention_count"] == "1"
+    assert 0.3 <= float(custom["sop.intervention_s"]) <= 1.5
+
+    counts: dict[str, int] = {}
+    mcap_file = next(bags[0].glob("*.mcap"))
+    with mcap_file.open("rb") as stream:
+        reader = mcap_reader.make_reader(stream, decoder_factories=[mcap_ros2.DecoderFactory()])
+        for _, channel, _, decoded in reader.iter_decoded_messages():
+            counts[channel.topic] = counts.get(channel.topic, 0) + 1
+            if channel.topic.endswith("/command"):
+                assert list(decoded.name) == NAMES
+    assert counts["/g1_test/action_chunk"] >= 25
+    assert counts["/g1_test/camera/head/image_raw/compressed"] >= 25
+    assert counts["/g1_test/intervention"] == 11
+    assert counts["/g1_test/episode/events"] == 2  # START and END, both in the bag
+    assert counts["/g1_test/command"] >= 50
