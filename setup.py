@@ -10,7 +10,11 @@ PACKAGE = "sop_ros"
 HERE = Path(__file__).parent
 
 # Every node is a console script so that `ros2 run sop_ros <node>` finds it.
-NODES: dict[str, str] = {}
+NODES = {
+    "command_mux": "sop_ros.nodes.command_mux_node:main",
+    "episode_manager": "sop_ros.nodes.episode_manager_node:main",
+    "recorder": "sop_ros.nodes.recorder_node:main",
+}
 
 
 def share_files(folder: str) -> list[tuple[str, list[str]]]:

@@ -9,6 +9,8 @@ import platform
 import sys
 from collections.abc import Callable, Sequence
 
+from sop_ros.core.errors import SopError
+
 __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace], int]
@@ -29,6 +31,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"  {dist:<20} {_version(dist)}")
     for var in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "RMW_IMPLEMENTATION"):
         print(f"  {var:<30} {os.environ.get(var, '(unset)')}")
+    return 0
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    from sop_ros.nodes.params_file import params_yaml
+
+    print("\n".join(params_yaml(node) for node in args.nodes), end="")
     return 0
 
 
@@ -56,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print versions and the ROS environment")
     info.set_defaults(handler=_cmd_info)
+
+    params = sub.add_parser("params", help="print a commented params file with a node's defaults")
+    params.add_argument("nodes", nargs="+", metavar="NODE", help="node executable names, e.g. recorder")
+    params.set_defaults(handler=_cmd_params)
     return parser
 
 
@@ -65,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
+    except SopError as err:
+        print(f"sop {args.command}: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

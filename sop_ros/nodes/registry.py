@@ -1,0 +1,67 @@
+"""Every sop_ros node: its executable, its ROS node name and its config class.
+
+Used by ``sop params`` (write a commented params file from the defaults), by
+the single-process robot runner, and by the tests that check launch and
+params files against the nodes that really exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from sop_ros.core.errors import ConfigError
+
+__all__ = ["NODES", "NodeSpec", "node_spec"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeSpec:
+    """Where a node lives and how it is configured."""
+
+    executable: str
+    node_name: str
+    module: str
+    node_class: str
+    config_class: str
+
+    def load(self) -> tuple[type, type]:
+        """Import and return (node class, config class)."""
+        module = importlib.import_module(self.module)
+        return getattr(module, self.node_class), getattr(module, self.config_class)
+
+
+NODES: dict[str, NodeSpec] = {
+    spec.executable: spec
+    for spec in (
+        NodeSpec(
+            executable="command_mux",
+            node_name="command_mux",
+            module="sop_ros.nodes.command_mux_node",
+            node_class="CommandMuxNode",
+            config_class="CommandMuxConfig",
+        ),
+        NodeSpec(
+            executable="episode_manager",
+            node_name="episode_manager",
+            module="sop_ros.nodes.episode_manager_node",
+            node_class="EpisodeManagerNode",
+            config_class="EpisodeManagerConfig",
+        ),
+        NodeSpec(
+            executable="recorder",
+            node_name="recorder",
+            module="sop_ros.nodes.recorder_node",
+            node_class="RecorderNode",
+            config_class="RecorderConfig",
+        ),
+    )
+}
+
+
+def node_spec(name: str) -> NodeSpec:
+    """Return the node called ``name`` (executable or node name); lists the valid names otherwise."""
+    for spec in NODES.values():
+        if name in (spec.executable, spec.node_name):
+            return spec
+    raise ConfigError(f"unknown node {name!r}; choose one of: {', '.join(sorted(NODES))}")

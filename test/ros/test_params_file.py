@@ -1,0 +1,53 @@
+"""Params files generated from the configs load back; typos and bad values are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sop_ros.cli import main
+from sop_ros.core.errors import ConfigError
+from sop_ros.nodes.params_file import check_params_file, params_yaml
+from sop_ros.nodes.registry import NODES, node_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_generated_params_for_every_node_load_back(tmp_path: Path) -> None:
+    path = tmp_path / "all.yaml"
+    path.write_text("\n".join(params_yaml(name) for name in NODES))
+    assert sorted(check_params_file(path)) == sorted(spec.node_name for spec in NODES.values())
+
+
+def test_typos_and_bad_values_name_the_node_and_setting(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("/**/command_mux:\n  ros__parameters:\n    control_rate_hz: 0.5\n")
+    with pytest.raises(ConfigError, match=r"node command_mux: control_rate_hz must be >= 1.0 Hz"):
+        check_params_file(path)
+    path.write_text("/**/recorder:\n  ros__parameters:\n    spool: /tmp\n")
+    with pytest.raises(ConfigError, match="unknown settings: spool"):
+        check_params_file(path)
+    with pytest.raises(ConfigError, match="unknown node 'recordr'; choose one of"):
+        node_spec("recordr")
+
+
+def test_every_node_module_is_registered_and_installed() -> None:
+    modules = {p.stem for p in (ROOT / "sop_ros" / "nodes").glob("*_node.py")}
+    assert modules == {spec.module.rsplit(".", 1)[-1] for spec in NODES.values()}
+    setup_py = (ROOT / "setup.py").read_text()
+    for spec in NODES.values():
+        assert f'"{spec.executable}": "{spec.module}:main"' in setup_py, spec.executable
+
+
+def test_committed_params_files_are_valid() -> None:
+    files = sorted((ROOT / "config").glob("*params*.yaml"))
+    for path in files:
+        check_params_file(path)
+
+
+def test_sop_params_prints_a_node_section(capsys) -> None:
+    assert main(["params", "recorder"]) == 0
+    assert "/**/recorder:" in capsys.readouterr().out
+    assert main(["params", "nope"]) == 1
+    assert "unknown node 'nope'" in capsys.readouterr().err
