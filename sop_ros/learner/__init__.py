@@ -1,0 +1,41 @@
+"""The cloud learner: replay buffers, task-balanced sampling, post-training algorithms, training loop.
+
+Imports nothing from ROS; the ROS node wrapper lives in ``sop_ros.nodes``.
+"""
+
+from __future__ import annotations
+
+from sop_ros.learner.algorithms import (
+    ALGORITHMS,
+    Algorithm,
+    UpdateResult,
+    algorithm_config_class,
+    make_algorithm,
+)
+from sop_ros.learner.buffers import OfflineBuffer, OnlineBuffer, ReplayBuffers, stored_episode_dirs
+from sop_ros.learner.distributed import DistContext, init_distributed
+from sop_ros.learner.loop import Learner, LearnerConfig
+from sop_ros.learner.sampler import SamplerConfig, TaskBalancedSampler
+from sop_ros.learner.types import EpisodeLike, SampleRef, TrainablePolicy, TrainingSample
+
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "DistContext",
+    "EpisodeLike",
+    "Learner",
+    "LearnerConfig",
+    "OfflineBuffer",
+    "OnlineBuffer",
+    "ReplayBuffers",
+    "SampleRef",
+    "SamplerConfig",
+    "TaskBalancedSampler",
+    "TrainablePolicy",
+    "TrainingSample",
+    "UpdateResult",
+    "algorithm_config_class",
+    "init_distributed",
+    "make_algorithm",
+    "stored_episode_dirs",
+]

@@ -1,0 +1,104 @@
+"""The interface every post-training algorithm implements, and the policy step they share.
+
+An algorithm owns the optimizer over the policy's trainable parameters (and
+any model of its own, such as RECAP's value network), decides which steps of
+an episode are worth training on, and turns a batch of samples into one
+optimisation step.
+
+Threads: an algorithm belongs to the training thread.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from sop_ros.core.config import setting
+from sop_ros.core.errors import ConfigError
+from sop_ros.learner.distributed import DistContext
+from sop_ros.learner.types import EpisodeLike, TrainablePolicy, TrainingSample
+
+__all__ = ["Algorithm", "OptimizerConfig", "UpdateResult"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimizerConfig:
+    """AdamW over the trainable parameters only."""
+
+    lr: float = setting(5e-4, "AdamW learning rate", low=0.0)
+    weight_decay: float = setting(0.0, "AdamW weight decay", low=0.0)
+    grad_clip_norm: float = setting(1.0, "clip the gradient's global norm to this (0 = no clipping)", low=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateResult:
+    """What one optimisation step reports."""
+
+    # Scalars to log, by name (mean policy loss is "loss").
+    stats: dict[str, float]
+    # Policy loss of each sample, in batch order (feeds the sampler's windows).
+    sample_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+class Algorithm(abc.ABC):
+    """Base class: holds the policy, its optimizer and the shared policy-gradient step."""
+
+    name: ClassVar[str]
+
+    def __init__(self, policy: TrainablePolicy, config: OptimizerConfig, *, dist: DistContext | None = None):
+        self.policy = policy
+        self.config = config
+        self.dist = dist or DistContext()
+        params = list(policy.trainable_parameters())
+        if not params:
+            raise ConfigError(f"{type(policy).__name__} has no trainable parameter")
+        self._params = params
+        # DDP over the policy's network: its forward (inside policy.loss) averages gradients across ranks.
+        self._module = self.dist.wrap(policy.model)
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+    def select_offline(self, episode: EpisodeLike) -> np.ndarray:
+        """Steps of an offline demonstration to train on (all, unless an algorithm says otherwise)."""
+        return np.arange(len(episode), dtype=np.int32)
+
+    @abc.abstractmethod
+    def select_online(self, episode: EpisodeLike) -> np.ndarray:
+        """Steps of an uploaded episode to train on."""
+
+    @abc.abstractmethod
+    def update(self, samples: Sequence[TrainingSample]) -> UpdateResult:
+        """Run one optimisation step on ``samples``."""
+
+    def _policy_step(self, samples: Sequence[TrainingSample]) -> tuple[torch.Tensor, float]:
+        """One AdamW step on the mean policy loss; returns (per-sample losses, grad norm)."""
+        self.policy.model.train()
+        batch = self.policy.collate(samples)
+        losses = self.policy.loss(batch, module=self._module)
+        if losses.ndim != 1 or losses.shape[0] != len(samples):
+            raise ConfigError(f"policy loss must have shape ({len(samples)},), got {tuple(losses.shape)}")
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.mean().backward()
+        grad_norm = _clip(self._params, self.config.grad_clip_norm)
+        self.optimizer.step()
+        return losses.detach(), grad_norm
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimizer state and anything else an algorithm needs to resume."""
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _clip(params: list[nn.Parameter], max_norm: float) -> float:
+    if max_norm > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    grads = [p.grad.detach().norm() for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(grads))) if grads else 0.0

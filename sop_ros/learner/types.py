@@ -1,0 +1,129 @@
+"""What the learner trains on and the interfaces its collaborators must offer.
+
+The learner sees an episode through :class:`EpisodeLike` and a policy through
+:class:`TrainablePolicy`; both are structural protocols, so the storage
+layer's episodes and any policy with these methods plug in, and tests hand in
+small in-memory ones. Everything here is immutable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from sop_ros.core.types import EpisodeMeta, Outcome
+from sop_ros.core.weights import TensorSpec
+
+__all__ = [
+    "EpisodeLike",
+    "SampleRef",
+    "TrainablePolicy",
+    "TrainingSample",
+]
+
+
+class SampleRef(NamedTuple):
+    """Where one training sample lives: task, buffer, episode index in that buffer, step."""
+
+    task: str
+    online: bool
+    episode: int
+    step: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSample:
+    """One step of one episode, decoded, as a policy's ``collate`` receives it."""
+
+    ref: SampleRef
+    # Camera name -> RGB image, uint8, (height, width, 3).
+    images: Mapping[str, np.ndarray]
+    # Proprioceptive state at the step, float32 (state_dim,).
+    state: np.ndarray
+    instruction: str
+    # The action chunk executed from this step, float32 (horizon, action_dim).
+    actions: np.ndarray
+    # True when a human produced the actions (an intervention).
+    is_human: bool
+    # Steps from this one to the episode's end, this one included (>= 1).
+    steps_to_end: int
+    outcome: Outcome
+    # RECAP's advantage indicator: True "positive", False "negative", None no indicator in the prompt.
+    advantage: bool | None = None
+
+    @property
+    def task(self) -> str:
+        """Task the sample belongs to."""
+        return self.ref.task
+
+
+@runtime_checkable
+class EpisodeLike(Protocol):
+    """A recorded episode, frames still compressed until :meth:`images_at` is called."""
+
+    meta: EpisodeMeta
+    # float32 (steps, state_dim)
+    states: np.ndarray
+    # float32 (steps, horizon, action_dim): the chunk executed from each step.
+    actions: np.ndarray
+    # bool (steps,): the step's actions came from a human.
+    is_human: np.ndarray
+
+    def __len__(self) -> int:
+        """Number of steps."""
+        ...
+
+    def images_at(self, step: int) -> Mapping[str, np.ndarray]:
+        """Decode the camera images of ``step`` (camera -> uint8 (H, W, 3))."""
+        ...
+
+
+class TrainablePolicy(Protocol):
+    """What the learner needs from a policy (:class:`sop_ros.core.policy.Pi0Policy` or any other)."""
+
+    # Identifier of the base model and sha256 of its config, copied into every manifest.
+    base_model_id: str
+    config_hash: str
+    # The network; the learner wraps it in DDP when several processes train.
+    model: torch.nn.Module
+
+    def collate(self, samples: Sequence[TrainingSample]) -> Any:
+        """Turn samples into one model input batch on the policy's device."""
+        ...
+
+    def loss(self, batch: Any, *, module: torch.nn.Module | None = None) -> torch.Tensor:
+        """Per-sample training loss, shape (batch,), computed by ``module`` (default :attr:`model`)."""
+        ...
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters the optimizer updates (and that get published)."""
+        ...
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The tensors that train and get published, by name."""
+        ...
+
+    def load_trainable_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Copy ``state`` (as returned by :meth:`trainable_state`) into the model."""
+        ...
+
+    def trainable_specs(self) -> tuple[TensorSpec, ...]:
+        """Name, dtype and shape of every published tensor."""
+        ...
+
+    def save_trainable(self, path: Path, *, version: str | None = None) -> None:
+        """Write the trainable tensors and normalisation to a safetensors file at ``path``."""
+        ...
+
+    def load_trainable(self, path: Path) -> None:
+        """Load a file written by :meth:`save_trainable` (tensors and normalisation)."""
+        ...
+
+    def set_norm_stats(self, states: np.ndarray, actions: np.ndarray) -> Any:
+        """Fit state/action normalisation to (steps, state_dim) and (rows, action_dim) data."""
+        ...
