@@ -28,6 +28,7 @@ from sop_ros.core import topics
 __all__ = [
     "COMMAND_QOS",
     "LATCHED_QOS",
+    "RECORD_SENSOR_QOS",
     "SENSOR_QOS",
     "Diagnostics",
     "RateMeter",
@@ -36,6 +37,15 @@ __all__ = [
 
 # Cameras, joint states and the joystick: newest sample wins, losses tolerated.
 SENSOR_QOS = qos_profile_sensor_data
+# What the recorder asks of sensor topics: best effort (so it hears best-effort
+# publishers) but a deep queue, so a burst of camera frames arriving while a
+# bag write runs overwrites nothing.
+RECORD_SENSOR_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=200,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
 # Chunks, commands, interventions and episode events: every message matters.
 COMMAND_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,

@@ -34,7 +34,7 @@ from sop_ros.core import topics
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import SopError
 from sop_ros.core.types import EpisodeMeta
-from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, Diagnostics, RateMeter, run_node
+from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, RECORD_SENSOR_QOS, Diagnostics, RateMeter, run_node
 from sop_ros.nodes.convert import outcome_from_msg, stamp_to_ns
 from sop_ros.nodes.params import declare_config
 from sop_ros.storage import EpisodeRecorder, SpoolFullError, recover_spool
@@ -85,8 +85,8 @@ class RecorderNode(Node):
         image_type = CompressedImage if self.config.compressed_images else Image
         for camera in self.config.cameras:
             topic = topics.camera_topic(camera, compressed=self.config.compressed_images)
-            self._record(topic, image_type, SENSOR_QOS)
-        self._record(topics.JOINT_STATES, JointState, SENSOR_QOS)
+            self._record(topic, image_type, RECORD_SENSOR_QOS)
+        self._record(topics.JOINT_STATES, JointState, RECORD_SENSOR_QOS)
         self._record(topics.COMMAND, JointState, COMMAND_QOS)
         self._record(topics.ACTION_CHUNK, ActionChunk, COMMAND_QOS)
         self._record(topics.INSTRUCTION, String, LATCHED_QOS)
