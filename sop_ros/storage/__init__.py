@@ -6,10 +6,11 @@ May import rosbags, mcap, opencv and numpy; never rclpy or zenoh.
 from __future__ import annotations
 
 from sop_ros.storage.decode import DecodePool
-from sop_ros.storage.episodes import Episode, decode_jpeg, episode_meta, load_episode, validate_bag
+from sop_ros.storage.episodes import Episode, Step, decode_jpeg, episode_meta, load_episode, validate_bag
 from sop_ros.storage.errors import BagError, SpoolFullError
 from sop_ros.storage.recorder import EpisodeRecorder
 from sop_ros.storage.recovery import RecoveryAction, RecoveryReport, recover_spool
+from sop_ros.storage.segments import intervention_segments
 from sop_ros.storage.spool import Spool
 
 __all__ = [
@@ -21,8 +22,10 @@ __all__ = [
     "RecoveryReport",
     "Spool",
     "SpoolFullError",
+    "Step",
     "decode_jpeg",
     "episode_meta",
+    "intervention_segments",
     "load_episode",
     "recover_spool",
     "validate_bag",

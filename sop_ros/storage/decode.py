@@ -40,6 +40,9 @@ class DecodePool:
         first = decode_jpeg(jpegs[0])
         out = np.empty((len(jpegs), *first.shape), np.uint8)
         out[0] = first
+        if self.workers == 1 or len(jpegs) < 4 * self.workers:
+            self._decode_into(jpegs, out, 1, len(jpegs))  # too small to be worth a hand-off
+            return out
         # Contiguous slices, one task per worker: a task per frame costs more than a small decode.
         bounds = np.linspace(1, len(jpegs), self.workers + 1).astype(int)
         tasks = [

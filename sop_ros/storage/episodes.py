@@ -17,7 +17,7 @@ thread may read them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +31,14 @@ from sop_ros.core.errors import ConfigError
 from sop_ros.core.types import EpisodeMeta, InterventionSegment, Outcome
 from sop_ros.storage.bagio import read_metadata
 from sop_ros.storage.errors import BagError
+from sop_ros.storage.segments import intervention_segments
 from sop_ros.storage.typestore import COMPRESSED_IMAGE, INTERVENTION, JOINT_STATE
 
 __all__ = [
     "Episode",
+    "Step",
     "decode_jpeg",
     "episode_meta",
-    "intervention_segments",
     "load_episode",
     "validate_bag",
 ]
@@ -45,27 +46,6 @@ __all__ = [
 # Largest disagreement (s) tolerated between the intervention segments in a
 # bag's metadata and the ones its Intervention messages describe.
 SEGMENT_TOLERANCE_S = 1.0
-
-
-def intervention_segments(
-    events: Iterable[tuple[int, bool]], *, end_ns: int
-) -> tuple[InterventionSegment, ...]:
-    """Return the spans of human control described by ``(stamp_ns, active)`` events.
-
-    ``active=True`` opens a segment (or continues the open one); ``active=False``
-    closes it at that stamp. A segment still open at the end closes at ``end_ns``.
-    """
-    segments = []
-    start: int | None = None
-    for stamp, active in sorted(events, key=lambda e: e[0]):
-        if active and start is None:
-            start = stamp
-        elif not active and start is not None:
-            segments.append(InterventionSegment(start_ns=start, end_ns=stamp))
-            start = None
-    if start is not None:
-        segments.append(InterventionSegment(start_ns=start, end_ns=max(end_ns, start)))
-    return tuple(segments)
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
@@ -78,6 +58,30 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     if rgb is None:
         raise BagError(f"{len(data)} bytes of compressed image do not decode")
     return rgb
+
+
+@dataclass(frozen=True, eq=False)
+class Step:
+    """Everything one training sample needs from one control step."""
+
+    episode_id: str
+    task: str
+    instruction: str
+    outcome: Outcome
+    # Position of the step in its episode, and the episode's number of steps.
+    index: int
+    length: int
+    stamp_ns: int
+    # Measured joint positions, float32 (S,).
+    state: np.ndarray
+    # Executed actions of this and the next H-1 steps, float32 (H, A); last row repeated.
+    action_chunk: np.ndarray
+    # False on the padded rows of action_chunk, bool (H,).
+    chunk_valid: np.ndarray
+    # True if the human held control at this step.
+    is_human: bool
+    # Camera name -> JPEG bytes of the frame seen; decode with :func:`decode_jpeg`.
+    jpegs: Mapping[str, bytes]
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,6 +140,23 @@ class Episode:
         """Return which rows of :meth:`action_chunk` are real (False where padded), bool (H,)."""
         self._check_step(step)
         return np.arange(step, step + self.horizon) < len(self)
+
+    def step(self, index: int) -> Step:
+        """Return step ``index`` as one training sample (images still compressed)."""
+        return Step(
+            episode_id=self.meta.episode_id,
+            task=self.meta.task,
+            instruction=self.meta.instruction,
+            outcome=self.meta.outcome,
+            index=index,
+            length=len(self),
+            stamp_ns=int(self.stamps_ns[index]),
+            state=self.states[index],
+            action_chunk=self.action_chunk(index),
+            chunk_valid=self.chunk_valid(index),
+            is_human=bool(self.is_human[index]),
+            jpegs={camera: frames[index] for camera, frames in self.frames.items()},
+        )
 
     def image(self, camera: str, step: int) -> np.ndarray:
         """Decode the frame ``camera`` showed at ``step``: RGB uint8 (H, W, 3)."""
@@ -276,7 +297,8 @@ def _load(bag_dir: Path, meta: EpisodeMeta, cameras: tuple[str, ...], horizon: i
         raise BagError(f"{bag_dir}: no command comes after a joint state and a frame of every camera")
     first = int(np.argmax(usable))
 
-    segments = intervention_segments(events, end_ns=meta.end_ns or last_stamp + 1)
+    # An open segment lasts to the end of the recording, last command included.
+    segments = intervention_segments(events, end_ns=max(meta.end_ns, last_stamp + 1))
     segments = _cross_check(bag_dir, meta, segments, have_messages=intervention is not None)
     steps = cmd_ns[first:]
     is_human = np.zeros(steps.shape, bool)

@@ -21,6 +21,7 @@ write arriving then waits (and, with no episode running, is ignored).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
@@ -35,8 +36,9 @@ from rosbags.rosbag2 import Writer, WriterError
 from sop_ros.core.types import EpisodeMeta, Outcome
 from sop_ros.storage.bagio import close_writer, flush_writer, open_writer
 from sop_ros.storage.errors import BagError, SpoolFullError
+from sop_ros.storage.segments import intervention_segments
 from sop_ros.storage.spool import Spool, fsync_tree
-from sop_ros.storage.typestore import serialize, typestore
+from sop_ros.storage.typestore import INTERVENTION, deserialize, serialize, typestore
 
 __all__ = ["ABORT_REASON_KEY", "START_META_FILE", "EpisodeRecorder"]
 
@@ -78,6 +80,8 @@ class EpisodeRecorder:
         self._connections: dict[str, Connection] = {}
         self._last_flush_ns = 0
         self._last_stamp_ns = 0
+        # (log time, active) of every Intervention message of the running episode.
+        self._events: list[tuple[int, bool]] = []
         self.message_count = 0
         # Messages that arrived while no episode ran (expected between episodes).
         self.ignored_count = 0
@@ -124,6 +128,7 @@ class EpisodeRecorder:
             self._connections = {}
             self._last_flush_ns = self._clock()
             self._last_stamp_ns = 0
+            self._events = []
             self.message_count = 0
             return path
 
@@ -157,6 +162,8 @@ class EpisodeRecorder:
                 writer.write(connection, stamp_ns, data)
                 self.message_count += 1
                 self._last_stamp_ns = max(self._last_stamp_ns, stamp_ns)
+                if msgtype == INTERVENTION:
+                    self._note_intervention(data, stamp_ns)
                 now = self._clock()
                 if now - self._last_flush_ns >= self._flush_period_ns:
                     flush_writer(writer)
@@ -180,7 +187,9 @@ class EpisodeRecorder:
 
         Args:
             meta: Final metadata (outcome, policy versions, interventions, end time);
-                its ``episode_id`` must be the running episode's.
+                its ``episode_id`` must be the running episode's. An ``end_ns`` of 0
+                becomes the newest message stamp; empty ``interventions`` become the
+                segments the recorded Intervention messages describe.
 
         Returns:
             The bag's directory under ``ready/``.
@@ -197,7 +206,7 @@ class EpisodeRecorder:
                     f"finish() got episode {meta.episode_id} but {started.episode_id} is recording; "
                     "it keeps recording"
                 )
-            return self._close_and_publish(writer, meta.to_custom_data())
+            return self._close_and_publish(writer, self._completed(meta).to_custom_data())
 
     def abort(self, reason: str) -> Path:
         """End the running episode early and keep its bag.
@@ -215,13 +224,25 @@ class EpisodeRecorder:
         """
         with self._lock:
             writer, started = self._take()
-            end_ns = started.end_ns or self._last_stamp_ns
-            meta = dataclasses.replace(started, outcome=Outcome.ABORTED, end_ns=end_ns)
+            meta = self._completed(dataclasses.replace(started, outcome=Outcome.ABORTED))
             custom = {**meta.to_custom_data(), ABORT_REASON_KEY: reason}
             try:
                 return self._close_and_publish(writer, custom)
             except BagError as err:
                 return self.spool.quarantine_bag(writer.path, f"episode aborted: {reason}\n{err}")
+
+    def _note_intervention(self, data: bytes | memoryview, stamp_ns: int) -> None:
+        # A malformed one is still recorded as received; only the summary lacks it.
+        with contextlib.suppress(BagError):
+            self._events.append((stamp_ns, bool(deserialize(data, INTERVENTION).active)))
+
+    def _completed(self, meta: EpisodeMeta) -> EpisodeMeta:
+        """Fill what the caller left open from what was recorded."""
+        end_ns = meta.end_ns or self._last_stamp_ns
+        # An open segment lasts to the end of the recording, last message included.
+        closing_ns = max(end_ns, self._last_stamp_ns + 1)
+        segments = meta.interventions or intervention_segments(self._events, end_ns=closing_ns)
+        return dataclasses.replace(meta, end_ns=end_ns, interventions=segments)
 
     def _take(self) -> tuple[Writer, EpisodeMeta]:
         if self._writer is None or self._meta is None:

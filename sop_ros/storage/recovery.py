@@ -34,10 +34,11 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.types import EpisodeMeta, Outcome
-from sop_ros.storage.bagio import close_writer, mcap_files, open_writer
-from sop_ros.storage.episodes import intervention_segments, validate_bag
+from sop_ros.storage.bagio import close_writer, mcap_files, open_writer, read_metadata
+from sop_ros.storage.episodes import episode_meta, validate_bag
 from sop_ros.storage.errors import BagError
 from sop_ros.storage.recorder import START_META_FILE
+from sop_ros.storage.segments import intervention_segments
 from sop_ros.storage.spool import PARTIAL_SUFFIX, Spool
 from sop_ros.storage.typestore import INTERVENTION, deserialize
 
@@ -57,6 +58,8 @@ class RecoveryAction(enum.Enum):
     RECOVERED = "recovered"
     # Nothing usable; the original is in quarantine/.
     QUARANTINED = "quarantined"
+    # Recovery itself failed (e.g. the disk is full); the partial stays for the next try.
+    FAILED = "failed"
 
 
 class RecoveryReport(NamedTuple):
@@ -82,11 +85,22 @@ def recover_spool(spool: Path | str) -> list[RecoveryReport]:
     for leftover in spool_.recording.glob(f"*{_RECOVERING_SUFFIX}"):
         # A copy from an interrupted recovery; its original .partial is still there.
         shutil.rmtree(leftover)
-    return [_recover(spool_, partial) for partial in spool_.partials()]
+    reports = []
+    for partial in spool_.partials():
+        try:
+            reports.append(_recover(spool_, partial))
+        except (BagError, OSError) as err:
+            reason = f"recovery failed, {partial} left in place for the next try: {err}"
+            reports.append(RecoveryReport(partial, RecoveryAction.FAILED, None, None, 0, reason))
+    return reports
+
+
+def _episode_id(partial: Path) -> str:
+    return partial.name.removesuffix(PARTIAL_SUFFIX)
 
 
 def _recover(spool: Spool, partial: Path) -> RecoveryReport:
-    episode_id = partial.name.removesuffix(PARTIAL_SUFFIX)
+    episode_id = _episode_id(partial)
 
     def quarantine(reason: str, *, bag: Path | None = None, count: int = 0) -> RecoveryReport:
         action = RecoveryAction.RECOVERED if bag else RecoveryAction.QUARANTINED
@@ -97,9 +111,10 @@ def _recover(spool: Spool, partial: Path) -> RecoveryReport:
     if (partial / "metadata.yaml").exists():
         try:
             meta = validate_bag(partial)
+            count = int(read_metadata(partial).get("message_count", 0))
             (partial / START_META_FILE).unlink(missing_ok=True)
             bag = spool.publish(partial, meta.episode_id)
-            return RecoveryReport(partial, RecoveryAction.PUBLISHED, bag, None, -1, "bag was complete")
+            return RecoveryReport(partial, RecoveryAction.PUBLISHED, bag, None, count, "bag was complete")
         except BagError as err:
             closed_error = f"closed bag did not validate ({err}); "
 
@@ -110,23 +125,27 @@ def _recover(spool: Spool, partial: Path) -> RecoveryReport:
     except BagError as err:
         return quarantine(f"{closed_error}nothing recoverable: {err}")
 
-    target = spool.recording / f"{episode_id}{_RECOVERING_SUFFIX}"
-    salvage = _Salvage(target, episode_id)
-    for path in mcap_files(partial):
-        salvage.copy(path)
-        if salvage.stop_reason:
-            break
-    stop = salvage.stop_reason or "the file ends without a summary"
-    if salvage.count == 0:
-        salvage.discard()
-        return quarantine(f"{closed_error}nothing recoverable: no complete message ({stop})")
-
-    end_ns = salvage.last_stamp_ns
-    segments = intervention_segments(salvage.events, end_ns=end_ns + 1) or meta.interventions
-    recovered = dataclasses.replace(meta, outcome=Outcome.INCOMPLETE, end_ns=end_ns, interventions=segments)
-    note = f"{salvage.count} messages from a crashed recording; reading stopped: {stop}"
-    salvage.close({**recovered.to_custom_data(), RECOVERED_KEY: note})
-    bag = spool.publish(target, episode_id)
+    salvage = _Salvage(spool.recording / f"{episode_id}{_RECOVERING_SUFFIX}", episode_id)
+    try:
+        for path in mcap_files(partial):
+            salvage.copy(path)
+            if salvage.stop_reason:
+                break
+        stop = salvage.stop_reason or "the file ends without a summary"
+        if salvage.count == 0:
+            salvage.discard()
+            return quarantine(f"{closed_error}nothing recoverable: no complete message ({stop})")
+        end_ns = salvage.last_stamp_ns
+        segments = intervention_segments(salvage.events, end_ns=end_ns + 1) or meta.interventions
+        recovered = dataclasses.replace(
+            meta, outcome=Outcome.INCOMPLETE, end_ns=end_ns, interventions=segments
+        )
+        note = f"{salvage.count} messages from a crashed recording; reading stopped: {stop}"
+        salvage.close({**recovered.to_custom_data(), RECOVERED_KEY: note})
+        bag = spool.publish(salvage.target, episode_id)
+    except BaseException:
+        salvage.discard()  # only the copy; the original is untouched
+        raise
     reason = f"{closed_error}recovered {salvage.count} messages into {bag}; original kept here. {stop}"
     return quarantine(reason, bag=bag, count=salvage.count)
 
@@ -136,6 +155,8 @@ def _start_meta(partial: Path) -> EpisodeMeta:
     try:
         return EpisodeMeta.from_custom_data(json.loads(path.read_text()))
     except FileNotFoundError:
+        if (partial / "metadata.yaml").exists():
+            return episode_meta(partial)  # closed (then damaged) after the start file was removed
         raise BagError(f"no episode metadata ({START_META_FILE} missing)") from None
     except (OSError, ValueError, ConfigError) as err:
         raise BagError(f"episode metadata {path.name} unreadable: {err}") from None
@@ -159,7 +180,9 @@ class _Salvage:
     def copy(self, path: Path) -> None:
         with path.open("rb") as file:
             try:
-                for record in StreamReader(file, record_size_limit=1 << 32).records:
+                # No record is longer than the file; a garbled length must not allocate more.
+                limit = path.stat().st_size
+                for record in StreamReader(file, record_size_limit=limit).records:
                     if isinstance(record, DataEnd | Footer):
                         return
                     self._take(record)
@@ -209,5 +232,7 @@ class _Salvage:
 
     def discard(self) -> None:
         if self.writer is not None:
-            self.writer.abort()
+            with contextlib.suppress(Exception):
+                self.writer.abort()
+            self.writer = None
         shutil.rmtree(self.target, ignore_errors=True)

@@ -11,9 +11,10 @@ from ruamel.yaml import YAML
 
 from sop_ros.core.types import InterventionSegment, Outcome
 from sop_ros.storage.bagio import mcap_files
-from sop_ros.storage.episodes import intervention_segments, load_episode, validate_bag
+from sop_ros.storage.episodes import load_episode, validate_bag
 from sop_ros.storage.errors import BagError
 from sop_ros.storage.recorder import EpisodeRecorder
+from sop_ros.storage.segments import intervention_segments
 
 T0 = 1_700_000_000_000_000_000
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
@@ -104,6 +105,12 @@ def test_action_chunks_pad_by_repeating_the_last_command(recorder: EpisodeRecord
     assert episode.chunk_valid(5).tolist() == [True, False, False]
     with pytest.raises(IndexError):
         episode.action_chunk(6)
+
+    step = episode.step(4)
+    assert (step.index, step.length, step.stamp_ns - T0, step.is_human) == (4, 6, 500, False)
+    assert step.action_chunk[:, 0].tolist() == [50, 60, 60] and step.chunk_valid.tolist() == [1, 1, 0]
+    assert step.state.tolist() == [3.0, 3.5] and step.instruction == episode.instruction
+    assert step.jpegs["front"] == jpeg(BLUE) and step.outcome is Outcome.FAILURE
 
 
 def test_segments_come_from_metadata_when_the_topic_was_not_recorded(recorder: EpisodeRecorder) -> None:

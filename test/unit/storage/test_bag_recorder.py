@@ -209,3 +209,20 @@ def test_flush_bounds_what_a_crash_can_lose(tmp_path: Path) -> None:
     recorder.flush()
     assert messages_on_disk() == 3
     recorder.finish(make_meta())
+
+
+def test_finish_fills_end_and_segments_from_what_was_recorded(recorder: EpisodeRecorder) -> None:
+    recorder.start(make_meta())
+    bag = BagWriter(recorder)
+    bag.command(100, [0.0])
+    bag.intervention(150, True)
+    bag.intervention(180, False)
+    bag.intervention(200, True)
+    bag.command(250, [0.0])
+    meta = EpisodeMeta.from_custom_data(info(recorder.finish(make_meta()))["custom_data"])
+    assert meta.end_ns == 250
+    # The second segment is still open at the end: it covers the last command.
+    assert meta.interventions == (
+        InterventionSegment(start_ns=150, end_ns=180),
+        InterventionSegment(start_ns=200, end_ns=251),
+    )

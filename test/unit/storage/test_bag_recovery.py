@@ -14,6 +14,7 @@ from bag_helpers import BagWriter, make_meta
 from sop_ros.core.types import InterventionSegment, Outcome
 from sop_ros.storage.bagio import mcap_files
 from sop_ros.storage.episodes import episode_meta, validate_bag
+from sop_ros.storage.errors import BagError
 from sop_ros.storage.recorder import START_META_FILE, EpisodeRecorder
 from sop_ros.storage.recovery import RECOVERED_KEY, RecoveryAction, recover_spool
 from sop_ros.storage.spool import REASON_FILE, Spool
@@ -154,7 +155,7 @@ def test_bag_closed_before_the_crash_is_published_as_is(tmp_path: Path) -> None:
 
     (report,) = recover_spool(tmp_path)
     assert report.action is RecoveryAction.PUBLISHED
-    assert report.bag == bag and report.quarantined is None
+    assert report.bag == bag and report.quarantined is None and report.message_count == 1
     assert episode_meta(bag).outcome is Outcome.SUCCESS
 
 
@@ -202,3 +203,23 @@ def test_sigkilled_writer_is_recovered(tmp_path: Path) -> None:
     original = report.quarantined / "robot_1-crash_0.mcap"
     assert original.stat().st_size > 0
     shutil.rmtree(tmp_path)
+
+
+def test_failed_recovery_leaves_the_partial_for_the_next_try(
+    tmp_path: Path, crashed: tuple[bytes, bytes, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, meta, sizes = crashed
+    partial = plant(tmp_path, data[: sizes[1]], meta)
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise BagError("cannot close bag: [Errno 28] No space left on device")
+
+    monkeypatch.setattr("sop_ros.storage.recovery.close_writer", disk_full)
+    (report,) = recover_spool(tmp_path)
+    assert report.action is RecoveryAction.FAILED and "No space left" in report.reason
+    assert (partial / f"{EPISODE}_0.mcap").read_bytes() == data[: sizes[1]]
+    assert sorted(p.name for p in Spool(tmp_path).recording.iterdir()) == [partial.name]
+
+    monkeypatch.undo()
+    (report,) = recover_spool(tmp_path)
+    assert report.action is RecoveryAction.RECOVERED and report.message_count == 2 * GROUP
