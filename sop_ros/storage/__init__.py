@@ -8,7 +8,7 @@ from __future__ import annotations
 from sop_ros.storage.decode import DecodePool
 from sop_ros.storage.episodes import Episode, Step, decode_jpeg, episode_meta, load_episode, validate_bag
 from sop_ros.storage.errors import BagError, SpoolFullError
-from sop_ros.storage.recorder import EpisodeRecorder
+from sop_ros.storage.recorder import EpisodeRecorder, RecorderConfig
 from sop_ros.storage.recovery import RecoveryAction, RecoveryReport, recover_spool
 from sop_ros.storage.segments import intervention_segments
 from sop_ros.storage.spool import Spool
@@ -18,6 +18,7 @@ __all__ = [
     "DecodePool",
     "Episode",
     "EpisodeRecorder",
+    "RecorderConfig",
     "RecoveryAction",
     "RecoveryReport",
     "Spool",
