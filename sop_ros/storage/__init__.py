@@ -5,8 +5,9 @@ May import rosbags, mcap, opencv and numpy; never rclpy or zenoh.
 
 from __future__ import annotations
 
+from sop_ros.storage.bagio import episode_meta, validate_bag
 from sop_ros.storage.decode import DecodePool
-from sop_ros.storage.episodes import Episode, Step, decode_jpeg, episode_meta, load_episode, validate_bag
+from sop_ros.storage.episodes import Episode, Step, decode_jpeg, load_episode
 from sop_ros.storage.errors import BagError, SpoolFullError
 from sop_ros.storage.recorder import EpisodeRecorder, RecorderConfig
 from sop_ros.storage.recovery import RecoveryAction, RecoveryReport, recover_spool

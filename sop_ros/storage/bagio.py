@@ -1,4 +1,4 @@
-"""How sop_ros writes and opens rosbag2 bags: one place for the on-disk format choices.
+"""How sop_ros writes, opens and checks rosbag2 bags: one place for the on-disk format choices.
 
 Format: rosbag2 metadata version 9 (what ``ros2 bag`` writes since Jazzy and
 still writes in Kilted), MCAP storage, zstd-compressed MCAP chunks. Chunk
@@ -17,15 +17,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer, WriterError
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
 from rosbags.rosbag2.storage_mcap import McapWriter
 from ruamel.yaml import YAML, YAMLError
 
+from sop_ros.core.errors import ConfigError
+from sop_ros.core.types import EpisodeMeta
 from sop_ros.storage.errors import BagError
 from sop_ros.storage.spool import fsync_tree
 
-__all__ = ["BAG_VERSION", "close_writer", "flush_writer", "mcap_files", "open_writer", "read_metadata"]
+__all__ = [
+    "BAG_VERSION",
+    "close_writer",
+    "episode_meta",
+    "flush_writer",
+    "mcap_files",
+    "open_writer",
+    "read_metadata",
+    "validate_bag",
+]
 
 # rosbag2 metadata version; 9 stores QoS profiles as a YAML list (Jazzy and newer).
 BAG_VERSION = 9
@@ -109,3 +121,54 @@ def read_metadata(bag_dir: Path) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise BagError(f"{path} lacks 'rosbag2_bagfile_information'")
     return info
+
+
+def episode_meta(bag_dir: Path) -> EpisodeMeta:
+    """Return the episode metadata stored in the bag's ``custom_data``.
+
+    Raises:
+        BagError: no ``metadata.yaml``, or its ``custom_data`` lacks or garbles episode keys.
+    """
+    info = read_metadata(bag_dir)
+    custom = info.get("custom_data") or {}
+    if not isinstance(custom, dict):
+        raise BagError(f"{bag_dir}: custom_data is not a mapping")
+    try:
+        return EpisodeMeta.from_custom_data({str(k): str(v) for k, v in custom.items()})
+    except ConfigError as err:
+        raise BagError(f"{bag_dir}: {err}") from None
+
+
+def validate_bag(bag_dir: Path | str, *, read_messages: bool = True) -> EpisodeMeta:
+    """Check that ``bag_dir`` is a readable sop_ros episode bag; returns its metadata.
+
+    Args:
+        bag_dir: The bag directory.
+        read_messages: Also read every message and compare the per-topic counts
+            with ``metadata.yaml`` (catches truncated or corrupt MCAP files).
+
+    Raises:
+        BagError: with the path and what is wrong.
+    """
+    bag_dir = Path(bag_dir)
+    meta = episode_meta(bag_dir)
+    info = read_metadata(bag_dir)
+    if info.get("storage_identifier") != "mcap":
+        raise BagError(f"{bag_dir}: storage {info.get('storage_identifier')!r} is not mcap")
+    try:
+        with AnyReader([bag_dir]) as reader:
+            if read_messages:
+                counts: dict[int, int] = {c.id: 0 for c in reader.connections}
+                for connection, _stamp, _data in reader.messages():
+                    counts[connection.id] += 1
+                for connection in reader.connections:
+                    if counts[connection.id] != connection.msgcount:
+                        raise BagError(
+                            f"{bag_dir}: topic {connection.topic} holds {counts[connection.id]} "
+                            f"messages, metadata.yaml says {connection.msgcount}"
+                        )
+    except BagError:
+        raise
+    except Exception as err:  # rosbags and mcap raise many types on broken files
+        raise BagError(f"{bag_dir}: cannot read bag: {type(err).__name__}: {err}") from None
+    return meta

@@ -1,4 +1,4 @@
-"""Turn an episode bag into aligned control steps for training, and check bags on ingest.
+"""Turn an episode bag into aligned control steps for training.
 
 One step per ``command`` message (the action the robot executed). For step t:
 
@@ -27,9 +27,8 @@ from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection
 
 from sop_ros.core import topics
-from sop_ros.core.errors import ConfigError
 from sop_ros.core.types import EpisodeMeta, InterventionSegment, Outcome
-from sop_ros.storage.bagio import read_metadata
+from sop_ros.storage.bagio import episode_meta
 from sop_ros.storage.errors import BagError
 from sop_ros.storage.segments import intervention_segments
 from sop_ros.storage.typestore import COMPRESSED_IMAGE, INTERVENTION, JOINT_STATE
@@ -38,9 +37,7 @@ __all__ = [
     "Episode",
     "Step",
     "decode_jpeg",
-    "episode_meta",
     "load_episode",
-    "validate_bag",
 ]
 
 # Largest disagreement (s) tolerated between the intervention segments in a
@@ -172,57 +169,6 @@ class Episode:
             raise IndexError(f"step {step} outside episode {self.meta.episode_id} of {len(self)} steps")
 
 
-def episode_meta(bag_dir: Path) -> EpisodeMeta:
-    """Return the episode metadata stored in the bag's ``custom_data``.
-
-    Raises:
-        BagError: no ``metadata.yaml``, or its ``custom_data`` lacks or garbles episode keys.
-    """
-    info = read_metadata(bag_dir)
-    custom = info.get("custom_data") or {}
-    if not isinstance(custom, dict):
-        raise BagError(f"{bag_dir}: custom_data is not a mapping")
-    try:
-        return EpisodeMeta.from_custom_data({str(k): str(v) for k, v in custom.items()})
-    except ConfigError as err:
-        raise BagError(f"{bag_dir}: {err}") from None
-
-
-def validate_bag(bag_dir: Path | str, *, read_messages: bool = True) -> EpisodeMeta:
-    """Check that ``bag_dir`` is a readable sop_ros episode bag; returns its metadata.
-
-    Args:
-        bag_dir: The bag directory.
-        read_messages: Also read every message and compare the per-topic counts
-            with ``metadata.yaml`` (catches truncated or corrupt MCAP files).
-
-    Raises:
-        BagError: with the path and what is wrong.
-    """
-    bag_dir = Path(bag_dir)
-    meta = episode_meta(bag_dir)
-    info = read_metadata(bag_dir)
-    if info.get("storage_identifier") != "mcap":
-        raise BagError(f"{bag_dir}: storage {info.get('storage_identifier')!r} is not mcap")
-    try:
-        with AnyReader([bag_dir]) as reader:
-            if read_messages:
-                counts: dict[int, int] = {c.id: 0 for c in reader.connections}
-                for connection, _stamp, _data in reader.messages():
-                    counts[connection.id] += 1
-                for connection in reader.connections:
-                    if counts[connection.id] != connection.msgcount:
-                        raise BagError(
-                            f"{bag_dir}: topic {connection.topic} holds {counts[connection.id]} "
-                            f"messages, metadata.yaml says {connection.msgcount}"
-                        )
-    except BagError:
-        raise
-    except Exception as err:  # rosbags and mcap raise many types on broken files
-        raise BagError(f"{bag_dir}: cannot read bag: {type(err).__name__}: {err}") from None
-    return meta
-
-
 def load_episode(bag_dir: Path | str, *, cameras: Sequence[str], horizon: int) -> Episode:
     """Decode a bag into aligned control steps (see the module docstring).
 
@@ -246,60 +192,76 @@ def load_episode(bag_dir: Path | str, *, cameras: Sequence[str], horizon: int) -
         raise BagError(f"{bag_dir}: cannot read bag: {type(err).__name__}: {err}") from None
 
 
-def _load(bag_dir: Path, meta: EpisodeMeta, cameras: tuple[str, ...], horizon: int) -> Episode:
+@dataclass
+class _Recorded:
+    """The messages of one bag that steps are built from, in log order per topic."""
+
+    cmd_stamps: list[int] = field(default_factory=list)
+    cmd_values: list[np.ndarray] = field(default_factory=list)
+    state_stamps: list[int] = field(default_factory=list)
+    state_values: list[np.ndarray] = field(default_factory=list)
+    frame_stamps: dict[str, list[int]] = field(default_factory=dict)
+    frame_data: dict[str, list[bytes]] = field(default_factory=dict)
+    # (log time, active) of every Intervention message.
+    events: list[tuple[int, bool]] = field(default_factory=list)
+    action_names: tuple[str, ...] | None = None
+    state_names: tuple[str, ...] | None = None
+    has_intervention_topic: bool = False
+    last_stamp: int = 0
+
+
+def _read(bag_dir: Path, cameras: tuple[str, ...]) -> _Recorded:
+    out = _Recorded(frame_stamps={c: [] for c in cameras}, frame_data={c: [] for c in cameras})
     with AnyReader([bag_dir]) as reader:
         conns = reader.connections
         command = _find(bag_dir, conns, topics.COMMAND, JOINT_STATE)
         joints = _find(bag_dir, conns, topics.JOINT_STATES, JOINT_STATE)
         images = {cam: _find(bag_dir, conns, topics.camera_topic(cam), COMPRESSED_IMAGE) for cam in cameras}
-        intervention = _find(bag_dir, conns, topics.INTERVENTION, INTERVENTION, required=False)
+        intervention = _find_optional(bag_dir, conns, topics.INTERVENTION, INTERVENTION)
+        out.has_intervention_topic = intervention is not None
         wanted = [command, joints, *images.values()] + ([intervention] if intervention else [])
         camera_of = {conn.id: cam for cam, conn in images.items()}
-
-        cmd_stamps, cmd_values, state_stamps, state_values = [], [], [], []
-        frame_stamps: dict[str, list[int]] = {cam: [] for cam in cameras}
-        frame_data: dict[str, list[bytes]] = {cam: [] for cam in cameras}
-        events: list[tuple[int, bool]] = []
-        action_names: tuple[str, ...] = ()
-        state_names: tuple[str, ...] = ()
-        last_stamp = 0
         for conn, stamp, raw in reader.messages(connections=wanted):
-            last_stamp = max(last_stamp, stamp)
+            out.last_stamp = max(out.last_stamp, stamp)
             msg = reader.deserialize(raw, conn.msgtype)
             if conn.id == command.id:
-                action_names = action_names or tuple(msg.name)
-                cmd_stamps.append(stamp)
-                cmd_values.append(np.asarray(msg.position, np.float32))
+                out.action_names = _same_names(bag_dir, conn.topic, out.action_names, msg.name)
+                out.cmd_stamps.append(stamp)
+                out.cmd_values.append(np.asarray(msg.position, np.float32))
             elif conn.id == joints.id:
-                state_names = state_names or tuple(msg.name)
-                state_stamps.append(stamp)
-                state_values.append(np.asarray(msg.position, np.float32))
+                out.state_names = _same_names(bag_dir, conn.topic, out.state_names, msg.name)
+                out.state_stamps.append(stamp)
+                out.state_values.append(np.asarray(msg.position, np.float32))
             elif conn.id in camera_of:
-                frame_stamps[camera_of[conn.id]].append(stamp)
-                frame_data[camera_of[conn.id]].append(msg.data.tobytes())
+                out.frame_stamps[camera_of[conn.id]].append(stamp)
+                out.frame_data[camera_of[conn.id]].append(msg.data.tobytes())
             else:
-                events.append((stamp, bool(msg.active)))
+                out.events.append((stamp, bool(msg.active)))
+    return out
 
-    cmd_ns, actions = _sorted(bag_dir, "command", cmd_stamps, cmd_values)
-    state_ns, states = _sorted(bag_dir, "joint_states", state_stamps, state_values)
+
+def _load(bag_dir: Path, meta: EpisodeMeta, cameras: tuple[str, ...], horizon: int) -> Episode:
+    rec = _read(bag_dir, cameras)
+    cmd_ns, actions = _sorted(bag_dir, "command", rec.cmd_stamps, rec.cmd_values)
+    state_ns, states = _sorted(bag_dir, "joint_states", rec.state_stamps, rec.state_values)
     # Newest input at or before each command: searchsorted(side="right") - 1.
     state_idx = np.searchsorted(state_ns, cmd_ns, side="right") - 1
+    usable = state_idx >= 0
+    frames: dict[str, list[bytes]] = {}
     frame_idx = {}
     for cam in cameras:
-        order = np.argsort(np.asarray(frame_stamps[cam], np.int64), kind="stable")
-        stamps = np.asarray(frame_stamps[cam], np.int64)[order]
-        frame_data[cam] = [frame_data[cam][i] for i in order]
-        frame_idx[cam] = np.searchsorted(stamps, cmd_ns, side="right") - 1
-    usable = state_idx >= 0
-    for cam in cameras:
+        stamps = np.asarray(rec.frame_stamps[cam], np.int64)
+        order = np.argsort(stamps, kind="stable")
+        frames[cam] = [rec.frame_data[cam][i] for i in order]
+        frame_idx[cam] = np.searchsorted(stamps[order], cmd_ns, side="right") - 1
         usable &= frame_idx[cam] >= 0
     if not usable.any():
         raise BagError(f"{bag_dir}: no command comes after a joint state and a frame of every camera")
     first = int(np.argmax(usable))
 
     # An open segment lasts to the end of the recording, last command included.
-    segments = intervention_segments(events, end_ns=max(meta.end_ns, last_stamp + 1))
-    segments = _cross_check(bag_dir, meta, segments, have_messages=intervention is not None)
+    segments = intervention_segments(rec.events, end_ns=max(meta.end_ns, rec.last_stamp + 1))
+    segments = _cross_check(bag_dir, meta, segments, have_messages=rec.has_intervention_topic)
     steps = cmd_ns[first:]
     is_human = np.zeros(steps.shape, bool)
     for seg in segments:
@@ -307,32 +269,44 @@ def _load(bag_dir: Path, meta: EpisodeMeta, cameras: tuple[str, ...], horizon: i
     return Episode(
         path=bag_dir,
         meta=meta,
-        action_names=action_names,
-        state_names=state_names,
+        action_names=rec.action_names or (),
+        state_names=rec.state_names or (),
         stamps_ns=_frozen(steps),
         states=_frozen(states[state_idx[first:]]),
         actions=_frozen(actions[first:]),
         is_human=_frozen(is_human),
-        frames={cam: tuple(frame_data[cam][i] for i in frame_idx[cam][first:]) for cam in cameras},
+        frames={cam: tuple(frames[cam][i] for i in frame_idx[cam][first:]) for cam in cameras},
         horizon=horizon,
         interventions=segments,
     )
 
 
-def _find(
-    bag_dir: Path, conns: list[Connection], name: str, msgtype: str, *, required: bool = True
-) -> Connection | None:
+def _same_names(
+    bag_dir: Path, topic: str, known: tuple[str, ...] | None, names: Sequence[str]
+) -> tuple[str, ...]:
+    names = tuple(names)
+    if known is not None and names != known:
+        raise BagError(f"{bag_dir}: {topic} changes its joint names from {list(known)} to {list(names)}")
+    return names
+
+
+def _find_optional(bag_dir: Path, conns: list[Connection], name: str, msgtype: str) -> Connection | None:
     # Bags hold absolute names (/<robot namespace>/command); the topic table holds relative ones.
     found = [c for c in conns if c.topic == name or c.topic.endswith("/" + name.lstrip("/"))]
     if not found:
-        if required:
-            raise BagError(f"{bag_dir}: no {name!r} topic; the bag has {sorted(c.topic for c in conns)}")
         return None
     if len({c.topic for c in found}) > 1:
         raise BagError(f"{bag_dir}: {name!r} is ambiguous: {sorted({c.topic for c in found})}")
     if found[0].msgtype != msgtype:
         raise BagError(f"{bag_dir}: topic {found[0].topic} carries {found[0].msgtype}, expected {msgtype}")
     return found[0]
+
+
+def _find(bag_dir: Path, conns: list[Connection], name: str, msgtype: str) -> Connection:
+    found = _find_optional(bag_dir, conns, name, msgtype)
+    if found is None:
+        raise BagError(f"{bag_dir}: no {name!r} topic; the bag has {sorted(c.topic for c in conns)}")
+    return found
 
 
 def _sorted(

@@ -34,8 +34,14 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.types import EpisodeMeta, Outcome
-from sop_ros.storage.bagio import close_writer, mcap_files, open_writer, read_metadata
-from sop_ros.storage.episodes import episode_meta, validate_bag
+from sop_ros.storage.bagio import (
+    close_writer,
+    episode_meta,
+    mcap_files,
+    open_writer,
+    read_metadata,
+    validate_bag,
+)
 from sop_ros.storage.errors import BagError
 from sop_ros.storage.recorder import START_META_FILE
 from sop_ros.storage.segments import intervention_segments

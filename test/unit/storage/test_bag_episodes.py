@@ -10,8 +10,9 @@ from bag_helpers import BagWriter, jpeg, make_meta
 from ruamel.yaml import YAML
 
 from sop_ros.core.types import InterventionSegment, Outcome
-from sop_ros.storage.bagio import mcap_files
-from sop_ros.storage.episodes import load_episode, validate_bag
+from sop_ros.storage import typestore as ts
+from sop_ros.storage.bagio import mcap_files, validate_bag
+from sop_ros.storage.episodes import load_episode
 from sop_ros.storage.errors import BagError
 from sop_ros.storage.recorder import EpisodeRecorder
 from sop_ros.storage.segments import intervention_segments
@@ -178,3 +179,11 @@ def test_undecodable_frame_is_a_bag_error(recorder: EpisodeRecorder) -> None:
     episode = load_episode(recorder.finish(make_meta()), cameras=["front"], horizon=1)
     with pytest.raises(BagError, match="do not decode"):
         episode.image("front", 0)
+
+
+def test_ambiguous_topics_are_a_bag_error(recorder: EpisodeRecorder) -> None:
+    recorder.start(make_meta())
+    BagWriter(recorder).command(1, [0.0])
+    recorder.write_message("/robot_2/command", ts.make(ts.JOINT_STATE, name=["j0"]), 2)
+    with pytest.raises(BagError, match="ambiguous"):
+        load_episode(recorder.finish(make_meta()), cameras=[], horizon=1)

@@ -12,8 +12,7 @@ import pytest
 from bag_helpers import BagWriter, make_meta
 
 from sop_ros.core.types import InterventionSegment, Outcome
-from sop_ros.storage.bagio import mcap_files
-from sop_ros.storage.episodes import episode_meta, validate_bag
+from sop_ros.storage.bagio import episode_meta, mcap_files, validate_bag
 from sop_ros.storage.errors import BagError
 from sop_ros.storage.recorder import START_META_FILE, EpisodeRecorder
 from sop_ros.storage.recovery import RECOVERED_KEY, RecoveryAction, recover_spool
