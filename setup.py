@@ -13,6 +13,7 @@ HERE = Path(__file__).parent
 NODES = {
     "command_mux": "sop_ros.nodes.command_mux_node:main",
     "episode_manager": "sop_ros.nodes.episode_manager_node:main",
+    "policy": "sop_ros.nodes.policy_node:main",
     "recorder": "sop_ros.nodes.recorder_node:main",
 }
 

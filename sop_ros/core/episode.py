@@ -20,7 +20,7 @@ from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.types import EpisodeEventKind, Outcome, new_episode_id
 
-__all__ = ["EpisodeClock", "EpisodeConfig", "EpisodeEvent", "Phase", "TaskSpec"]
+__all__ = ["EpisodeClock", "EpisodeConfig", "EpisodeEvent", "Phase", "SwapGate", "TaskSpec"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,3 +170,44 @@ class EpisodeClock:
         spec = self._tasks[self._next_index % len(self._tasks)]
         self._next_index += 1
         return spec
+
+
+class SwapGate:
+    """Decide when staged weights may go live: never while an episode runs.
+
+    The policy node tells the gate about episode boundaries and activation
+    requests; the gate answers whether to swap now, and remembers a request
+    made mid-episode so that it is carried out at the episode's end.
+    """
+
+    def __init__(self) -> None:
+        self._running = False
+        self._pending: str | None = None
+
+    @property
+    def episode_running(self) -> bool:
+        """True between START and END/ABORT."""
+        return self._running
+
+    @property
+    def pending(self) -> str | None:
+        """Version whose activation waits for the episode end."""
+        return self._pending
+
+    def request(self, version: str) -> bool:
+        """Ask to activate ``version``; True = swap now, False = deferred to the episode end."""
+        if self._running:
+            self._pending = version
+            return False
+        self._pending = None
+        return True
+
+    def episode_started(self) -> None:
+        """An episode began: from now on swaps wait."""
+        self._running = True
+
+    def episode_ended(self) -> str | None:
+        """An episode ended or was aborted; return the version to activate now, if one waits."""
+        self._running = False
+        version, self._pending = self._pending, None
+        return version

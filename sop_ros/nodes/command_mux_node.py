@@ -96,7 +96,7 @@ class CommandMuxNode(Node):
             self._last = out.source
         if out.action is None:
             self._hold_reason = out.reason
-            self.get_logger().warn(f"holding position: {out.reason}", throttle_duration_sec=5.0)
+            self.get_logger().warning(f"holding position: {out.reason}", throttle_duration_sec=5.0)
             return
         msg = JointState(name=list(self.config.action_names), position=out.action.astype(float).tolist())
         msg.header.stamp = ns_to_stamp(now_ns)

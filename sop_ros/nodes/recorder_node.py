@@ -96,7 +96,7 @@ class RecorderNode(Node):
 
     def _recover(self) -> None:
         for report in recover_spool(self.config.spool_dir):
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f"found a bag left by a crash, {report.partial.name}: {report.action.value}, "
                 f"{report.message_count} messages kept ({report.reason})"
             )

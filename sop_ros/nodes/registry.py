@@ -49,6 +49,13 @@ NODES: dict[str, NodeSpec] = {
             config_class="EpisodeManagerConfig",
         ),
         NodeSpec(
+            executable="policy",
+            node_name="policy",
+            module="sop_ros.nodes.policy_node",
+            node_class="PolicyNode",
+            config_class="PolicyNodeConfig",
+        ),
+        NodeSpec(
             executable="recorder",
             node_name="recorder",
             module="sop_ros.nodes.recorder_node",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sop_ros.core.episode import EpisodeClock, EpisodeConfig, Phase
+from sop_ros.core.episode import EpisodeClock, EpisodeConfig, Phase, SwapGate
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.types import EpisodeEventKind, Outcome
 
@@ -59,3 +59,13 @@ def test_refused_transitions_say_why() -> None:
 def test_config_lengths_must_agree() -> None:
     with pytest.raises(ConfigError, match="same length"):
         config(instructions=("only one",))
+
+
+def test_swap_gate_defers_activation_to_the_episode_end() -> None:
+    gate = SwapGate()
+    assert gate.request("v0001") is True  # idle: swap at once
+    gate.episode_started()
+    assert gate.request("v0002") is False and gate.pending == "v0002"
+    assert gate.request("v0003") is False and gate.pending == "v0003"  # latest wins
+    assert gate.episode_ended() == "v0003"
+    assert gate.pending is None and gate.episode_ended() is None

@@ -1,0 +1,366 @@
+"""policy: runs the VLA on the robot's cameras and joint states, publishes action chunks.
+
+A lifecycle node. ``on_configure`` builds the policy (π0: a ``tiny`` or
+``full`` random-init preset, or a local checkpoint) and loads the initial
+weights; ``on_activate`` starts the inference worker. With ``autostart`` it
+configures and activates itself, so ``ros2 run`` alone brings it up.
+
+While an episode runs, the worker takes the newest camera frames and joint
+state, runs inference and publishes ``action_chunk`` (and, for joint-space
+actions, a ``JointTrajectory`` a stock joint_trajectory_controller accepts)
+every ``replan_period_s``. Missing or stale input is never acted on: the
+worker publishes nothing and says why, throttled, and the mux holds.
+
+Weights: ``policy/stage`` (``sop_msgs/StageWeights``) checks the file's
+sha256 and loads it into a shadow copy without touching the live weights;
+``policy/activate`` swaps it in at once between episodes, or defers the swap
+to the end of the running episode. ``policy/status`` (latched) says which
+version is active and which is staged.
+
+Threads: sensor callbacks (one mutually exclusive group) only store the
+newest message under ``_inputs_lock``. The inference worker is a plain
+thread owned by this node. Services and episode events run in a reentrant
+group; the policy object's own locks keep a swap from overlapping an
+inference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from sop_msgs.msg import ActionChunk as ActionChunkMsg
+from sop_msgs.msg import EpisodeEvent, PolicyStatus
+from sop_msgs.srv import ActivateWeights, StageWeights
+from trajectory_msgs.msg import JointTrajectory
+
+from sop_ros.core import topics
+from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.episode import SwapGate
+from sop_ros.core.errors import SopError
+from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.types import Observation
+from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, Diagnostics, RateMeter, run_node
+from sop_ros.nodes.convert import chunk_to_msg, chunk_to_trajectory, image_from_msg, joint_positions
+from sop_ros.nodes.params import declare_config
+
+__all__ = ["PolicyNode", "PolicyNodeConfig", "main"]
+
+_READ_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyNodeConfig:
+    """Parameters of the policy node."""
+
+    autostart: bool = setting(True, "configure and activate at start-up", read_only=True)
+    initial_weights: str = setting("", "trainable weights file loaded at configure; empty = the base model")
+    replan_period_s: float = setting(0.5, "time between two inferences during an episode", unit="s", low=0.0)
+    max_input_age_s: float = setting(0.5, "oldest camera frame or joint state acted on", unit="s", low=0.0)
+    compressed_images: bool = setting(True, "subscribe to JPEG CompressedImage instead of raw Image")
+    joint_trajectory: bool = setting(False, "also publish each chunk as a trajectory_msgs/JointTrajectory")
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+class PolicyNode(LifecycleNode):
+    """Run the policy and handle weight stage/activate requests."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("policy", **kwargs)
+        self.config = declare_config(self, PolicyNodeConfig)
+        self.policy: Pi0Policy | None = None
+        self._gate = SwapGate()
+        self._inputs_lock = threading.Lock()
+        self._images: dict[str, tuple[float, Image | CompressedImage]] = {}
+        self._joints: tuple[float, JointState] | None = None
+        self._instruction = ""
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._infers = RateMeter()
+        self._hold_reason = "not configured"
+        self._last_error = ""
+        if self.config.autostart:
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _autostart(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Build the policy and the ROS interfaces."""
+        start = time.perf_counter()
+        try:
+            self.policy = Pi0Policy(self.config.policy)
+            if self.config.initial_weights:
+                self.policy.load_trainable(self.config.initial_weights)
+        except SopError as err:
+            self.get_logger().error(f"cannot build the policy: {err}")
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(
+            f"policy {self.policy.base_model_id} ready in {time.perf_counter() - start:.1f} s "
+            f"on {self.policy.device} ({self.policy.inference_path}), weights {self.policy.active_version}"
+        )
+        sensors = MutuallyExclusiveCallbackGroup()
+        control = ReentrantCallbackGroup()
+        image_type = CompressedImage if self.config.compressed_images else Image
+        for camera in self.config.policy.camera_names:
+            topic = topics.camera_topic(camera, compressed=self.config.compressed_images)
+            self.create_subscription(
+                image_type,
+                topic,
+                lambda msg, c=camera: self._on_image(c, msg),
+                SENSOR_QOS,
+                callback_group=sensors,
+            )
+        self.create_subscription(
+            JointState, topics.JOINT_STATES, self._on_joints, SENSOR_QOS, callback_group=sensors
+        )
+        self.create_subscription(
+            EpisodeEvent, topics.EPISODE_EVENTS, self._on_episode, COMMAND_QOS, callback_group=control
+        )
+        self._chunks = self.create_lifecycle_publisher(ActionChunkMsg, topics.ACTION_CHUNK, COMMAND_QOS)
+        self._trajectory = (
+            self.create_lifecycle_publisher(JointTrajectory, "joint_trajectory", COMMAND_QOS)
+            if self.config.joint_trajectory
+            else None
+        )
+        self._status = self.create_publisher(PolicyStatus, topics.POLICY_STATUS, LATCHED_QOS)
+        self.create_service(StageWeights, "policy/stage", self._on_stage, callback_group=control)
+        self.create_service(ActivateWeights, "policy/activate", self._on_activate, callback_group=control)
+        self._diagnostics = Diagnostics(self, self._report)
+        self._hold_reason = "no episode running"
+        self._publish_status()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Start the inference worker."""
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._run_worker, name="policy-inference", daemon=True)
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the inference worker; the robot holds."""
+        self._stop_worker()
+        return super().on_deactivate(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the worker before the node goes away."""
+        self._stop_worker()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        """Stop the worker thread, then destroy the node."""
+        self._stop_worker()
+        super().destroy_node()
+
+    def _stop_worker(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+
+    # ------------------------------------------------------------ inputs
+
+    def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
+        with self._inputs_lock:
+            self._images[camera] = (time.monotonic(), msg)
+
+    def _on_joints(self, msg: JointState) -> None:
+        with self._inputs_lock:
+            self._joints = (time.monotonic(), msg)
+
+    def _on_episode(self, msg: EpisodeEvent) -> None:
+        if msg.kind == EpisodeEvent.START:
+            with self._inputs_lock:
+                self._instruction = msg.instruction
+            self._gate.episode_started()
+            self.policy.reset()
+            self._wake.set()
+        else:
+            version = self._gate.episode_ended()
+            if version is not None:
+                self._activate_now(version, deferred=True)
+        self._publish_status()
+
+    def _observation(self) -> tuple[Observation | None, str]:
+        """The newest inputs as an Observation, or (None, why) if any is missing or stale."""
+        now = time.monotonic()
+        limit = self.config.max_input_age_s
+        with self._inputs_lock:
+            images = dict(self._images)
+            joints = self._joints
+            instruction = self._instruction
+        for camera in self.config.policy.camera_names:
+            if camera not in images:
+                return None, f"no frame from camera {camera!r} yet"
+            age = now - images[camera][0]
+            if age > limit:
+                return None, f"camera {camera!r} frame is {age:.2f} s old (limit {limit} s)"
+        if joints is None:
+            return None, "no joint_states yet"
+        if now - joints[0] > limit:
+            return None, f"joint_states are {now - joints[0]:.2f} s old (limit {limit} s)"
+        try:
+            state = joint_positions(joints[1], self.config.policy.state_names)
+            decoded = {c: image_from_msg(images[c][1]) for c in self.config.policy.camera_names}
+        except SopError as err:
+            return None, str(err)
+        stamp_ns = self.get_clock().now().nanoseconds
+        return Observation(images=decoded, state=state, instruction=instruction, stamp_ns=stamp_ns), ""
+
+    # ------------------------------------------------------------ inference
+
+    def _run_worker(self) -> None:
+        while not self._stop.is_set():
+            if not self._gate.episode_running:
+                self._hold_reason = "no episode running"
+                self._wake.wait(timeout=0.2)
+                self._wake.clear()
+                continue
+            started = time.monotonic()
+            observation, why = self._observation()
+            if observation is None:
+                self._hold_reason = why
+                self.get_logger().warning(f"not acting: {why}", throttle_duration_sec=5.0)
+                self._stop.wait(0.05)
+                continue
+            try:
+                chunk = self.policy.infer(observation)
+            except SopError as err:
+                self._last_error = str(err)
+                self.get_logger().error(f"inference failed: {err}", throttle_duration_sec=5.0)
+                self._stop.wait(0.5)
+                continue
+            if not self._gate.episode_running:
+                continue  # the episode ended during inference: its chunk is void
+            self._chunks.publish(chunk_to_msg(chunk))
+            if self._trajectory is not None:
+                self._trajectory.publish(chunk_to_trajectory(chunk))
+            self._infers.record(chunk.infer_ms / 1e3)
+            self._hold_reason = ""
+            self._stop.wait(max(0.0, self.config.replan_period_s - (time.monotonic() - started)))
+
+    # ------------------------------------------------------------ weights
+
+    def _on_stage(
+        self, request: StageWeights.Request, response: StageWeights.Response
+    ) -> StageWeights.Response:
+        path = Path(request.path)
+        try:
+            digest = _sha256(path)
+            if request.sha256 and digest != request.sha256.lower():
+                raise SopError(
+                    f"{path} has sha256 {digest[:12]}…, expected {request.sha256[:12]}…; not staged"
+                )
+            start = time.perf_counter()
+            self.policy.stage(path, version=request.version or None)
+        except (SopError, OSError) as err:
+            self._last_error = str(err)
+            response.accepted, response.message = False, str(err)
+            self.get_logger().error(f"refused weights {request.version}: {err}")
+            return response
+        response.accepted = True
+        response.message = f"staged {self.policy.staged_version} in {time.perf_counter() - start:.2f} s"
+        self.get_logger().info(response.message)
+        self._publish_status()
+        return response
+
+    def _on_activate(
+        self, request: ActivateWeights.Request, response: ActivateWeights.Response
+    ) -> ActivateWeights.Response:
+        staged = self.policy.staged_version
+        if staged is None or (request.version and request.version != staged):
+            response.accepted = False
+            response.message = f"cannot activate {request.version!r}: staged is {staged!r}"
+            return response
+        if self._gate.request(staged):
+            response.accepted, response.message = self._activate_now(staged, deferred=False)
+        else:
+            response.accepted, response.deferred = True, True
+            response.message = f"{staged} will be activated when the running episode ends"
+            self.get_logger().info(response.message)
+        self._publish_status()
+        return response
+
+    def _activate_now(self, version: str, *, deferred: bool) -> tuple[bool, str]:
+        previous = self.policy.active_version
+        try:
+            stall_ms = self.policy.activate()
+        except SopError as err:
+            self._last_error = str(err)
+            self.get_logger().error(f"activation of {version} failed, {previous} stays active: {err}")
+            return False, str(err)
+        when = "at the episode end" if deferred else "between episodes"
+        message = f"activated {version} (was {previous}) {when}; swap stalled {stall_ms:.2f} ms"
+        self.get_logger().info(message)
+        self._publish_status()
+        return True, message
+
+    # ------------------------------------------------------------ status
+
+    def _publish_status(self) -> None:
+        if self.policy is None:
+            return
+        msg = PolicyStatus(
+            active_version=self.policy.active_version,
+            staged_version=self.policy.staged_version or "",
+            episode_running=self._gate.episode_running,
+            inference_rate=self._infers.rate_hz(),
+            inference_latency_ms=self._infers.mean_ms(),
+        )
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._status.publish(msg)
+
+    def _report(self) -> tuple[bytes, str, Sequence[tuple[str, str]]]:
+        if self._last_error:
+            level, message = DiagnosticStatus.ERROR, self._last_error
+        elif self._hold_reason and self._gate.episode_running:
+            level, message = DiagnosticStatus.WARN, f"holding: {self._hold_reason}"
+        else:
+            level, message = DiagnosticStatus.OK, self._hold_reason or "acting"
+        self._publish_status()
+        version = self.policy.active_version if self.policy else ""
+        return (
+            level,
+            message,
+            [
+                ("inference_rate_hz", f"{self._infers.rate_hz():.2f}"),
+                ("inference_ms", f"{self._infers.mean_ms():.1f}"),
+                ("active_version", version),
+                ("staged_version", (self.policy.staged_version or "") if self.policy else ""),
+            ],
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(_READ_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the policy node."""
+    run_node(PolicyNode, args)
+
+
+if __name__ == "__main__":
+    main()

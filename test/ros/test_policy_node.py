@@ -1,0 +1,156 @@
+"""The policy node on a tiny π0: acts only on fresh input during episodes, swaps weights only between them."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, JointState
+from sop_msgs.msg import ActionChunk, EpisodeEvent, PolicyStatus
+from sop_msgs.srv import ActivateWeights, StageWeights
+
+from sop_ros.core import topics
+from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
+from sop_ros.nodes.policy_node import PolicyNode
+
+NAMES = ["ee_x", "ee_y", "gripper"]
+POLICY = dict(
+    camera_names=("head",),
+    action_names=tuple(NAMES),
+    state_names=tuple(NAMES),
+    horizon=10,
+    control_period_s=0.1,
+    denoising_steps=3,
+)
+
+
+def wait_for(predicate, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+class Robot:
+    """Publishes camera + joints at 20 Hz (until paused), sends episode events, calls services."""
+
+    def __init__(self, context) -> None:
+        self.node = rclpy.create_node("fake_robot", context=context)
+        self.chunks: list[ActionChunk] = []
+        self.status: list[PolicyStatus] = []
+        self.node.create_subscription(ActionChunk, topics.ACTION_CHUNK, self.chunks.append, COMMAND_QOS)
+        self.node.create_subscription(PolicyStatus, topics.POLICY_STATUS, self.status.append, LATCHED_QOS)
+        self.events = self.node.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, COMMAND_QOS)
+        self.image = self.node.create_publisher(CompressedImage, topics.camera_topic("head"), SENSOR_QOS)
+        self.joints = self.node.create_publisher(JointState, topics.JOINT_STATES, SENSOR_QOS)
+        _, jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))
+        self.jpeg = jpeg.tobytes()
+        self.sensing = threading.Event()
+        self.sensing.set()
+        self.node.create_timer(0.05, self._publish_sensors)
+
+    def _publish_sensors(self) -> None:
+        if not self.sensing.is_set():
+            return
+        stamp = self.node.get_clock().now().to_msg()
+        image = CompressedImage(format="jpeg", data=self.jpeg)
+        image.header.stamp = stamp
+        self.image.publish(image)
+        joints = JointState(name=NAMES, position=[0.1, 0.2, 0.03])
+        joints.header.stamp = stamp
+        self.joints.publish(joints)
+
+    def episode(self, kind: int, episode_id: str) -> None:
+        msg = EpisodeEvent(
+            kind=kind, episode_id=episode_id, robot_id="r", task="t", instruction="put the can"
+        )
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        self.events.publish(msg)
+
+    def call(self, srv_type, name: str, request):
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=20.0)
+        future = client.call_async(request)
+        assert wait_for(future.done, 60.0)
+        return future.result()
+
+
+@pytest.fixture
+def weights_v1(tmp_path: Path) -> tuple[Path, str]:
+    donor = Pi0Policy(PolicyConfig(**POLICY))
+    state = donor.trainable_state()
+    name = next(iter(state))
+    donor.load_trainable_state({**state, name: state[name] + 0.5})
+    path = tmp_path / "v0001.safetensors"
+    donor.save_trainable(path, version="v0001")
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_weights_swap_only_at_the_episode_boundary(ros_context, weights_v1) -> None:
+    path, digest = weights_v1
+    overrides = [
+        Parameter(f"policy.{k}", value=list(v) if isinstance(v, tuple) else v) for k, v in POLICY.items()
+    ]
+    overrides.append(Parameter("replan_period_s", value=0.2))
+    node = PolicyNode(context=ros_context, parameter_overrides=overrides)
+    robot = Robot(ros_context)
+    executor = MultiThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(robot.node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        assert wait_for(lambda: robot.status and robot.status[-1].active_version == "v0000")
+        time.sleep(1.0)
+        assert robot.chunks == []  # no episode, no actions
+
+        robot.episode(EpisodeEvent.START, "e1")
+        assert wait_for(lambda: len(robot.chunks) >= 2)
+        chunk = robot.chunks[-1]
+        assert (chunk.horizon, chunk.action_dim, list(chunk.action_names)) == (10, 3, NAMES)
+        assert chunk.infer_ms > 0
+
+        refused = robot.call(
+            StageWeights, "policy/stage", StageWeights.Request(path=str(path), sha256="0" * 64)
+        )
+        assert not refused.accepted and "sha256" in refused.message
+        staged = robot.call(StageWeights, "policy/stage", StageWeights.Request(path=str(path), sha256=digest))
+        assert staged.accepted, staged.message
+        answer = robot.call(ActivateWeights, "policy/activate", ActivateWeights.Request(version="v0001"))
+        assert (answer.accepted, answer.deferred) == (True, True), answer.message
+        count = len(robot.chunks)
+        assert wait_for(lambda: len(robot.chunks) >= count + 2)  # still acting, still on v0000
+        assert {c.policy_version for c in robot.chunks} == {"v0000"}
+
+        robot.episode(EpisodeEvent.END, "e1")
+        assert wait_for(lambda: robot.status[-1].active_version == "v0001")
+        assert robot.status[-1].staged_version == "" and not robot.status[-1].episode_running
+        first_after = len(robot.chunks)
+
+        robot.episode(EpisodeEvent.START, "e2")
+        assert wait_for(lambda: len(robot.chunks) >= first_after + 2)
+        versions = [c.policy_version for c in robot.chunks]
+        assert set(versions[:first_after]) == {"v0000"} and set(versions[first_after:]) == {"v0001"}
+
+        robot.sensing.clear()  # the cameras go quiet: the policy must stop acting
+        time.sleep(1.0)
+        count = len(robot.chunks)
+        time.sleep(1.5)
+        assert len(robot.chunks) == count
+        robot.episode(EpisodeEvent.END, "e2")
+    finally:
+        executor.shutdown()
+        spinner.join(timeout=10)
+        node.destroy_node()
+        robot.node.destroy_node()
