@@ -23,7 +23,12 @@ __all__ = ["DecodePool"]
 
 
 class DecodePool:
-    """Decodes JPEG frames on ``workers`` threads (default: one per core)."""
+    """Decodes JPEG frames on ``workers`` threads (default: one per core).
+
+    Measured on a 16-core host: 224×224 frames scale to all cores (2.5k frames/s
+    on one thread, 20k on 16); 64×64 frames peak near 4 threads (46k/s) because
+    the per-frame Python work then dominates, so pass ``workers=4`` for small frames.
+    """
 
     def __init__(self, *, workers: int | None = None) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
