@@ -8,7 +8,6 @@ from pathlib import Path
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
-
 from sop_msgs.msg import ActionChunk, EpisodeEvent, Intervention, PolicyStatus
 from sop_msgs.srv import ActivateWeights, StageWeights
 

@@ -11,10 +11,9 @@ import sys
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from std_msgs.msg import Empty
-
 from sop_msgs.msg import ActionChunk, EpisodeEvent, Intervention, PolicyStatus
 from sop_msgs.srv import ActivateWeights, StageWeights
+from std_msgs.msg import Empty
 
 
 def filled_messages() -> dict[str, object]:
