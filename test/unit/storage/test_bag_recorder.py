@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ from ruamel.yaml import YAML
 from sop_ros.core import topics
 from sop_ros.core.types import EpisodeMeta, InterventionSegment, Outcome
 from sop_ros.storage import typestore as ts
-from sop_ros.storage.bagio import mcap_files
+from sop_ros.storage.bagio import mcap_files, validate_bag
 from sop_ros.storage.errors import BagError, SpoolFullError
 from sop_ros.storage.recorder import ABORT_REASON_KEY, EpisodeRecorder, RecorderConfig
 
@@ -226,3 +229,35 @@ def test_finish_fills_end_and_segments_from_what_was_recorded(recorder: EpisodeR
         InterventionSegment(start_ns=150, end_ns=180),
         InterventionSegment(start_ns=200, end_ns=251),
     )
+
+
+def test_finish_from_another_thread_while_writes_continue(recorder: EpisodeRecorder) -> None:
+    recorder.start(make_meta())
+    bag = BagWriter(recorder)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def keep_writing() -> None:
+        stamp = 0
+        try:
+            while not stop.is_set():
+                stamp += 1
+                bag.command(stamp, [float(stamp)])
+        except BaseException as err:
+            errors.append(err)
+
+    def wait_for(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not condition() and time.monotonic() < deadline and writer.is_alive():
+            time.sleep(0.001)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    wait_for(lambda: recorder.message_count >= 200)
+    path = recorder.finish(make_meta())
+    wait_for(lambda: recorder.ignored_count >= 10)
+    stop.set()
+    writer.join(timeout=10)
+    assert errors == []
+    assert validate_bag(path).episode_id == make_meta().episode_id
+    assert info(path)["message_count"] >= 200

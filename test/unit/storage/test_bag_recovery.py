@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from bag_helpers import BagWriter, make_meta
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
 
 from sop_ros.core.types import InterventionSegment, Outcome
 from sop_ros.storage.bagio import episode_meta, mcap_files, validate_bag
@@ -94,6 +96,10 @@ def test_truncated_bag_is_recovered_up_to_the_break(
         return
     assert report.action is RecoveryAction.RECOVERED
     assert report.bag == spool.ready / EPISODE
+    (recovered,) = mcap_files(report.bag)
+    with recovered.open("rb") as file:
+        decoded = list(make_reader(file, decoder_factories=[DecoderFactory()]).iter_decoded_messages())
+    assert len(decoded) == expected
     meta_out = validate_bag(report.bag)
     assert meta_out.outcome is Outcome.INCOMPLETE
     assert meta_out.task == "stack" and meta_out.start_ns == 100
