@@ -1,0 +1,245 @@
+"""Configuration of the π0 policy and the model presets it builds.
+
+``PolicyConfig.model`` picks the network: ``tiny`` (a small random π0 that
+learns simple visuomotor tasks on a CPU in minutes), ``full`` (the real π0
+sizes, PaliGemma 3B + 300M action expert, random init, for GPU work), or the
+path of a local checkpoint directory loaded with ``from_pretrained``.
+
+Pure functions and immutable values; safe from any thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PI0Config
+
+from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.errors import ConfigError
+
+__all__ = [
+    "FULL",
+    "PRESETS",
+    "TINY",
+    "PolicyConfig",
+    "model_config_hash",
+    "pi0_config",
+    "resolve_device",
+    "resolve_dtype",
+]
+
+TINY = "tiny"
+FULL = "full"
+PRESETS = (TINY, FULL)
+
+# π0's state and action vectors are zero-padded to these sizes.
+PI0_MAX_DIM = 32
+
+_JOINTS = (*(f"joint_{i}" for i in range(1, 8)), "gripper")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyConfig:
+    """What the policy network is and how it reads observations and writes actions."""
+
+    model: str = setting(
+        TINY,
+        "'tiny', 'full' (real π0 sizes, random init) or the path of a local π0 checkpoint",
+        read_only=True,
+    )
+    camera_names: tuple[str, ...] = setting(("front",), "cameras the policy sees, in prompt order (1 to 3)")
+    image_size_px: int = setting(
+        0,
+        "side of the square images fed to the vision tower; 0 = the model's own",
+        unit="px",
+        low=0,
+        high=1024,
+    )
+    horizon: int = setting(50, "actions per chunk", low=1, high=256)
+    action_names: tuple[str, ...] = setting(_JOINTS, "name of each action dimension, in order")
+    state_names: tuple[str, ...] = setting(_JOINTS, "name of each state dimension, in order")
+    denoising_steps: int = setting(10, "flow-matching integration steps per chunk", low=1, high=100)
+    control_period_s: float = setting(0.02, "time between consecutive actions of a chunk", unit="s", low=1e-4)
+    max_prompt_tokens: int = setting(
+        32, "text tokens after the image tokens (prompts are padded to this)", low=4
+    )
+    inference_advantage: str = setting(
+        "none",
+        "advantage indicator put in the prompt at inference (RECAP uses 'positive')",
+        choices=("none", "positive", "negative"),
+    )
+    device: str = setting("auto", "where the model runs", choices=("auto", "cpu", "cuda"))
+    dtype: str = setting(
+        "auto",
+        "weights dtype; auto = float32 on CPU, bfloat16 on GPU",
+        choices=("auto", "float32", "bfloat16"),
+    )
+    compile_mode: str = setting(
+        "none",
+        "torch.compile mode for inference on CUDA ('reduce-overhead' uses CUDA graphs); eager on CPU",
+        choices=("none", "default", "reduce-overhead", "max-autotune"),
+    )
+    seed: int = setting(0, "seed of the random initialisation and of the sampling noise", low=0)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if not 1 <= len(self.camera_names) <= 3:
+            raise ConfigError(f"camera_names must name 1 to 3 cameras, got {list(self.camera_names)}")
+        for what, names in (
+            ("camera_names", self.camera_names),
+            ("action_names", self.action_names),
+            ("state_names", self.state_names),
+        ):
+            if not names or len(set(names)) != len(names):
+                raise ConfigError(f"{what} must be non-empty and unique, got {list(names)}")
+        if self.model not in PRESETS and not Path(self.model).is_dir():
+            raise ConfigError(
+                f"model {self.model!r} is neither a preset ({', '.join(PRESETS)}) nor a checkpoint directory"
+            )
+
+    @property
+    def action_dim(self) -> int:
+        """Number of action dimensions the robot uses."""
+        return len(self.action_names)
+
+    @property
+    def state_dim(self) -> int:
+        """Number of state dimensions the robot reports."""
+        return len(self.state_names)
+
+
+def resolve_device(config: PolicyConfig) -> torch.device:
+    """Return the torch device ``config.device`` means on this machine."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but CUDA is not available; use 'auto' or 'cpu'")
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def resolve_dtype(config: PolicyConfig, device: torch.device) -> torch.dtype:
+    """Return the weights dtype: float32 on CPU, bfloat16 on GPU unless set."""
+    if config.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, config.dtype)
+
+
+def _preset_config(
+    preset: str, *, horizon: int, image_size_px: int, vocab_size: int, image_token_id: int
+) -> PI0Config:
+    if preset == TINY:
+        # The action expert attends to the VLM's per-layer KV cache, so its layer
+        # count, KV heads and head_dim must equal the text model's.
+        text = dict(
+            hidden_size=128, num_hidden_layers=2, intermediate_size=512, num_attention_heads=2,
+            num_key_value_heads=1, head_dim=64,
+        )  # fmt: skip
+        vision = dict(
+            hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2,
+            patch_size=8, image_size=image_size_px or 64,
+        )  # fmt: skip
+        expert = dict(text)
+        projection_dim = 128
+    else:
+        text = dict(
+            hidden_size=2048, num_hidden_layers=18, intermediate_size=16384, num_attention_heads=8,
+            num_key_value_heads=1, head_dim=256,
+        )  # fmt: skip
+        vision = dict(
+            hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+            patch_size=14, image_size=image_size_px or 224,
+        )  # fmt: skip
+        expert = dict(
+            hidden_size=1024, num_hidden_layers=18, intermediate_size=4096, num_attention_heads=8,
+            num_key_value_heads=1, head_dim=256,
+        )  # fmt: skip
+        projection_dim = 2048
+    if vision["image_size"] % vision["patch_size"]:
+        raise ConfigError(
+            f"image_size_px {vision['image_size']} is not a multiple of the patch size {vision['patch_size']}"
+        )
+    return PI0Config(
+        vlm_config=dict(
+            model_type="paligemma",
+            text_config=dict(model_type="gemma", vocab_size=vocab_size, **text),
+            vision_config=dict(model_type="siglip_vision_model", vision_use_head=False, **vision),
+            projection_dim=projection_dim,
+            image_token_id=image_token_id,
+        ),
+        dit_config=dict(model_type="gemma", **expert),
+        chunk_size=horizon,
+        max_state_dim=PI0_MAX_DIM,
+        max_action_dim=PI0_MAX_DIM,
+    )
+
+
+def pi0_config(config: PolicyConfig, *, vocab_size: int, image_token_id: int) -> PI0Config:
+    """Return the transformers config for ``config.model`` (a preset or a checkpoint directory).
+
+    Raises:
+        ConfigError: the checkpoint cannot hold the configured state, actions or image size.
+    """
+    if config.model in PRESETS:
+        # The full preset keeps PaliGemma's vocabulary size so its parameter count is the real one.
+        vocab = vocab_size if config.model == TINY else max(vocab_size, 257152)
+        pi0 = _preset_config(
+            config.model,
+            horizon=config.horizon,
+            image_size_px=config.image_size_px,
+            vocab_size=-(-vocab // 64) * 64,
+            image_token_id=image_token_id,
+        )
+    else:
+        pi0 = PI0Config.from_pretrained(config.model, local_files_only=True)
+        pi0.chunk_size = config.horizon
+        native = pi0.vlm_config.vision_config.image_size
+        if config.image_size_px not in (0, native):
+            raise ConfigError(
+                f"checkpoint {config.model} takes {native} px images, not {config.image_size_px}"
+            )
+    for what, have, room in (
+        ("state_names", config.state_dim, pi0.max_state_dim),
+        ("action_names", config.action_dim, pi0.max_action_dim),
+    ):
+        if have > room:
+            raise ConfigError(f"{what} has {have} entries but the model takes at most {room}")
+    text, expert = pi0.vlm_config.text_config, pi0.dit_config
+    for key in ("num_hidden_layers", "num_key_value_heads", "head_dim"):
+        if getattr(text, key) != getattr(expert, key):
+            raise ConfigError(
+                f"action expert {key}={getattr(expert, key)} differs from the language model's "
+                f"{getattr(text, key)}; the expert reads the language model's KV cache"
+            )
+    return pi0
+
+
+# Keys that describe how a config was saved or run, not what the network is.
+_VOLATILE_KEYS = frozenset(
+    {
+        "transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype",
+        "_attn_implementation", "_attn_implementation_autoset", "attn_implementation",
+        "output_attentions", "output_hidden_states", "return_dict", "use_cache",
+    }
+)  # fmt: skip
+
+
+def _stable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in sorted(value.items()) if k not in _VOLATILE_KEYS}
+    if isinstance(value, list | tuple):
+        return [_stable(v) for v in value]
+    return value
+
+
+def model_config_hash(pi0: PI0Config, **layout: Any) -> str:
+    """Return the sha256 of the network's config plus the input/output ``layout`` facts.
+
+    Two policies with equal hashes accept each other's trainable weights.
+    """
+    document = {"pi0": _stable(pi0.to_dict()), **{k: _stable(v) for k, v in sorted(layout.items())}}
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,225 @@
+r"""Turning observations and training samples into π0's input tensors, and back.
+
+The layout equals what ``PI0Processor`` produces (image tokens, ``<bos>``, the
+prompt, ``"\n"``, right padding), built here directly from uint8 arrays
+because the processor's image backend needs torchvision and goes through PIL
+per image; prompts are padded to a fixed length so every call has the same
+shapes (what CUDA graphs and ``torch.compile`` need).
+
+Pure functions and immutable values, except PromptLayout's cache of encoded
+instructions (a dict that only grows; safe to share under the GIL).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedTokenizerFast
+
+from sop_ros.core.errors import ConfigError, IncompatibleWeightsError
+from sop_ros.core.policy.tokenizer import BOS_TOKEN, PROMPT_END
+
+__all__ = ["NormStats", "PromptLayout", "TrainingSample", "pad_last", "pixel_batch"]
+
+# A dimension that never moved in the data would otherwise blow up any later
+# deviation; 1e-3 is below the resolution of joint encoders in rad and m.
+STD_FLOOR = 1e-3
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingSample:
+    """One supervised example: what the robot saw and the chunk it should have produced."""
+
+    # Camera name -> RGB image, uint8, shape (height, width, 3).
+    images: Mapping[str, np.ndarray]
+    # Proprioceptive state in robot units, float32, shape (state_dim,).
+    state: np.ndarray
+    # Natural-language task instruction.
+    instruction: str
+    # Target actions in robot units, float32, shape (horizon, action_dim).
+    actions: np.ndarray
+    # RECAP advantage indicator: True positive, False negative, None absent.
+    advantage: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NormStats:
+    """Mean and standard deviation of state and actions, in robot units (float32)."""
+
+    state_mean: np.ndarray
+    state_std: np.ndarray
+    action_mean: np.ndarray
+    action_std: np.ndarray
+
+    @classmethod
+    def identity(cls, state_dim: int, action_dim: int) -> NormStats:
+        """Statistics that leave values unchanged (used until real ones are set)."""
+        return cls(
+            state_mean=np.zeros(state_dim, np.float32),
+            state_std=np.ones(state_dim, np.float32),
+            action_mean=np.zeros(action_dim, np.float32),
+            action_std=np.ones(action_dim, np.float32),
+        )
+
+    @classmethod
+    def from_data(cls, states: np.ndarray, actions: np.ndarray) -> NormStats:
+        """Compute statistics from states (N, S) and actions (N, A) or (N, H, A)."""
+        states = np.asarray(states, np.float64)
+        actions = np.asarray(actions, np.float64)
+        if states.ndim != 2 or actions.ndim not in (2, 3) or not len(states) or not len(actions):
+            raise ConfigError(
+                f"norm stats need states (N, S) and actions (N, A) or (N, H, A); "
+                f"got {states.shape} and {actions.shape}"
+            )
+        actions = actions.reshape(-1, actions.shape[-1])
+        return cls(
+            state_mean=states.mean(0).astype(np.float32),
+            state_std=np.maximum(states.std(0), STD_FLOOR).astype(np.float32),
+            action_mean=actions.mean(0).astype(np.float32),
+            action_std=np.maximum(actions.std(0), STD_FLOOR).astype(np.float32),
+        )
+
+    def check_dims(self, state_dim: int, action_dim: int) -> None:
+        """Raise IncompatibleWeightsError unless the statistics fit these dimensions."""
+        if self.state_mean.shape != (state_dim,) or self.action_mean.shape != (action_dim,):
+            raise IncompatibleWeightsError(
+                f"norm stats are for state {self.state_mean.shape[0]} / action {self.action_mean.shape[0]} "
+                f"dimensions, the policy has {state_dim} / {action_dim}"
+            )
+
+    def to_json(self) -> str:
+        """Serialise (stored in the weights file's metadata)."""
+        return json.dumps({k: getattr(self, k).tolist() for k in self._fields()})
+
+    @classmethod
+    def from_json(cls, text: str) -> NormStats:
+        """Parse :meth:`to_json` output; raises IncompatibleWeightsError if malformed."""
+        try:
+            raw = json.loads(text)
+            return cls(**{k: np.asarray(raw[k], np.float32) for k in cls._fields()})
+        except (ValueError, KeyError, TypeError) as err:
+            raise IncompatibleWeightsError(f"malformed norm stats in weights metadata: {err}") from None
+
+    @staticmethod
+    def _fields() -> tuple[str, ...]:
+        return ("state_mean", "state_std", "action_mean", "action_std")
+
+
+def pad_last(values: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pad the last dimension to ``size`` (π0's fixed state/action width)."""
+    return F.pad(values, (0, size - values.shape[-1]))
+
+
+def pixel_batch(
+    images: Sequence[Mapping[str, np.ndarray]], camera_names: Sequence[str], size_px: int
+) -> torch.Tensor:
+    """Stack camera images into π0's (batch, camera, 3, size, size) float tensor in [-1, 1].
+
+    Images of another size are resized (bilinear, antialiased). Cameras that an
+    image set has beyond ``camera_names`` are ignored.
+
+    Raises:
+        ConfigError: a configured camera is missing.
+    """
+    frames: list[np.ndarray] = []
+    for index, cameras in enumerate(images):
+        missing = [name for name in camera_names if name not in cameras]
+        if missing:
+            raise ConfigError(
+                f"sample {index} lacks camera(s) {missing}; it has {sorted(cameras)}, the policy needs "
+                f"{list(camera_names)}"
+            )
+        frames.extend(np.asarray(cameras[name], np.uint8) for name in camera_names)
+    if len({frame.shape for frame in frames}) == 1:
+        # np.stack copies, so read-only observation arrays are never aliased by torch.
+        pixels = _resize(torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float(), size_px)
+    else:
+        pixels = torch.cat(
+            [_resize(torch.from_numpy(f.copy()).permute(2, 0, 1)[None].float(), size_px) for f in frames]
+        )
+    # SigLIP's normalisation: mean 0.5, std 0.5 on [0, 1].
+    pixels = pixels.mul_(2.0 / 255.0).sub_(1.0)
+    return pixels.view(len(images), len(camera_names), 3, size_px, size_px)
+
+
+def _resize(pixels: torch.Tensor, size_px: int) -> torch.Tensor:
+    if pixels.shape[-2:] == (size_px, size_px):
+        return pixels
+    return F.interpolate(
+        pixels, size=(size_px, size_px), mode="bilinear", antialias=True, align_corners=False
+    )
+
+
+class PromptLayout:
+    r"""Token ids of prompts: image tokens for every camera, ``<bos>``, text, ``"\n"``, padding.
+
+    Args:
+        tokenizer: A tokenizer holding ``<bos>`` and ``"\n"``.
+        image_token_id: The model's image token id (a vocabulary id no prompt produces).
+        num_cameras: Cameras per sample.
+        tokens_per_image: (image size / patch size)².
+        max_prompt_tokens: Text tokens (including ``"\n"``) every prompt is padded to.
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerFast,
+        *,
+        image_token_id: int,
+        num_cameras: int,
+        tokens_per_image: int,
+        max_prompt_tokens: int,
+    ) -> None:
+        self._tokenizer = tokenizer
+        self._max_prompt_tokens = max_prompt_tokens
+        ids = tokenizer.convert_tokens_to_ids([BOS_TOKEN, PROMPT_END])
+        if tokenizer.unk_token_id in ids:
+            raise ConfigError(f"the tokenizer lacks {BOS_TOKEN!r} or {PROMPT_END!r}")
+        self._bos_id, self._end_id = ids
+        self.image_token_id = image_token_id
+        self._pad_id = tokenizer.pad_token_id
+        self._head = [self.image_token_id] * (num_cameras * tokens_per_image) + [self._bos_id]
+        self.length = len(self._head) + max_prompt_tokens
+        self._cache: dict[str, list[int]] = {}
+
+    def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (input_ids, attention_mask), both int64 (batch, length).
+
+        Raises:
+            ConfigError: a prompt needs more than ``max_prompt_tokens`` tokens.
+        """
+        input_ids = torch.full((len(texts), self.length), self._pad_id, dtype=torch.long)
+        for row, text in enumerate(texts):
+            ids = self._head + self._text_ids(text)
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask = (input_ids != self._pad_id).long()
+        return input_ids, attention_mask
+
+    def _text_ids(self, text: str) -> list[int]:
+        # Instructions repeat across every frame of an episode: encode each once.
+        ids = self._cache.get(text)
+        if ids is None:
+            # Special-token text in an instruction ("<image>") must stay plain text.
+            encoded = self._tokenizer(text, add_special_tokens=False, split_special_tokens=True)
+            ids = [*encoded.input_ids, self._end_id]
+            if len(ids) > self._max_prompt_tokens:
+                raise ConfigError(
+                    f"prompt {text!r} needs {len(ids)} tokens, more than max_prompt_tokens="
+                    f"{self._max_prompt_tokens}; shorten it or raise the setting"
+                )
+            if len(self._cache) < 4096:
+                self._cache[text] = ids
+        return ids
+
+
+def sample_field(sample: Any, name: str, default: Any = None) -> Any:
+    """Read ``name`` from a sample given as an object with attributes or as a mapping."""
+    if isinstance(sample, Mapping):
+        return sample.get(name, default)
+    return getattr(sample, name, default)

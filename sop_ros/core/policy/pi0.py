@@ -1,0 +1,435 @@
+"""π0 (``transformers``' ``PI0ForConditionalGeneration``) behind the policy interface.
+
+The language model is frozen; the vision tower, multimodal projector, action
+expert and the action/state projections train, and only they are saved,
+published and swapped. Random-init presets draw every weight on the CPU from
+``seed``, so a learner and a robot built from equal configs share the frozen
+part bit for bit (their ``config_hash`` is equal).
+
+Threads: ``infer`` runs on one worker thread and ``stage`` on another.
+``_infer_lock`` guards the live parameters, norm stats and active version:
+``infer``, ``activate`` and the synchronous loads take it, so an activation
+never happens during an inference. ``_stage_lock`` guards the shadow set and
+the staged version: ``stage`` takes it, and ``activate`` takes it before
+``_infer_lock``. Training calls (``collate``, ``loss``) read the live weights
+without a lock and belong to a learner process that does not stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PI0ForConditionalGeneration, PreTrainedTokenizerFast
+
+from sop_ros.core.errors import ConfigError, IncompatibleWeightsError, WeightsError
+from sop_ros.core.policy.config import (
+    PRESETS,
+    PolicyConfig,
+    model_config_hash,
+    pi0_config,
+    resolve_device,
+    resolve_dtype,
+)
+from sop_ros.core.policy.inputs import NormStats, PromptLayout, pad_last, pixel_batch, sample_field
+from sop_ros.core.policy.swap import ShadowWeights
+from sop_ros.core.policy.tokenizer import IMAGE_TOKEN, TOKENIZER_DIGEST, build_tokenizer, prompt_text
+from sop_ros.core.policy.weights_file import (
+    META_BASE_MODEL,
+    META_CONFIG_HASH,
+    META_NORM_STATS,
+    META_VERSION,
+    check_state,
+    dtype_name,
+    read_weights,
+    specs_of,
+    write_weights,
+)
+from sop_ros.core.types import ActionChunk, Observation, format_version
+from sop_ros.core.weights import TensorSpec
+
+__all__ = ["Pi0Policy", "is_trainable"]
+
+_log = logging.getLogger(__name__)
+
+_FROZEN_PREFIXES = (
+    "model.vlm.language_model.",
+    # PI0Config copies the VLM vocabulary into the expert, whose embedding table is never used.
+    "model.dit.embed_tokens.",
+)
+
+_ADVANTAGE = {"none": None, "positive": True, "negative": False}
+
+
+def is_trainable(name: str) -> bool:
+    """True for parameters that train and travel: all but the language model and unused embeddings."""
+    return not name.startswith(_FROZEN_PREFIXES)
+
+
+class Pi0Policy:
+    """π0 with ``infer(observation) -> ActionChunk``, training entry points and weight swap."""
+
+    def __init__(self, config: PolicyConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config)
+        self.dtype = resolve_dtype(config, self.device)
+        checkpoint = None if config.model in PRESETS else Path(config.model)
+        self.tokenizer = _load_tokenizer(checkpoint)
+        image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        pi0 = pi0_config(config, vocab_size=len(self.tokenizer), image_token_id=image_token_id)
+        self.model = _build_model(pi0, checkpoint, config.seed).to(self.device, self.dtype).eval()
+        self.pi0_config = self.model.config
+        vision = pi0.vlm_config.vision_config
+        self.image_size_px = vision.image_size
+        self._layout = PromptLayout(
+            self.tokenizer,
+            image_token_id=pi0.vlm_config.image_token_id,
+            num_cameras=len(config.camera_names),
+            tokens_per_image=(vision.image_size // vision.patch_size) ** 2,
+            max_prompt_tokens=config.max_prompt_tokens,
+        )
+        self._params = {n: p for n, p in self.model.named_parameters() if is_trainable(n)}
+        self.freeze_language_model()
+        self._specs = specs_of({n: p.data for n, p in self._params.items()})
+        if checkpoint is None:
+            self.base_model_id = f"sop-pi0-{config.model}-random-seed{config.seed}"
+        else:
+            self.base_model_id = f"local:{checkpoint.name}"
+        self.config_hash = model_config_hash(
+            pi0,
+            tokenizer=TOKENIZER_DIGEST if checkpoint is None else self.tokenizer.vocab_size,
+            cameras=config.camera_names,
+            actions=config.action_names,
+            states=config.state_names,
+            base_model_id=self.base_model_id,
+        )
+        self._stats = NormStats.identity(config.state_dim, config.action_dim)
+        self._active_version = format_version(0)
+        self._staged: tuple[str, NormStats | None] | None = None
+        self._shadow: ShadowWeights | None = None
+        self._infer_lock = threading.Lock()
+        self._stage_lock = threading.Lock()
+        self._generator = torch.Generator().manual_seed(config.seed)
+        self._sampler, self.inference_path = self._make_sampler()
+
+    # ----------------------------------------------------------------- inference
+
+    def infer(self, observation: Observation) -> ActionChunk:
+        """Return the next action chunk (robot units) for ``observation``.
+
+        Raises:
+            ConfigError: a camera is missing, the state has the wrong size or the prompt is too long.
+        """
+        start = time.perf_counter()
+        advantage = _ADVANTAGE[self.config.inference_advantage]
+        with self._infer_lock:
+            stats = self._stats
+            prompt = prompt_text(observation.instruction, advantage)
+            inputs = self._model_inputs([observation.images], [observation.state], [prompt], stats)
+            noise = torch.randn((1, self.config.horizon, self.config.action_dim), generator=self._generator)
+            noise = pad_last(noise, self.pi0_config.max_action_dim).to(self.device, self.dtype)
+            actions = self._sample(inputs, noise)[0, :, : self.config.action_dim]
+            actions = actions.float().cpu().numpy()
+            version = self._active_version
+        actions = actions * stats.action_std + stats.action_mean
+        return ActionChunk(
+            actions=actions,
+            action_names=self.config.action_names,
+            control_period_s=self.config.control_period_s,
+            policy_version=version,
+            stamp_ns=observation.stamp_ns,
+            infer_ms=(time.perf_counter() - start) * 1e3,
+        )
+
+    def reset(self) -> None:
+        """Start a new episode: re-seed the sampling noise so episodes are reproducible."""
+        with self._infer_lock:
+            self._generator.manual_seed(self.config.seed)
+
+    def warmup(self, iterations: int = 3) -> None:
+        """Run a few inferences on blank inputs so compilation happens before the first real one."""
+        side = self.image_size_px
+        blank = {name: np.zeros((side, side, 3), np.uint8) for name in self.config.camera_names}
+        with self._infer_lock:
+            inputs = self._model_inputs(
+                [blank], [np.zeros(self.config.state_dim, np.float32)], ["warm up"], self._stats
+            )
+            noise = torch.zeros((1, self.config.horizon, self.pi0_config.max_action_dim))
+            for _ in range(iterations):
+                self._sample(inputs, noise.to(self.device, self.dtype))
+
+    def _sample(self, inputs: dict[str, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
+        kwargs = dict(
+            state=inputs["state"],
+            input_ids=inputs["input_ids"],
+            pixel_values=inputs["pixel_values"],
+            attention_mask=inputs["attention_mask"],
+            pixel_attention_mask=inputs["pixel_attention_mask"],
+            noise=noise,
+            num_steps=self.config.denoising_steps,
+        )
+        if self._sampler is self.model.sample_actions:
+            return self._sampler(**kwargs)
+        try:
+            if self.config.compile_mode == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()
+            return self._sampler(**kwargs).clone()
+        except Exception as err:  # compilation fails lazily, on the first call
+            _log.warning("compiled inference failed (%s); falling back to eager", err)
+            self._sampler = self.model.sample_actions
+            self.inference_path = f"eager (compile failed: {type(err).__name__})"
+            return self._sampler(**kwargs)
+
+    def _make_sampler(self) -> tuple[Any, str]:
+        mode = self.config.compile_mode
+        if mode == "none":
+            return self.model.sample_actions, "eager"
+        if self.device.type != "cuda":
+            return self.model.sample_actions, f"eager (compile_mode {mode!r} applies on CUDA only)"
+        return torch.compile(self.model.sample_actions, mode=mode, dynamic=False), f"compiled ({mode})"
+
+    def _model_inputs(
+        self,
+        images: Sequence[Mapping[str, np.ndarray]],
+        states: Sequence[np.ndarray],
+        prompts: Sequence[str],
+        stats: NormStats,
+    ) -> dict[str, torch.Tensor]:
+        state = np.stack([np.asarray(s, np.float32) for s in states])
+        if state.shape[1:] != (self.config.state_dim,):
+            raise ConfigError(
+                f"state has shape {state.shape[1:]}, the policy expects ({self.config.state_dim},) "
+                f"for {list(self.config.state_names)}"
+            )
+        state = torch.from_numpy((state - stats.state_mean) / stats.state_std)
+        input_ids, attention_mask = self._layout.encode(prompts)
+        pixels = pixel_batch(images, self.config.camera_names, self.image_size_px)
+        to = dict(device=self.device, non_blocking=True)
+        return {
+            "state": pad_last(state, self.pi0_config.max_state_dim).to(dtype=self.dtype, **to),
+            "input_ids": input_ids.to(**to),
+            "attention_mask": attention_mask.to(**to),
+            "pixel_values": pixels.to(dtype=self.dtype, **to),
+            "pixel_attention_mask": torch.ones(pixels.shape[:2], dtype=torch.bool, device=self.device),
+        }
+
+    # ------------------------------------------------------------------ training
+
+    def collate(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Build a training batch on the policy's device from samples.
+
+        A sample is a :class:`~sop_ros.core.policy.inputs.TrainingSample` or any
+        object/mapping with ``images``, ``state``, ``instruction``, ``actions``
+        (horizon × action_dim, robot units) and optionally ``advantage``.
+        """
+        if not samples:
+            raise ConfigError("cannot collate an empty list of samples")
+        stats = self._stats
+        prompts = [prompt_text(sample_field(s, "instruction"), sample_field(s, "advantage")) for s in samples]
+        images = [sample_field(s, "images") for s in samples]
+        batch = self._model_inputs(images, [sample_field(s, "state") for s in samples], prompts, stats)
+        actions = np.stack([np.asarray(sample_field(s, "actions"), np.float32) for s in samples])
+        want = (self.config.horizon, self.config.action_dim)
+        if actions.shape[1:] != want:
+            raise ConfigError(f"sample actions have shape {actions.shape[1:]}, the policy expects {want}")
+        actions = torch.from_numpy((actions - stats.action_mean) / stats.action_std)
+        batch["actions"] = pad_last(actions, self.pi0_config.max_action_dim).to(self.device, self.dtype)
+        return batch
+
+    def loss(
+        self, batch: Mapping[str, torch.Tensor], *, module: torch.nn.Module | None = None
+    ) -> torch.Tensor:
+        """Return π0's flow-matching loss per sample, shape (batch,), float32.
+
+        Padded action dimensions get zero noise here and in :meth:`infer`, so their
+        target velocity is zero: the network learns at once to leave them at zero,
+        and they never feed drifting values back into the expert at inference.
+        Squared velocity errors are summed over steps and all dimensions and divided
+        by horizon × the robot's action dimensions (a mean over the real ones).
+
+        Args:
+            batch: Output of :meth:`collate`.
+            module: The network to run, e.g. a DDP wrapper of :attr:`model`; default :attr:`model`.
+        """
+        module = module or self.model
+        actions = batch["actions"]
+        cfg = self.pi0_config
+        beta = torch.distributions.Beta(cfg.time_sampling_beta_alpha, cfg.time_sampling_beta_beta)
+        t = beta.sample((actions.shape[0],)) * cfg.time_sampling_scale + cfg.time_sampling_offset
+        t = t.to(self.device)
+        noise = pad_last(torch.randn_like(actions[..., : self.config.action_dim]), actions.shape[-1])
+        t_ = t[:, None, None].to(actions.dtype)
+        noisy = t_ * noise + (1 - t_) * actions
+        # Without `actions=` the model treats `noise` as the noisy chunk and returns
+        # the velocity, so the reduction stays ours (per sample).
+        velocity = module(
+            state=batch["state"],
+            noise=noisy,
+            timestep=t,
+            input_ids=batch["input_ids"],
+            pixel_values=batch["pixel_values"],
+            attention_mask=batch["attention_mask"],
+            pixel_attention_mask=batch["pixel_attention_mask"],
+        ).logits
+        error = (velocity.float() - (noise - actions).float()).square()
+        return error.sum(dim=(1, 2)) / (self.config.horizon * self.config.action_dim)
+
+    def set_norm_stats(self, states: np.ndarray, actions: np.ndarray) -> NormStats:
+        """Compute and use normalisation statistics from states (N, S) and actions (N, [H,] A)."""
+        stats = NormStats.from_data(states, actions)
+        stats.check_dims(self.config.state_dim, self.config.action_dim)
+        with self._infer_lock:
+            self._stats = stats
+        return stats
+
+    @property
+    def norm_stats(self) -> NormStats:
+        """The normalisation statistics in use."""
+        return self._stats
+
+    def freeze_language_model(self) -> None:
+        """Set ``requires_grad`` False on the language model (and unused embeddings), True elsewhere."""
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(is_trainable(name))
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters an optimizer should update, in name order."""
+        return [self._params[spec.name] for spec in self._specs]
+
+    # ------------------------------------------------------------------- weights
+
+    def trainable_state(self, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+        """Return the trainable tensors by name, detached (aliases of the live weights unless cast).
+
+        Args:
+            dtype: Cast to this dtype (e.g. publish bfloat16 from a float32 learner).
+        """
+        state = {spec.name: self._params[spec.name].detach() for spec in self._specs}
+        if dtype is not None:
+            state = {name: tensor.to(dtype) for name, tensor in state.items()}
+        return state
+
+    def trainable_specs(self, dtype: torch.dtype | None = None) -> tuple[TensorSpec, ...]:
+        """Names, dtypes and shapes of :meth:`trainable_state` (for the weights manifest)."""
+        if dtype is None:
+            return self._specs
+        name = dtype_name(dtype)
+        return tuple(TensorSpec(name=spec.name, dtype=name, shape=spec.shape) for spec in self._specs)
+
+    def load_trainable_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Copy ``state`` into the live trainable weights now.
+
+        Raises:
+            IncompatibleWeightsError: names, shapes or dtypes differ (all differences listed).
+        """
+        check_state(self._specs, state, "trainable state")
+        with self._infer_lock, torch.no_grad():
+            for name, param in self._params.items():
+                param.copy_(state[name])
+
+    def save_trainable(self, path: str | Path, *, version: str | None = None) -> None:
+        """Write the trainable weights and norm stats to a safetensors file, atomically."""
+        metadata = {
+            META_CONFIG_HASH: self.config_hash,
+            META_BASE_MODEL: self.base_model_id,
+            META_VERSION: version or self._active_version,
+            META_NORM_STATS: self._stats.to_json(),
+        }
+        write_weights(Path(path), self.trainable_state(), metadata)
+
+    def load_trainable(self, path: str | Path) -> None:
+        """Load a file written by :meth:`save_trainable` into the live weights, stats and version."""
+        tensors, stats, version = self._read_checked(Path(path))
+        self.load_trainable_state(tensors)
+        with self._infer_lock:
+            self._stats = stats or self._stats
+            self._active_version = version or self._active_version
+
+    def stage(self, source: Mapping[str, torch.Tensor] | str | Path, *, version: str | None = None) -> None:
+        """Load new trainable weights into the shadow copy; the live weights are untouched.
+
+        Args:
+            source: A weights file (its norm stats come along) or a tensor mapping.
+            version: Version label; a file's own label when omitted.
+
+        Raises:
+            IncompatibleWeightsError: the weights belong to another config or do not fit.
+        """
+        stats = None
+        if isinstance(source, str | Path):
+            source, stats, file_version = self._read_checked(Path(source))
+            version = version or file_version
+        else:
+            check_state(self._specs, source, "staged state")
+        if not version:
+            raise WeightsError("staged weights need a version label")
+        with self._stage_lock:
+            if self._shadow is None:
+                self._shadow = ShadowWeights(self._params)
+            self._staged = None
+            self._shadow.fill(source)
+            self._staged = (version, stats)
+
+    def activate(self) -> float:
+        """Swap the staged weights in; return the stall (ms). Never runs during an inference.
+
+        Raises:
+            WeightsError: nothing is staged.
+        """
+        with self._stage_lock, self._infer_lock:
+            if self._staged is None or self._shadow is None:
+                raise WeightsError("no weights are staged; call stage() first")
+            version, stats = self._staged
+            # Captured CUDA graphs read the live addresses: copy in place then.
+            in_place = self.inference_path.startswith("compiled")
+            stall_ms = self._shadow.swap_into(self._params, in_place=in_place)
+            self._stats = stats or self._stats
+            self._active_version = version
+            self._staged = None
+        return stall_ms
+
+    @property
+    def active_version(self) -> str:
+        """Version of the weights in use (``v0000`` for the initial ones)."""
+        return self._active_version
+
+    @property
+    def staged_version(self) -> str | None:
+        """Version waiting in the shadow copy, or None."""
+        staged = self._staged
+        return staged[0] if staged else None
+
+    def _read_checked(self, path: Path) -> tuple[dict[str, torch.Tensor], NormStats | None, str | None]:
+        tensors, meta = read_weights(path)
+        if meta.get(META_CONFIG_HASH) != self.config_hash:
+            raise IncompatibleWeightsError(
+                f"{path} was written for config {meta.get(META_CONFIG_HASH, '?')[:12]} "
+                f"(base {meta.get(META_BASE_MODEL, '?')}); this policy is {self.config_hash[:12]} "
+                f"(base {self.base_model_id})"
+            )
+        check_state(self._specs, tensors, str(path))
+        stats = NormStats.from_json(meta[META_NORM_STATS]) if META_NORM_STATS in meta else None
+        if stats is not None:
+            stats.check_dims(self.config.state_dim, self.config.action_dim)
+        return tensors, stats, meta.get(META_VERSION)
+
+
+def _load_tokenizer(checkpoint: Path | None) -> PreTrainedTokenizerFast:
+    if checkpoint is not None and (checkpoint / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(checkpoint, local_files_only=True)
+    return build_tokenizer()
+
+
+def _build_model(pi0: Any, checkpoint: Path | None, seed: int) -> PI0ForConditionalGeneration:
+    if checkpoint is not None:
+        return PI0ForConditionalGeneration.from_pretrained(checkpoint, config=pi0, local_files_only=True)
+    # Drawn on the CPU in float32 so every machine gets the same frozen weights.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PI0ForConditionalGeneration(pi0)

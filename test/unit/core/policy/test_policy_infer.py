@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from policy_fixtures import ACTIONS, STATES, observation, small_config
+
+from sop_ros.core.errors import ConfigError
+from sop_ros.core.policy import Pi0Policy
+from sop_ros.core.types import Observation
+
+
+def test_infer_returns_a_chunk_in_the_robot_layout(policy: Pi0Policy) -> None:
+    chunk = policy.infer(observation())
+    assert chunk.actions.shape == (4, len(ACTIONS))
+    assert chunk.action_names == ACTIONS
+    assert np.isfinite(chunk.actions).all()
+    assert chunk.policy_version == "v0000" == policy.active_version
+    assert chunk.stamp_ns == 123
+    assert chunk.infer_ms > 0
+    assert chunk.control_period_s == pytest.approx(0.02)
+    assert policy.inference_path == "eager"
+
+
+def test_actions_come_back_in_robot_units(policy: Pi0Policy) -> None:
+    rng = np.random.default_rng(0)
+    mean = np.array([100.0, -50.0, 0.04], np.float32)
+    actions = mean + rng.normal(size=(200, len(ACTIONS))).astype(np.float32) * [1.0, 2.0, 0.01]
+    policy.set_norm_stats(rng.normal(size=(200, len(STATES))), actions)
+    chunk = policy.infer(observation())
+    # An untrained network outputs values of order 1 in normalised units.
+    assert np.all(np.abs(chunk.actions - mean) < 10 * np.array([1.0, 2.0, 0.01]))
+
+
+def test_reset_makes_an_episode_reproducible(policy: Pi0Policy) -> None:
+    policy.reset()
+    first = policy.infer(observation()).actions
+    assert not np.array_equal(policy.infer(observation()).actions, first)  # fresh noise per chunk
+    policy.reset()
+    np.testing.assert_array_equal(policy.infer(observation()).actions, first)
+
+
+def test_images_of_another_size_are_resized(policy: Pi0Policy) -> None:
+    obs = observation()
+    big = Observation(
+        images={name: np.kron(image, np.ones((2, 2, 1), np.uint8)) for name, image in obs.images.items()},
+        state=obs.state,
+        instruction=obs.instruction,
+    )
+    assert policy.infer(big).actions.shape == (4, len(ACTIONS))
+
+
+def test_missing_camera_and_wrong_state_are_named(policy: Pi0Policy) -> None:
+    obs = observation()
+    no_wrist = Observation(images={"front": obs.images["front"]}, state=obs.state, instruction="go")
+    with pytest.raises(ConfigError, match=r"lacks camera\(s\) \['wrist'\]"):
+        policy.infer(no_wrist)
+    short = Observation(images=obs.images, state=obs.state[:2], instruction="go")
+    with pytest.raises(ConfigError, match=r"state has shape \(2,\), the policy expects \(4,\)"):
+        policy.infer(short)
+
+
+def test_compile_request_falls_back_to_eager_on_cpu() -> None:
+    policy = Pi0Policy(small_config(compile_mode="reduce-overhead"))
+    assert policy.inference_path.startswith("eager")
+    policy.warmup(1)
+    assert policy.infer(observation()).actions.shape == (4, len(ACTIONS))
+
+
+def test_positive_advantage_prompt_changes_the_actions() -> None:
+    plain = Pi0Policy(small_config())
+    positive = Pi0Policy(small_config(inference_advantage="positive"))
+    assert not np.array_equal(plain.infer(observation()).actions, positive.infer(observation()).actions)
