@@ -58,10 +58,10 @@ def make_sample(episode: EpisodeLike, ref: SampleRef) -> TrainingSample:
         raise ConfigError(f"step {ref.step} out of range 0..{steps - 1} in episode {episode.meta.episode_id}")
     return TrainingSample(
         ref=ref,
-        images=episode.images_at(ref.step),
+        images={camera: episode.image(camera, ref.step) for camera in episode.cameras},
         state=np.asarray(episode.states[ref.step], dtype=np.float32),
         instruction=episode.meta.instruction,
-        actions=np.asarray(episode.actions[ref.step], dtype=np.float32),
+        actions=np.asarray(episode.action_chunk(ref.step), dtype=np.float32),
         is_human=bool(episode.is_human[ref.step]),
         steps_to_end=steps - ref.step,
         outcome=episode.meta.outcome,

@@ -311,8 +311,7 @@ class Learner:
                     break
                 take = min(budget, len(episode))
                 states.append(np.asarray(episode.states[:take], dtype=np.float32))
-                chunk = np.asarray(episode.actions[:take], dtype=np.float32)
-                actions.append(chunk.reshape(-1, chunk.shape[-1]))
+                actions.append(np.asarray(episode.actions[:take], dtype=np.float32))
                 budget -= take
         if not states:
             raise ConfigError("no episode to fit state/action normalisation on")

@@ -64,22 +64,31 @@ class TrainingSample:
 
 @runtime_checkable
 class EpisodeLike(Protocol):
-    """A recorded episode, frames still compressed until :meth:`images_at` is called."""
+    """A recorded episode (:class:`sop_ros.storage.Episode`), frames compressed until :meth:`image`."""
 
     meta: EpisodeMeta
-    # float32 (steps, state_dim)
+    # Measured state at each step, float32 (steps, state_dim).
     states: np.ndarray
-    # float32 (steps, horizon, action_dim): the chunk executed from each step.
+    # Executed command of each step, float32 (steps, action_dim).
     actions: np.ndarray
-    # bool (steps,): the step's actions came from a human.
+    # True where a human produced the step's command, bool (steps,).
     is_human: np.ndarray
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        """Camera names the episode holds frames of."""
+        ...
 
     def __len__(self) -> int:
         """Number of steps."""
         ...
 
-    def images_at(self, step: int) -> Mapping[str, np.ndarray]:
-        """Decode the camera images of ``step`` (camera -> uint8 (H, W, 3))."""
+    def action_chunk(self, step: int) -> np.ndarray:
+        """Commands executed from ``step`` on, float32 (horizon, action_dim); the last row repeats."""
+        ...
+
+    def image(self, camera: str, step: int) -> np.ndarray:
+        """Decode the frame ``camera`` showed at ``step``: RGB uint8 (H, W, 3)."""
         ...
 
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from sop_ros.core.types import EpisodeMeta, Outcome
+from sop_ros.core.types import EpisodeMeta, InterventionSegment, Outcome
 from sop_ros.core.weights import TensorSpec
+from sop_ros.storage.episodes import Episode
 
 STATE_DIM = 3
 ACTION_DIM = 2
@@ -22,19 +23,10 @@ HORIZON = 4
 IMAGE_SIDE = 8
 
 
-@dataclass
-class FakeEpisode:
-    meta: EpisodeMeta
-    states: np.ndarray
-    actions: np.ndarray
-    is_human: np.ndarray
-    frames: np.ndarray  # (steps, H, W, 3) uint8, one camera
-
-    def __len__(self) -> int:
-        return len(self.states)
-
-    def images_at(self, step: int) -> Mapping[str, np.ndarray]:
-        return {"front": self.frames[step]}
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return data.tobytes()
 
 
 def make_episode(
@@ -47,18 +39,18 @@ def make_episode(
     episode_id: str | None = None,
     version: str = "v0001",
     interventions: int | None = None,
-) -> FakeEpisode:
-    """An episode whose actions are a fixed linear function of state plus image brightness."""
+) -> Episode:
+    """An episode whose commands are a fixed function of state plus image brightness (flat, one level)."""
     rng = np.random.default_rng(seed)
-    states = rng.normal(size=(steps, STATE_DIM)).astype(np.float32)
-    frames = rng.integers(0, 255, size=(steps, IMAGE_SIDE, IMAGE_SIDE, 3), dtype=np.uint8)
-    brightness = frames.mean(axis=(1, 2, 3)) / 255.0
-    base = states[:, :ACTION_DIM] * 0.5 + brightness[:, None]
-    actions = np.repeat(base[:, None, :], HORIZON, axis=1).astype(np.float32)
+    # A slow straight-line motion, so a chunk of future commands follows from the present state.
+    states = (
+        rng.normal(size=STATE_DIM) + 0.05 * np.arange(steps)[:, None] * rng.normal(size=STATE_DIM)
+    ).astype(np.float32)
+    levels = np.full(steps, rng.integers(0, 255))
+    images = [np.full((IMAGE_SIDE, IMAGE_SIDE, 3), level, dtype=np.uint8) for level in levels]
+    actions = (states[:, :ACTION_DIM] * 0.5 + levels[:, None] / 255.0).astype(np.float32)
     is_human = np.zeros(steps, dtype=bool)
     is_human[list(human)] = True
-    from sop_ros.core.types import InterventionSegment
-
     count = (1 if len(human) else 0) if interventions is None else interventions
     meta = EpisodeMeta(
         episode_id=episode_id or f"robot0-{task}-{seed}",
@@ -69,21 +61,34 @@ def make_episode(
         policy_versions=(version,),
         interventions=tuple(InterventionSegment(start_ns=0, end_ns=1) for _ in range(count)),
     )
-    return FakeEpisode(meta=meta, states=states, actions=actions, is_human=is_human, frames=frames)
+    return Episode(
+        path=Path("/nonexistent"),
+        meta=meta,
+        action_names=tuple(f"a{i}" for i in range(ACTION_DIM)),
+        state_names=tuple(f"s{i}" for i in range(STATE_DIM)),
+        stamps_ns=np.arange(steps, dtype=np.int64) * 20_000_000,
+        states=states,
+        actions=actions,
+        is_human=is_human,
+        frames={"front": [_jpeg(image) for image in images]},
+        horizon=HORIZON,
+    )
 
 
-def write_bag(store: Path, episode: FakeEpisode) -> Path:
+def write_bag(store: Path, episode: Episode) -> Path:
     """Store an episode as ``<store>/<task>/<robot>/<id>/`` with a metadata.yaml, as the ingest does."""
     meta = episode.meta
     path = store / meta.task / meta.robot_id / meta.episode_id
     path.mkdir(parents=True)
     (path / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+    jpegs = episode.frames["front"]
     np.savez(
         path / "data.npz",
         states=episode.states,
         actions=episode.actions,
         is_human=episode.is_human,
-        frames=episode.frames,
+        frames=np.frombuffer(b"".join(jpegs), np.uint8),
+        frame_ends=np.cumsum([len(j) for j in jpegs]),
     )
     (path / "meta.json").write_text(json.dumps(meta.to_custom_data()))
     with (store / "index.jsonl").open("a") as index:
@@ -91,15 +96,23 @@ def write_bag(store: Path, episode: FakeEpisode) -> Path:
     return path
 
 
-def load_bag(path: Path) -> FakeEpisode:
+def load_bag(path: Path) -> Episode:
     data = np.load(path / "data.npz")
+    blob, ends = data["frames"].tobytes(), data["frame_ends"]
+    starts = np.concatenate(([0], ends[:-1]))
     meta = EpisodeMeta.from_custom_data(json.loads((path / "meta.json").read_text()))
-    return FakeEpisode(
+    steps = len(data["states"])
+    return Episode(
+        path=path,
         meta=meta,
+        action_names=tuple(f"a{i}" for i in range(ACTION_DIM)),
+        state_names=tuple(f"s{i}" for i in range(STATE_DIM)),
+        stamps_ns=np.arange(steps, dtype=np.int64),
         states=data["states"],
         actions=data["actions"],
         is_human=data["is_human"],
-        frames=data["frames"],
+        frames={"front": [blob[a:b] for a, b in zip(starts, ends, strict=True)]},
+        horizon=HORIZON,
     )
 
 
