@@ -62,6 +62,13 @@ NODES: dict[str, NodeSpec] = {
             node_class="RecorderNode",
             config_class="RecorderConfig",
         ),
+        NodeSpec(
+            executable="teleop",
+            node_name="teleop",
+            module="sop_ros.nodes.teleop_node",
+            node_class="TeleopNode",
+            config_class="TeleopConfig",
+        ),
     )
 }
 
