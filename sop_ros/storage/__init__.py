@@ -9,7 +9,7 @@ from sop_ros.storage.bagio import episode_meta, validate_bag
 from sop_ros.storage.decode import DecodePool
 from sop_ros.storage.episodes import Episode, Step, decode_jpeg, load_episode
 from sop_ros.storage.errors import BagError, SpoolFullError
-from sop_ros.storage.recorder import EpisodeRecorder, RecorderConfig
+from sop_ros.storage.recorder import EpisodeRecorder
 from sop_ros.storage.recovery import RecoveryAction, RecoveryReport, recover_spool
 from sop_ros.storage.segments import intervention_segments
 from sop_ros.storage.spool import Spool
@@ -19,7 +19,6 @@ __all__ = [
     "DecodePool",
     "Episode",
     "EpisodeRecorder",
-    "RecorderConfig",
     "RecoveryAction",
     "RecoveryReport",
     "Spool",

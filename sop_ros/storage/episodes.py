@@ -11,7 +11,9 @@ One step per ``command`` message (the action the robot executed). For step t:
 
 All times are bag log times (the recorder's receive stamps). Images stay JPEG
 ``bytes`` and are decoded on demand, so an :class:`Episode` costs about the
-size of its compressed frames. Episodes are immutable after loading; any
+size of its compressed frames. A camera recorded as raw ``sensor_msgs/Image``
+(no ``.../compressed`` topic) is JPEG-encoded (quality 95, lossy) while
+loading, for the same reason. Episodes are immutable after loading; any
 thread may read them.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -31,12 +34,13 @@ from sop_ros.core.types import EpisodeMeta, InterventionSegment, Outcome
 from sop_ros.storage.bagio import episode_meta
 from sop_ros.storage.errors import BagError
 from sop_ros.storage.segments import intervention_segments
-from sop_ros.storage.typestore import COMPRESSED_IMAGE, INTERVENTION, JOINT_STATE
+from sop_ros.storage.typestore import COMPRESSED_IMAGE, IMAGE, INTERVENTION, JOINT_STATE
 
 __all__ = [
     "Episode",
     "Step",
     "decode_jpeg",
+    "intervention_segments",
     "load_episode",
 ]
 
@@ -174,7 +178,8 @@ def load_episode(bag_dir: Path | str, *, cameras: Sequence[str], horizon: int) -
 
     Args:
         bag_dir: The bag directory.
-        cameras: Camera names (``camera/<name>/image_raw/compressed`` topics) to load.
+        cameras: Camera names to load: ``camera/<name>/image_raw/compressed`` topics,
+            else raw ``camera/<name>/image_raw`` ones.
         horizon: Length H of executed action chunks.
 
     Raises:
@@ -216,7 +221,7 @@ def _read(bag_dir: Path, cameras: tuple[str, ...]) -> _Recorded:
         conns = reader.connections
         command = _find(bag_dir, conns, topics.COMMAND, JOINT_STATE)
         joints = _find(bag_dir, conns, topics.JOINT_STATES, JOINT_STATE)
-        images = {cam: _find(bag_dir, conns, topics.camera_topic(cam), COMPRESSED_IMAGE) for cam in cameras}
+        images = {cam: _find_camera(bag_dir, conns, cam) for cam in cameras}
         intervention = _find_optional(bag_dir, conns, topics.INTERVENTION, INTERVENTION)
         out.has_intervention_topic = intervention is not None
         wanted = [command, joints, *images.values()] + ([intervention] if intervention else [])
@@ -234,7 +239,8 @@ def _read(bag_dir: Path, cameras: tuple[str, ...]) -> _Recorded:
                 out.state_values.append(np.asarray(msg.position, np.float32))
             elif conn.id in camera_of:
                 out.frame_stamps[camera_of[conn.id]].append(stamp)
-                out.frame_data[camera_of[conn.id]].append(msg.data.tobytes())
+                jpeg = msg.data.tobytes() if conn.msgtype == COMPRESSED_IMAGE else _encode_raw(msg)
+                out.frame_data[camera_of[conn.id]].append(jpeg)
             else:
                 out.events.append((stamp, bool(msg.active)))
     return out
@@ -300,6 +306,45 @@ def _find_optional(bag_dir: Path, conns: list[Connection], name: str, msgtype: s
     if found[0].msgtype != msgtype:
         raise BagError(f"{bag_dir}: topic {found[0].topic} carries {found[0].msgtype}, expected {msgtype}")
     return found[0]
+
+
+def _find_camera(bag_dir: Path, conns: list[Connection], camera: str) -> Connection:
+    compressed = _find_optional(bag_dir, conns, topics.camera_topic(camera), COMPRESSED_IMAGE)
+    if compressed is not None:
+        return compressed
+    raw = _find_optional(bag_dir, conns, topics.camera_topic(camera, compressed=False), IMAGE)
+    if raw is None:
+        raise BagError(
+            f"{bag_dir}: no {topics.camera_topic(camera)!r} or raw image topic for camera {camera!r}; "
+            f"the bag has {sorted(c.topic for c in conns)}"
+        )
+    return raw
+
+
+# Raw image encodings -> (channels, OpenCV conversion to BGR or None).
+_RAW_ENCODINGS = {
+    "bgr8": (3, None),
+    "rgb8": (3, cv2.COLOR_RGB2BGR),
+    "mono8": (1, None),
+    "bgra8": (4, cv2.COLOR_BGRA2BGR),
+    "rgba8": (4, cv2.COLOR_RGBA2BGR),
+}
+
+
+def _encode_raw(msg: Any) -> bytes:
+    """JPEG-encode a raw ``sensor_msgs/Image`` so it costs what a compressed frame does."""
+    encoding, height, width, step = msg.encoding, msg.height, msg.width, msg.step
+    if encoding not in _RAW_ENCODINGS:
+        raise BagError(f"raw image encoding {encoding!r} is not one of {sorted(_RAW_ENCODINGS)}")
+    channels, conversion = _RAW_ENCODINGS[encoding]
+    rows = np.asarray(msg.data, np.uint8).reshape(height, step)
+    image = rows[:, : width * channels].reshape(height, width, channels)
+    if conversion is not None:
+        image = cv2.cvtColor(image, conversion)
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise BagError(f"cannot JPEG-encode a {width}x{height} {encoding} image")
+    return data.tobytes()
 
 
 def _find(bag_dir: Path, conns: list[Connection], name: str, msgtype: str) -> Connection:

@@ -27,14 +27,12 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Writer, WriterError
 
-from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.types import EpisodeMeta, Outcome
 from sop_ros.storage.bagio import close_writer, flush_writer, open_writer
 from sop_ros.storage.errors import BagError, SpoolFullError
@@ -42,30 +40,12 @@ from sop_ros.storage.segments import intervention_segments
 from sop_ros.storage.spool import Spool, fsync_tree
 from sop_ros.storage.typestore import INTERVENTION, deserialize, serialize, typestore
 
-__all__ = ["ABORT_REASON_KEY", "START_META_FILE", "EpisodeRecorder", "RecorderConfig"]
+__all__ = ["ABORT_REASON_KEY", "START_META_FILE", "EpisodeRecorder"]
 
 # Written beside a running bag so a crashed episode can be recovered with its metadata.
 START_META_FILE = "sop_episode_start.json"
 # custom_data key that says why an episode was aborted.
 ABORT_REASON_KEY = f"{EpisodeMeta.PREFIX}abort_reason"
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecorderConfig:
-    """Settings of the episode recorder (ROS parameters ``recorder.*``)."""
-
-    # Most bytes that bags not yet uploaded (ready/ + recording/) may hold before
-    # new episodes are refused (B).
-    quota_bytes: int = setting(
-        20 * 2**30, "un-uploaded bag bytes above which no episode starts", unit="B", low=1
-    )
-    # Longest time recorded messages stay in process memory only; bounds what a crash loses (s).
-    flush_period_s: float = setting(
-        1.0, "longest time recorded messages stay in memory only", unit="s", low=0.0, high=60.0
-    )
-
-    def __post_init__(self) -> None:
-        check_ranges(self)
 
 
 class EpisodeRecorder:
@@ -105,13 +85,6 @@ class EpisodeRecorder:
         self.message_count = 0
         # Messages that arrived while no episode ran (expected between episodes).
         self.ignored_count = 0
-
-    @classmethod
-    def from_config(
-        cls, spool: Path | str, config: RecorderConfig, *, clock: Callable[[], int] = time.monotonic_ns
-    ) -> EpisodeRecorder:
-        """Return a recorder on ``spool`` with the settings of ``config``."""
-        return cls(spool, quota_bytes=config.quota_bytes, flush_period_s=config.flush_period_s, clock=clock)
 
     @property
     def recording(self) -> bool:

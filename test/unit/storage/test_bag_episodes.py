@@ -187,3 +187,24 @@ def test_ambiguous_topics_are_a_bag_error(recorder: EpisodeRecorder) -> None:
     recorder.write_message("/robot_2/command", ts.make(ts.JOINT_STATE, name=["j0"]), 2)
     with pytest.raises(BagError, match="ambiguous"):
         load_episode(recorder.finish(make_meta()), cameras=[], horizon=1)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8"])
+def test_raw_image_cameras_load_like_compressed_ones(recorder: EpisodeRecorder, encoding: str) -> None:
+    recorder.start(make_meta())
+    rgb = np.zeros((6, 10, 3), np.uint8)
+    rgb[:, :, 0] = 200  # red
+    pixels = {"rgb8": rgb, "bgr8": rgb[:, :, ::-1], "mono8": rgb[:, :, :1]}[encoding]
+    step = pixels.shape[1] * pixels.shape[2] + 2  # rows padded, as drivers may do
+    data = np.zeros((6, step), np.uint8)
+    data[:, : step - 2] = pixels.reshape(6, -1)
+    image = ts.make(ts.IMAGE, height=6, width=10, encoding=encoding, step=step, data=data.reshape(-1))
+    recorder.write_message("/robot_1/camera/front/image_raw", image, 1)
+    bag = BagWriter(recorder)
+    bag.joints(1, [0.0])
+    bag.command(2, [0.0])
+    episode = load_episode(recorder.finish(make_meta()), cameras=["front"], horizon=1)
+    decoded = episode.image("front", 0)
+    assert decoded.shape == (6, 10, 3)
+    expected = (200, 200, 200) if encoding == "mono8" else (200, 0, 0)
+    assert np.abs(decoded[3, 5].astype(int) - expected).max() < 10

@@ -21,7 +21,7 @@ from sop_ros.core.types import EpisodeMeta, InterventionSegment, Outcome
 from sop_ros.storage import typestore as ts
 from sop_ros.storage.bagio import mcap_files, validate_bag
 from sop_ros.storage.errors import BagError, SpoolFullError
-from sop_ros.storage.recorder import ABORT_REASON_KEY, EpisodeRecorder, RecorderConfig
+from sop_ros.storage.recorder import ABORT_REASON_KEY, EpisodeRecorder
 
 
 def info(bag: Path) -> dict:
@@ -134,7 +134,7 @@ def test_topics_appear_only_once_written(recorder: EpisodeRecorder) -> None:
 
 
 def test_start_refused_over_quota_and_nothing_deleted(tmp_path: Path) -> None:
-    recorder = EpisodeRecorder.from_config(tmp_path / "spool", RecorderConfig(quota_bytes=10_000))
+    recorder = EpisodeRecorder(tmp_path / "spool", quota_bytes=10_000)
     waiting = recorder.spool.ready / "old-episode"
     waiting.mkdir()
     (waiting / "old_0.mcap").write_bytes(b"x" * 20_000)
