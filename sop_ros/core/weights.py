@@ -15,14 +15,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from sop_ros.core.errors import IntegrityError
+from sop_ros.core.errors import IncompatibleWeightsError, IntegrityError
 
 __all__ = [
     "MANIFEST_SCHEMA",
     "TensorSpec",
     "WeightsManifest",
+    "check_compatible",
     "file_digests",
     "iter_chunks",
+    "read_safetensors_specs",
     "sha256_bytes",
 ]
 
@@ -154,3 +156,48 @@ class WeightsManifest:
             return cls(**raw)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise IntegrityError(f"malformed weights manifest: {err}") from None
+
+
+def check_compatible(manifest: WeightsManifest, expected: tuple[TensorSpec, ...], config_hash: str) -> None:
+    """Raise IncompatibleWeightsError unless ``manifest`` fits a policy with ``expected`` tensors.
+
+    The tensor tables must match exactly (names, dtypes, shapes) and the config hashes must be equal.
+    """
+    problems = []
+    if manifest.config_hash != config_hash:
+        problems.append(f"config hash {manifest.config_hash[:12]} != running {config_hash[:12]}")
+    have = {t.name: t for t in manifest.tensors}
+    want = {t.name: t for t in expected}
+    if missing := sorted(want.keys() - have.keys()):
+        problems.append(f"missing tensors {missing[:5]}{'…' if len(missing) > 5 else ''}")
+    if extra := sorted(have.keys() - want.keys()):
+        problems.append(f"unknown tensors {extra[:5]}{'…' if len(extra) > 5 else ''}")
+    for name in sorted(want.keys() & have.keys()):
+        got, need = have[name], want[name]
+        if (got.dtype, tuple(got.shape)) != (need.dtype, tuple(need.shape)):
+            problems.append(f"{name}: {got.dtype}{list(got.shape)} != {need.dtype}{list(need.shape)}")
+    if problems:
+        reason = "; ".join(problems)
+        raise IncompatibleWeightsError(f"weights v{manifest.version} do not fit the policy: {reason}")
+
+
+def read_safetensors_specs(path: Path) -> tuple[TensorSpec, ...]:
+    """Return the tensor table of a safetensors file from its header alone (no tensor data is read).
+
+    Raises:
+        IntegrityError: the file does not start with a valid safetensors header.
+    """
+    with path.open("rb") as stream:
+        head = stream.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < length <= 100 << 20:
+            raise IntegrityError(f"{path} is not a safetensors file (header length {length})")
+        try:
+            header = json.loads(stream.read(length))
+            return tuple(
+                TensorSpec(name=name, dtype=info["dtype"], shape=tuple(info["shape"]))
+                for name, info in sorted(header.items())
+                if name != "__metadata__"
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise IntegrityError(f"{path} has a malformed safetensors header: {err}") from None

@@ -11,10 +11,13 @@ from sop_ros.transport.ingest import IngestConfig, IngestServer, StoredEpisode
 from sop_ros.transport.session import RateLimiter, RemoteError, RetryPolicy, fleet_key, open_session
 from sop_ros.transport.spool import SpoolConfig, SpoolUploader
 from sop_ros.transport.upload import BagUploader, UploadConfig, UploadProgress, UploadResult, UploadStats
+from sop_ros.transport.weights_fetch import FetchStats, WeightsFetcher, WeightsFetcherConfig
+from sop_ros.transport.weights_publish import WeightsPublisher, WeightsPublisherConfig, weights_keys
 
 __all__ = [
     "BagRejectedError",
     "BagUploader",
+    "FetchStats",
     "IngestConfig",
     "IngestServer",
     "RateLimiter",
@@ -27,6 +30,11 @@ __all__ = [
     "UploadProgress",
     "UploadResult",
     "UploadStats",
+    "WeightsFetcher",
+    "WeightsFetcherConfig",
+    "WeightsPublisher",
+    "WeightsPublisherConfig",
     "fleet_key",
     "open_session",
+    "weights_keys",
 ]

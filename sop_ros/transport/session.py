@@ -28,6 +28,9 @@ __all__ = [
     "fleet_key",
     "open_session",
     "query_once",
+    "reply_error",
+    "start_query",
+    "wait_reply",
 ]
 
 # Version of every JSON header this package puts on the wire.
@@ -138,15 +141,34 @@ def query_once(
         TransportError: no reply within ``timeout_s`` (nobody serves ``key`` or it is down).
         RemoteError: the queryable answered with an error header.
     """
-    replies = session.get(
-        key,
-        payload=payload,
-        attachment=attachment,
-        timeout=timeout_s,
-        congestion_control=zenoh.CongestionControl.BLOCK,
-        target=zenoh.QueryTarget.BEST_MATCHING,
-    )
+    replies = start_query(session, key, timeout_s=timeout_s, payload=payload, attachment=attachment)
     return wait_reply(replies, key)
+
+
+def start_query(
+    session: Any,
+    key: str,
+    *,
+    timeout_s: float,
+    payload: bytes | None = None,
+    attachment: bytes | None = None,
+) -> Any:
+    """Send one query (reliable, CongestionControl.BLOCK) and return its reply handler at once.
+
+    Raises:
+        TransportError: the session is closed.
+    """
+    try:
+        return session.get(
+            key,
+            payload=payload,
+            attachment=attachment,
+            timeout=timeout_s,
+            congestion_control=zenoh.CongestionControl.BLOCK,
+            target=zenoh.QueryTarget.BEST_MATCHING,
+        )
+    except zenoh.ZError as err:
+        raise TransportError(f"cannot query {key}: {err}") from None
 
 
 def wait_reply(replies: Any, key: str) -> tuple[bytes, bytes | None]:

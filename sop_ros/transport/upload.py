@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zenoh
-
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import BagError, TransportError
 from sop_ros.core.weights import iter_chunks, sha256_bytes
@@ -30,6 +28,7 @@ from sop_ros.transport.session import (
     encode_header,
     fleet_key,
     query_once,
+    start_query,
     wait_reply,
 )
 
@@ -277,11 +276,6 @@ class BagUploader:
     def _send_chunk(self, key: str, name: str, index: int, data: bytes, sha256: str) -> Any:
         """Start one chunk query and return its reply handler (one place to observe every send)."""
         header = encode_header("chunk", file=name, index=index, sha256=sha256)
-        return self.session.get(
-            key,
-            payload=data,
-            attachment=header,
-            timeout=self.config.retry.timeout_s,
-            congestion_control=zenoh.CongestionControl.BLOCK,
-            target=zenoh.QueryTarget.BEST_MATCHING,
+        return start_query(
+            self.session, key, timeout_s=self.config.retry.timeout_s, payload=data, attachment=header
         )
