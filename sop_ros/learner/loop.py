@@ -16,11 +16,13 @@ logging, checkpoints) belongs to the single thread that calls
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from tqdm import tqdm
 
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import BagError, ConfigError
-from sop_ros.core.types import format_version
+from sop_ros.core.types import format_version, parse_version
 from sop_ros.core.weights import WeightsManifest
 from sop_ros.learner.algorithms import Algorithm, UpdateResult
 from sop_ros.learner.buffers import EpisodeLoader, ReplayBuffers, stored_episode_dirs
@@ -61,6 +63,9 @@ class LearnerConfig:
         100_000, "stored episodes waiting to be indexed; beyond it new ones wait for a restart", low=1
     )
     norm_stats_max_steps: int = setting(20_000, "steps read to fit state/action normalisation", low=1)
+    decode_workers: int = setting(
+        4, "threads decoding a batch's JPEG frames (0 = decode on the training thread)", low=0, high=64
+    )
     idle_sleep_s: float = setting(0.5, "wait between polls while no task has data", unit="s", low=0.0)
     progress_bar: bool = setting(True, "show a tqdm progress bar on rank 0")
 
@@ -125,7 +130,9 @@ class Learner:
         self._indexed: set[Path] = set()
         self._pending: deque[Path] = deque()
         self._pending_lock = threading.Lock()
-        self._published: deque[Path] = deque()
+        workers = self.config.decode_workers
+        # OpenCV releases the GIL while decoding, so threads decode frames in parallel.
+        self._decoder = ThreadPoolExecutor(workers, thread_name_prefix="sop-decode") if workers else None
 
     # ---- any thread -------------------------------------------------------------------------
 
@@ -151,6 +158,10 @@ class Learner:
         path = self.dist.broadcast(str(path) if path else None)
         if path is not None:
             self._restore(load_checkpoint(Path(path), map_location=self.dist.device))
+        # Versions published after the checkpoint must never be reused: robots ignore a number they
+        # have seen, so the next version starts above every weights file already written.
+        newest = self._newest_published_version() if self.dist.is_main else 0
+        self.version = max(self.version, self.dist.broadcast(newest))
         if self.store_dir is not None:
             found = stored_episode_dirs(self.store_dir) if self.dist.is_main else []
             self._index(self.dist.broadcast(found))
@@ -165,7 +176,10 @@ class Learner:
             return None
         self._fit_norm_stats()
         refs = self.sampler.sample(self.buffers, self.config.batch_size)
-        samples = [self.buffers.get(ref) for ref in refs]
+        if self._decoder is not None:
+            samples = list(self._decoder.map(self.buffers.get, refs))
+        else:
+            samples = [self.buffers.get(ref) for ref in refs]
         result = self.algorithm.update(samples)
         everyone = self.dist.all_gather((refs, result.sample_losses.tolist()))
         all_refs = [ref for rank_refs, _ in everyone for ref in rank_refs]
@@ -223,9 +237,8 @@ class Learner:
             chunk_size_bytes=self.config.chunk_size_bytes,
         )
         self._publish(path, manifest)
-        self._published.append(path)
-        while len(self._published) > self.config.keep_weights_files:
-            self._published.popleft().unlink(missing_ok=True)
+        for old in sorted(self._weights_files())[: -self.config.keep_weights_files]:
+            old[1].unlink(missing_ok=True)
         self.log.scalar("publish/seconds", self._clock() - started, self.step)
         self.log.scalar("publish/version", self.version, self.step)
         return manifest
@@ -251,7 +264,10 @@ class Learner:
         )
 
     def close(self) -> None:
-        """Flush logs. Call save_checkpoint first to keep the last steps."""
+        """Stop the decode threads and flush logs. Call save_checkpoint first to keep the last steps."""
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=True)
+            self._decoder = None
         self.log.close()
 
     # ---- internals --------------------------------------------------------------------------
@@ -271,6 +287,16 @@ class Learner:
         self.step, self.version = checkpoint.step, checkpoint.version
         self._norm_fitted = bool(checkpoint.extra.get("norm_fitted", False))
         self.episodes_ingested = int(checkpoint.extra.get("episodes_ingested", 0))
+
+    def _weights_files(self) -> list[tuple[int, Path]]:
+        found = []
+        for path in self.weights_dir.glob("v*.safetensors") if self.weights_dir.is_dir() else ():
+            with contextlib.suppress(ConfigError):
+                found.append((parse_version(path.stem), path))
+        return found
+
+    def _newest_published_version(self) -> int:
+        return max((number for number, _ in self._weights_files()), default=0)
 
     def _take_pending(self) -> list[Path]:
         if self.dist.is_main:

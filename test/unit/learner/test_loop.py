@@ -149,3 +149,19 @@ def test_waits_without_stepping_while_no_task_has_data(tmp_path):
     )
     learner.start()
     assert learner.train_step() is None and learner.step == 0
+
+
+def test_a_restart_never_reuses_a_version_published_after_the_checkpoint(store):
+    published = Published()
+    first = build(
+        store, publish=published, publish_every_steps=2, checkpoint_every_steps=2, keep_weights_files=1
+    )
+    first.start()
+    first.run(4)  # checkpoint at step 4 (version 2)
+    first.publish()  # version 3 goes out, then the learner dies before its next checkpoint
+    assert sorted(p.name for p in first.weights_dir.iterdir()) == ["v0003.safetensors"]
+    second = build(store, publish=published, publish_every_steps=2)
+    second.start()
+    assert second.step == 4 and second.version == 3
+    second.run(2)
+    assert [m.version for m, _ in published.calls] == [1, 2, 3, 4]
