@@ -13,6 +13,7 @@ from sop_ros.learner.algorithms import (
     make_algorithm,
 )
 from sop_ros.learner.buffers import OfflineBuffer, OnlineBuffer, ReplayBuffers, stored_episode_dirs
+from sop_ros.learner.builder import LearnerSettings, build_learner, storage_loader
 from sop_ros.learner.distributed import DistContext, init_distributed
 from sop_ros.learner.loop import Learner, LearnerConfig
 from sop_ros.learner.sampler import SamplerConfig, TaskBalancedSampler
@@ -25,6 +26,7 @@ __all__ = [
     "EpisodeLike",
     "Learner",
     "LearnerConfig",
+    "LearnerSettings",
     "OfflineBuffer",
     "OnlineBuffer",
     "ReplayBuffers",
@@ -35,7 +37,9 @@ __all__ = [
     "TrainingSample",
     "UpdateResult",
     "algorithm_config_class",
+    "build_learner",
     "init_distributed",
     "make_algorithm",
+    "storage_loader",
     "stored_episode_dirs",
 ]
