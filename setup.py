@@ -15,6 +15,7 @@ NODES = {
     "episode_manager": "sop_ros.nodes.episode_manager_node:main",
     "policy": "sop_ros.nodes.policy_node:main",
     "recorder": "sop_ros.nodes.recorder_node:main",
+    "sim_robot": "sop_ros.nodes.sim_robot_node:main",
     "teleop": "sop_ros.nodes.teleop_node:main",
 }
 

@@ -9,6 +9,8 @@ import platform
 import sys
 from collections.abc import Callable, Sequence
 
+import yaml
+
 from sop_ros.core.errors import SopError
 
 __all__ = ["main"]
@@ -41,6 +43,22 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_robot(args: argparse.Namespace) -> int:
+    from sop_ros.nodes.robot_graph import RobotGraphConfig, run_robot
+
+    parameters: dict[str, dict[str, object]] = {}
+    for item in args.set:
+        node, _, rest = item.partition(":")
+        name, _, value = rest.partition("=")
+        if not (node and name and value):
+            raise SystemExit(f"--set {item!r}: expected NODE:PARAMETER=VALUE")
+        parameters.setdefault(node, {})[name] = yaml.safe_load(value)
+    config = RobotGraphConfig(
+        robot_id=args.robot_id, sim=args.sim, parameters=parameters, params_file=args.params_file or ""
+    )
+    return run_robot(config)
+
+
 def _version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
@@ -65,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print versions and the ROS environment")
     info.set_defaults(handler=_cmd_info)
+
+    robot = sub.add_parser("robot", help="run one robot's whole node graph in this process")
+    robot.add_argument("--robot-id", default="robot_1", help="robot name, also its ROS namespace")
+    robot.add_argument(
+        "--sim", action="store_true", help="drive the simulated robot and its scripted operator"
+    )
+    robot.add_argument("--params-file", help="ROS params file applied to every node")
+    robot.add_argument(
+        "--set", action="append", default=[], metavar="NODE:PARAM=VALUE", help="override one parameter"
+    )
+    robot.set_defaults(handler=_cmd_robot)
 
     params = sub.add_parser("params", help="print a commented params file with a node's defaults")
     params.add_argument("nodes", nargs="+", metavar="NODE", help="node executable names, e.g. recorder")

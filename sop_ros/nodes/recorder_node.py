@@ -1,10 +1,10 @@
 """recorder: one rosbag2 MCAP bag per episode, written into the robot's spool.
 
 Every recorded topic is subscribed *raw*: the CDR bytes go into the bag as
-they arrived, never deserialised. ``episode/events`` and ``intervention`` are
-also read as messages, to open and close bags and to build the episode's
-metadata (outcome, policy versions, intervention segments), which the bag
-carries in its ``custom_data``.
+they arrived, never deserialised. ``episode/events`` are also read as
+messages, to open and close bags and to build the episode's metadata
+(outcome, policy versions; intervention segments come from the recorded
+``intervention`` messages), which the bag carries in its ``custom_data``.
 
 At start-up the recorder recovers bags a crash left half-written: each is
 either salvaged into a readable bag marked ``outcome=incomplete`` or kept in
@@ -37,8 +37,7 @@ from sop_ros.core.types import EpisodeMeta
 from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, RECORD_SENSOR_QOS, Diagnostics, RateMeter, run_node
 from sop_ros.nodes.convert import outcome_from_msg, stamp_to_ns
 from sop_ros.nodes.params import declare_config
-from sop_ros.storage import EpisodeRecorder, SpoolFullError, recover_spool
-from sop_ros.storage.episodes import intervention_segments
+from sop_ros.storage import EpisodeRecorder, SpoolFullError, episode_meta, recover_spool
 
 __all__ = ["RecorderConfig", "RecorderNode", "main"]
 
@@ -76,7 +75,6 @@ class RecorderNode(Node):
             flush_period_s=self.config.flush_period_s,
         )
         self._meta: EpisodeMeta | None = None
-        self._interventions: list[tuple[int, bool]] = []
         self._versions: list[str] = []
         self._written = RateMeter()
         self._finished = 0
@@ -125,8 +123,6 @@ class RecorderNode(Node):
 
     def _on_intervention(self, msg: Intervention) -> None:
         self._write(topics.INTERVENTION, _type_name(Intervention), serialize_message(msg))
-        if self._meta is not None:
-            self._interventions.append((stamp_to_ns(msg.header.stamp), msg.active))
 
     def _on_episode(self, msg: EpisodeEvent) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
@@ -149,7 +145,6 @@ class RecorderNode(Node):
             policy_versions=(msg.policy_version,) if msg.policy_version else (),
             start_ns=stamp_ns,
         )
-        self._interventions = []
         try:
             path = self._recorder.start(self._meta)
         except SpoolFullError as err:
@@ -173,7 +168,8 @@ class RecorderNode(Node):
             outcome=outcome_from_msg(msg.outcome),
             policy_versions=versions,
             end_ns=stamp_ns,
-            interventions=intervention_segments(self._interventions, end_ns=stamp_ns),
+            # Left empty: the recorder fills the segments from the Intervention
+            # messages' log times, the same clock the learner aligns steps with.
         )
         self._meta = None
         try:
@@ -183,9 +179,10 @@ class RecorderNode(Node):
             self.get_logger().error(f"episode {meta.episode_id} not closed cleanly: {err}")
             return
         self._finished += 1
+        final = episode_meta(path)
         self.get_logger().info(
-            f"episode {meta.episode_id} ready for upload: {path} ({meta.outcome.value}, "
-            f"{meta.intervention_count} interventions, {meta.intervention_s:.1f} s human)"
+            f"episode {final.episode_id} ready for upload: {path} ({final.outcome.value}, "
+            f"{final.intervention_count} interventions, {final.intervention_s:.1f} s human)"
         )
 
     def _abort(self, reason: str = "operator aborted the episode") -> None:

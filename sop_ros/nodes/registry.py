@@ -63,6 +63,13 @@ NODES: dict[str, NodeSpec] = {
             config_class="RecorderConfig",
         ),
         NodeSpec(
+            executable="sim_robot",
+            node_name="sim_robot",
+            module="sop_ros.nodes.sim_robot_node",
+            node_class="SimRobotNode",
+            config_class="SimRobotConfig",
+        ),
+        NodeSpec(
             executable="teleop",
             node_name="teleop",
             module="sop_ros.nodes.teleop_node",

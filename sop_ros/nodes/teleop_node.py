@@ -80,7 +80,9 @@ class TeleopNode(Node):
         self._takeovers = 0
         self._last_error = ""
         self._intervention = self.create_publisher(Intervention, topics.INTERVENTION, COMMAND_QOS)
-        self._episode_clients = {request: self.create_client(Trigger, name) for request, name in _SERVICES.items()}
+        self._episode_clients = {
+            request: self.create_client(Trigger, name) for request, name in _SERVICES.items()
+        }
         self.create_subscription(Joy, topics.JOY, self._on_joy, SENSOR_QOS)
         self.create_subscription(JointState, topics.JOINT_STATES, self._on_joints, SENSOR_QOS)
         self.create_timer(self.mapping.period_s, self._tick)

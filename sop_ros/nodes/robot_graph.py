@@ -1,0 +1,152 @@
+"""One robot's whole node graph in one process (``sop robot``).
+
+The same nodes that ``ros2 launch sop_ros robot.launch.py`` starts as
+separate processes, here built in one process under the robot's namespace
+and spun by one multi-threaded executor: for the demo, for tests and for
+small machines. With ``sim`` the simulated robot (and its scripted operator)
+replaces the hardware driver and the joystick, and every node gets the
+settings that fit the simulator.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from sop_ros.nodes.registry import NODES
+from sop_ros.sim import ACTION_NAMES, TASK_NAMES, get_task
+
+__all__ = ["RobotGraph", "RobotGraphConfig", "sim_parameters"]
+
+# Nodes of every robot, in start order; the simulated driver comes last.
+ROBOT_NODES = ("episode_manager", "recorder", "policy", "teleop", "command_mux")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RobotGraphConfig:
+    """What to run for one robot."""
+
+    robot_id: str
+    sim: bool = True
+    # Per node executable: parameter name -> value, applied over the defaults.
+    parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    params_file: str = ""
+    threads: int = 4
+
+
+def sim_parameters(
+    robot_id: str, *, spool_dir: str, control_period_s: float = 0.1
+) -> dict[str, dict[str, Any]]:
+    """Settings that make the robot nodes fit the simulator (tasks, action names, rates)."""
+    tasks = [get_task(name) for name in TASK_NAMES]
+    names = list(ACTION_NAMES)
+    return {
+        "episode_manager": {
+            "auto_start": True,
+            "pause_s": 0.5,
+            "episodes.robot_id": robot_id,
+            "episodes.tasks": list(TASK_NAMES),
+            "episodes.instructions": [task.instruction for task in tasks],
+            "episodes.time_budgets_s": [float(task.budget_s) for task in tasks],
+        },
+        "recorder": {"spool_dir": spool_dir, "cameras": ["head"]},
+        "policy": {
+            "replan_period_s": 0.3,
+            "policy.model": "tiny",
+            "policy.camera_names": ["head"],
+            "policy.action_names": names,
+            "policy.state_names": names,
+            "policy.horizon": 10,
+            "policy.control_period_s": control_period_s,
+            "policy.denoising_steps": 5,
+        },
+        "command_mux": {"control_rate_hz": 1.0 / control_period_s, "action_names": names},
+        "sim_robot": {"sim.control_period_s": control_period_s},
+    }
+
+
+def _merge(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for node, values in layer.items():
+            merged.setdefault(node, {}).update(values)
+    return merged
+
+
+class RobotGraph:
+    """Build, spin and tear down one robot's nodes.
+
+    Args:
+        config: Which robot and which settings.
+        context: rclpy context to use (initialised by the caller).
+        extra_nodes: Executables to add to the standard set (e.g. "bridge").
+    """
+
+    def __init__(
+        self, config: RobotGraphConfig, *, context: Context, extra_nodes: Iterable[str] = ()
+    ) -> None:
+        self.config = config
+        self.context = context
+        names = [*ROBOT_NODES, *extra_nodes]
+        if config.sim:
+            names.append("sim_robot")
+        defaults = sim_parameters(config.robot_id, spool_dir=f"spool/{config.robot_id}") if config.sim else {}
+        settings = _merge(defaults, config.parameters)
+        cli_args = ["--ros-args", "--params-file", config.params_file] if config.params_file else None
+        self.nodes: dict[str, Node] = {}
+        for name in names:
+            node_class, _ = NODES[name].load()
+            overrides = [Parameter(k, value=v) for k, v in settings.get(name, {}).items()]
+            self.nodes[name] = node_class(
+                context=context,
+                namespace=config.robot_id,
+                parameter_overrides=overrides,
+                cli_args=cli_args,
+            )
+        self.executor = MultiThreadedExecutor(num_threads=config.threads, context=context)
+        for node in self.nodes.values():
+            self.executor.add_node(node)
+        self._thread: threading.Thread | None = None
+
+    def spin_in_thread(self) -> None:
+        """Spin the executor on a background thread (returns at once)."""
+        self._thread = threading.Thread(target=self.executor.spin, name=f"{self.config.robot_id}-executor")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def spin(self) -> None:
+        """Spin on this thread until shutdown."""
+        self.executor.spin()
+
+    def shutdown(self) -> None:
+        """Stop spinning and destroy every node (a recording bag is closed as aborted)."""
+        self.executor.shutdown(timeout_sec=5.0)
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+        for node in reversed(list(self.nodes.values())):
+            node.destroy_node()
+
+
+def run_robot(config: RobotGraphConfig, extra_nodes: Iterable[str] = ()) -> int:
+    """Run one robot's graph in this process until Ctrl-C; returns an exit code."""
+    context = Context()
+    rclpy.init(context=context)
+    graph = None
+    try:
+        graph = RobotGraph(config, context=context, extra_nodes=extra_nodes)
+        graph.spin()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if graph is not None:
+            graph.shutdown()
+        rclpy.try_shutdown(context=context)
+    return 0
