@@ -17,16 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PI0Config
+from transformers import PI0Config, PI0ForConditionalGeneration, PreTrainedTokenizerFast
 
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import ConfigError
+from sop_ros.core.policy.tokenizer import build_tokenizer
 
 __all__ = [
     "FULL",
     "PRESETS",
     "TINY",
     "PolicyConfig",
+    "build_network",
+    "checkpoint_dir",
+    "load_tokenizer",
     "model_config_hash",
     "pi0_config",
     "resolve_device",
@@ -243,3 +247,30 @@ def model_config_hash(pi0: PI0Config, **layout: Any) -> str:
     """
     document = {"pi0": _stable(pi0.to_dict()), **{k: _stable(v) for k, v in sorted(layout.items())}}
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def checkpoint_dir(config: PolicyConfig) -> Path | None:
+    """The checkpoint directory ``config.model`` names, or None for a preset."""
+    return None if config.model in PRESETS else Path(config.model)
+
+
+def load_tokenizer(config: PolicyConfig) -> PreTrainedTokenizerFast:
+    """The checkpoint's own tokenizer when it has one, else the locally built one."""
+    checkpoint = checkpoint_dir(config)
+    if checkpoint is not None and (checkpoint / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(checkpoint, local_files_only=True)
+    return build_tokenizer()
+
+
+def build_network(config: PolicyConfig, pi0: PI0Config) -> PI0ForConditionalGeneration:
+    """Load the checkpoint, or draw a preset's weights from ``config.seed``.
+
+    Random weights are drawn on the CPU in float32 so every machine gets the
+    same frozen language model; the global RNG state is left as it was.
+    """
+    checkpoint = checkpoint_dir(config)
+    if checkpoint is not None:
+        return PI0ForConditionalGeneration.from_pretrained(checkpoint, config=pi0, local_files_only=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return PI0ForConditionalGeneration(pi0)

@@ -25,7 +25,15 @@ from transformers import PreTrainedTokenizerFast
 from sop_ros.core.errors import ConfigError, IncompatibleWeightsError
 from sop_ros.core.policy.tokenizer import BOS_TOKEN, PROMPT_END
 
-__all__ = ["NormStats", "PromptLayout", "TrainingSample", "pad_last", "pixel_batch"]
+__all__ = [
+    "InputEncoder",
+    "NormStats",
+    "PromptLayout",
+    "TrainingSample",
+    "pad_last",
+    "pixel_batch",
+    "sample_field",
+]
 
 # A dimension that never moved in the data would otherwise blow up any later
 # deviation; 1e-3 is below the resolution of joint encoders in rad and m.
@@ -223,3 +231,76 @@ def sample_field(sample: Any, name: str, default: Any = None) -> Any:
     if isinstance(sample, Mapping):
         return sample.get(name, default)
     return getattr(sample, name, default)
+
+
+class InputEncoder:
+    """Observations, samples and action chunks to π0's device tensors, normalised and padded.
+
+    Args:
+        layout: Token layout of the prompts.
+        camera_names: Cameras in prompt order.
+        state_names: State dimensions, in order.
+        image_size_px: Side of the square images the vision tower takes.
+        max_state_dim: π0's padded state width.
+        max_action_dim: π0's padded action width.
+        device: Where the tensors go.
+        dtype: Floating-point dtype of the model.
+    """
+
+    def __init__(
+        self,
+        layout: PromptLayout,
+        *,
+        camera_names: Sequence[str],
+        state_names: Sequence[str],
+        image_size_px: int,
+        max_state_dim: int,
+        max_action_dim: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        self._layout = layout
+        self._camera_names = tuple(camera_names)
+        self._state_names = tuple(state_names)
+        self._image_size_px = image_size_px
+        self._max_state_dim = max_state_dim
+        self._max_action_dim = max_action_dim
+        self._device = device
+        self._dtype = dtype
+
+    def observations(
+        self,
+        images: Sequence[Mapping[str, np.ndarray]],
+        states: Sequence[np.ndarray],
+        prompts: Sequence[str],
+        stats: NormStats,
+    ) -> dict[str, torch.Tensor]:
+        """Return the model inputs for a batch of observations (everything but ``actions``).
+
+        Raises:
+            ConfigError: a camera is missing, a state has the wrong size or a prompt is too long.
+        """
+        state = np.stack([np.asarray(s, np.float32) for s in states])
+        if state.shape[1:] != (len(self._state_names),):
+            raise ConfigError(
+                f"state has shape {state.shape[1:]}, the policy expects ({len(self._state_names)},) "
+                f"for {list(self._state_names)}"
+            )
+        state = torch.from_numpy((state - stats.state_mean) / stats.state_std)
+        input_ids, attention_mask = self._layout.encode(prompts)
+        pixels = pixel_batch(images, self._camera_names, self._image_size_px)
+        to = dict(device=self._device, non_blocking=True)
+        return {
+            "state": pad_last(state, self._max_state_dim).to(dtype=self._dtype, **to),
+            "input_ids": input_ids.to(**to),
+            "attention_mask": attention_mask.to(**to),
+            "pixel_values": pixels.to(dtype=self._dtype, **to),
+            "pixel_attention_mask": torch.ones(pixels.shape[:2], dtype=torch.bool, device=self._device),
+        }
+
+    def actions(self, actions: np.ndarray, stats: NormStats) -> torch.Tensor:
+        """Normalise and pad target chunks (batch, horizon, action_dim) in robot units."""
+        normalised = torch.from_numpy(
+            (np.asarray(actions, np.float32) - stats.action_mean) / stats.action_std
+        )
+        return pad_last(normalised, self._max_action_dim).to(self._device, self._dtype)

@@ -26,20 +26,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import PI0ForConditionalGeneration, PreTrainedTokenizerFast
+from transformers import PI0ForConditionalGeneration
 
 from sop_ros.core.errors import ConfigError, IncompatibleWeightsError, WeightsError
 from sop_ros.core.policy.config import (
-    PRESETS,
     PolicyConfig,
+    build_network,
+    checkpoint_dir,
+    load_tokenizer,
     model_config_hash,
     pi0_config,
     resolve_device,
     resolve_dtype,
 )
-from sop_ros.core.policy.inputs import NormStats, PromptLayout, pad_last, pixel_batch, sample_field
+from sop_ros.core.policy.inputs import InputEncoder, NormStats, PromptLayout, pad_last, sample_field
 from sop_ros.core.policy.swap import ShadowWeights
-from sop_ros.core.policy.tokenizer import IMAGE_TOKEN, TOKENIZER_DIGEST, build_tokenizer, prompt_text
+from sop_ros.core.policy.tokenizer import IMAGE_TOKEN, TOKENIZER_DIGEST, prompt_text
 from sop_ros.core.policy.weights_file import (
     META_BASE_MODEL,
     META_CONFIG_HASH,
@@ -75,24 +77,51 @@ def is_trainable(name: str) -> bool:
 class Pi0Policy:
     """π0 with ``infer(observation) -> ActionChunk``, training entry points and weight swap."""
 
-    def __init__(self, config: PolicyConfig) -> None:
+    def __init__(self, config: PolicyConfig, *, model: PI0ForConditionalGeneration | None = None) -> None:
+        """Build the policy.
+
+        Args:
+            config: What to build.
+            model: An already built network to wrap instead of building one (e.g. one
+                network shared by policies that differ in cameras or compile mode); its
+                config must equal the one ``config`` describes.
+
+        Raises:
+            ConfigError: the config is inconsistent or ``model`` does not match it.
+        """
         self.config = config
         self.device = resolve_device(config)
         self.dtype = resolve_dtype(config, self.device)
-        checkpoint = None if config.model in PRESETS else Path(config.model)
-        self.tokenizer = _load_tokenizer(checkpoint)
+        checkpoint = checkpoint_dir(config)
+        self.tokenizer = load_tokenizer(config)
         image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         pi0 = pi0_config(config, vocab_size=len(self.tokenizer), image_token_id=image_token_id)
-        self.model = _build_model(pi0, checkpoint, config.seed).to(self.device, self.dtype).eval()
+        if model is None:
+            model = build_network(config, pi0)
+        elif model_config_hash(model.config) != model_config_hash(pi0):
+            raise ConfigError(
+                f"the model handed in is not the {config.model!r} network this config describes"
+            )
+        self.model = model.to(self.device, self.dtype).eval()
         self.pi0_config = self.model.config
         vision = pi0.vlm_config.vision_config
         self.image_size_px = vision.image_size
-        self._layout = PromptLayout(
+        layout = PromptLayout(
             self.tokenizer,
             image_token_id=pi0.vlm_config.image_token_id,
             num_cameras=len(config.camera_names),
             tokens_per_image=(vision.image_size // vision.patch_size) ** 2,
             max_prompt_tokens=config.max_prompt_tokens,
+        )
+        self._encoder = InputEncoder(
+            layout,
+            camera_names=config.camera_names,
+            state_names=config.state_names,
+            image_size_px=self.image_size_px,
+            max_state_dim=pi0.max_state_dim,
+            max_action_dim=pi0.max_action_dim,
+            device=self.device,
+            dtype=self.dtype,
         )
         self._params = {n: p for n, p in self.model.named_parameters() if is_trainable(n)}
         self.freeze_language_model()
@@ -131,7 +160,7 @@ class Pi0Policy:
         with self._infer_lock:
             stats = self._stats
             prompt = prompt_text(observation.instruction, advantage)
-            inputs = self._model_inputs([observation.images], [observation.state], [prompt], stats)
+            inputs = self._encoder.observations([observation.images], [observation.state], [prompt], stats)
             noise = torch.randn((1, self.config.horizon, self.config.action_dim), generator=self._generator)
             noise = pad_last(noise, self.pi0_config.max_action_dim).to(self.device, self.dtype)
             actions = self._sample(inputs, noise)[0, :, : self.config.action_dim]
@@ -157,7 +186,7 @@ class Pi0Policy:
         side = self.image_size_px
         blank = {name: np.zeros((side, side, 3), np.uint8) for name in self.config.camera_names}
         with self._infer_lock:
-            inputs = self._model_inputs(
+            inputs = self._encoder.observations(
                 [blank], [np.zeros(self.config.state_dim, np.float32)], ["warm up"], self._stats
             )
             noise = torch.zeros((1, self.config.horizon, self.pi0_config.max_action_dim))
@@ -194,31 +223,6 @@ class Pi0Policy:
             return self.model.sample_actions, f"eager (compile_mode {mode!r} applies on CUDA only)"
         return torch.compile(self.model.sample_actions, mode=mode, dynamic=False), f"compiled ({mode})"
 
-    def _model_inputs(
-        self,
-        images: Sequence[Mapping[str, np.ndarray]],
-        states: Sequence[np.ndarray],
-        prompts: Sequence[str],
-        stats: NormStats,
-    ) -> dict[str, torch.Tensor]:
-        state = np.stack([np.asarray(s, np.float32) for s in states])
-        if state.shape[1:] != (self.config.state_dim,):
-            raise ConfigError(
-                f"state has shape {state.shape[1:]}, the policy expects ({self.config.state_dim},) "
-                f"for {list(self.config.state_names)}"
-            )
-        state = torch.from_numpy((state - stats.state_mean) / stats.state_std)
-        input_ids, attention_mask = self._layout.encode(prompts)
-        pixels = pixel_batch(images, self.config.camera_names, self.image_size_px)
-        to = dict(device=self.device, non_blocking=True)
-        return {
-            "state": pad_last(state, self.pi0_config.max_state_dim).to(dtype=self.dtype, **to),
-            "input_ids": input_ids.to(**to),
-            "attention_mask": attention_mask.to(**to),
-            "pixel_values": pixels.to(dtype=self.dtype, **to),
-            "pixel_attention_mask": torch.ones(pixels.shape[:2], dtype=torch.bool, device=self.device),
-        }
-
     # ------------------------------------------------------------------ training
 
     def collate(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
@@ -233,13 +237,14 @@ class Pi0Policy:
         stats = self._stats
         prompts = [prompt_text(sample_field(s, "instruction"), sample_field(s, "advantage")) for s in samples]
         images = [sample_field(s, "images") for s in samples]
-        batch = self._model_inputs(images, [sample_field(s, "state") for s in samples], prompts, stats)
+        batch = self._encoder.observations(
+            images, [sample_field(s, "state") for s in samples], prompts, stats
+        )
         actions = np.stack([np.asarray(sample_field(s, "actions"), np.float32) for s in samples])
         want = (self.config.horizon, self.config.action_dim)
         if actions.shape[1:] != want:
             raise ConfigError(f"sample actions have shape {actions.shape[1:]}, the policy expects {want}")
-        actions = torch.from_numpy((actions - stats.action_mean) / stats.action_std)
-        batch["actions"] = pad_last(actions, self.pi0_config.max_action_dim).to(self.device, self.dtype)
+        batch["actions"] = self._encoder.actions(actions, stats)
         return batch
 
     def loss(
@@ -418,18 +423,3 @@ class Pi0Policy:
         if stats is not None:
             stats.check_dims(self.config.state_dim, self.config.action_dim)
         return tensors, stats, meta.get(META_VERSION)
-
-
-def _load_tokenizer(checkpoint: Path | None) -> PreTrainedTokenizerFast:
-    if checkpoint is not None and (checkpoint / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast.from_pretrained(checkpoint, local_files_only=True)
-    return build_tokenizer()
-
-
-def _build_model(pi0: Any, checkpoint: Path | None, seed: int) -> PI0ForConditionalGeneration:
-    if checkpoint is not None:
-        return PI0ForConditionalGeneration.from_pretrained(checkpoint, config=pi0, local_files_only=True)
-    # Drawn on the CPU in float32 so every machine gets the same frozen weights.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return PI0ForConditionalGeneration(pi0)

@@ -63,3 +63,11 @@ def test_equal_configs_share_frozen_weights_and_hash() -> None:
         assert a.data.equal(b.data), name
     assert Pi0Policy(small_config(seed=1)).config_hash != first.config_hash
     assert Pi0Policy(small_config(action_names=("a", "b"))).config_hash != first.config_hash
+
+
+def test_a_shared_network_must_match_the_config() -> None:
+    first = Pi0Policy(small_config())
+    shared = Pi0Policy(small_config(camera_names=("front",)), model=first.model)
+    assert shared.model is first.model
+    with pytest.raises(ConfigError, match="not the 'tiny' network"):
+        Pi0Policy(small_config(horizon=8), model=first.model)
