@@ -8,10 +8,11 @@ share of the global batch with its own seed, gradients are averaged by DDP
 inside the algorithm, and rank 0 alone publishes, logs and checkpoints.
 
 Threads: :meth:`Learner.submit_episode` may be called from any thread (the
-ingest server's workers); it only appends a path to a bounded queue guarded
-by a lock. Everything else (buffers' indexing, sampler, algorithm, policy,
-logging, checkpoints) belongs to the single thread that calls
-:meth:`Learner.train_step` / :meth:`Learner.run`.
+ingest server's workers); it only appends a path to the indexer's bounded,
+locked queue. One loader thread (see :mod:`sop_ros.learner.indexer`) reads
+bags; a small pool decodes a batch's JPEG frames. Everything else (buffers'
+contents, sampler, algorithm, policy, logging, checkpoints) belongs to the
+single thread that calls :meth:`Learner.train_step` / :meth:`Learner.run`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,13 +30,14 @@ import numpy as np
 from tqdm import tqdm
 
 from sop_ros.core.config import check_ranges, setting
-from sop_ros.core.errors import BagError, ConfigError
+from sop_ros.core.errors import ConfigError, SopError
 from sop_ros.core.types import format_version, parse_version
 from sop_ros.core.weights import WeightsManifest
 from sop_ros.learner.algorithms import Algorithm, UpdateResult
 from sop_ros.learner.buffers import EpisodeLoader, ReplayBuffers, stored_episode_dirs
 from sop_ros.learner.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 from sop_ros.learner.distributed import DistContext
+from sop_ros.learner.indexer import EpisodeIndexer
 from sop_ros.learner.metrics import FleetStats, TrainingLog
 from sop_ros.learner.sampler import TaskBalancedSampler
 from sop_ros.learner.types import TrainablePolicy
@@ -63,6 +64,9 @@ class LearnerConfig:
         100_000, "stored episodes waiting to be indexed; beyond it new ones wait for a restart", low=1
     )
     norm_stats_max_steps: int = setting(20_000, "steps read to fit state/action normalisation", low=1)
+    load_in_background: bool = setting(
+        True, "load new bags on a loader thread; they join the buffers at a later step"
+    )
     decode_workers: int = setting(
         4, "threads decoding a batch's JPEG frames (0 = decode on the training thread)", low=0, high=64
     )
@@ -118,7 +122,6 @@ class Learner:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.weights_dir = Path(weights_dir) if weights_dir else self.checkpoint_dir / "weights"
         self.store_dir = Path(store_dir) if store_dir else None
-        self._load_episode = load_episode
         self._publish = publish
         self._clock = clock
         self.step = 0
@@ -127,9 +130,11 @@ class Learner:
         self.fleet = FleetStats()
         self.log = TrainingLog(log_dir, enabled=self.dist.is_main)
         self._norm_fitted = False
-        self._indexed: set[Path] = set()
-        self._pending: deque[Path] = deque()
-        self._pending_lock = threading.Lock()
+        self._indexer = EpisodeIndexer(
+            load_episode,
+            max_pending=self.config.max_pending_episodes,
+            workers=1 if self.config.load_in_background else 0,
+        )
         workers = self.config.decode_workers
         # OpenCV releases the GIL while decoding, so threads decode frames in parallel.
         self._decoder = ThreadPoolExecutor(workers, thread_name_prefix="sop-decode") if workers else None
@@ -137,18 +142,12 @@ class Learner:
     # ---- any thread -------------------------------------------------------------------------
 
     def submit_episode(self, bag_dir: Path) -> None:
-        """Queue a newly stored bag for indexing at the next step. Safe from any thread.
+        """Queue a newly stored bag for indexing. Safe from any thread; only rank 0's queue is read.
 
-        Only rank 0's queue is read. When the queue is full the bag is not
-        queued (it stays in the store and is indexed at the next restart).
+        When the queue is full the bag is not queued (it stays in the store and
+        is indexed at the next restart).
         """
-        with self._pending_lock:
-            if len(self._pending) >= self.config.max_pending_episodes:
-                _log.warning(
-                    "episode queue full (%d); %s waits for the next restart", len(self._pending), bag_dir
-                )
-                return
-            self._pending.append(Path(bag_dir))
+        self._indexer.submit(Path(bag_dir))
 
     # ---- training thread --------------------------------------------------------------------
 
@@ -164,15 +163,25 @@ class Learner:
         self.version = max(self.version, self.dist.broadcast(newest))
         if self.store_dir is not None:
             found = stored_episode_dirs(self.store_dir) if self.dist.is_main else []
-            self._index(self.dist.broadcast(found))
+            self._indexer.schedule(self.dist.broadcast(found))
+        self.sync_ingest()
         _log.info(
-            "learner at step %d, version %d, %d episodes indexed", self.step, self.version, len(self._indexed)
+            "learner at step %d, version %d, %d episodes indexed",
+            self.step,
+            self.version,
+            self.episodes_ingested,
         )
+
+    def sync_ingest(self) -> None:
+        """Index every bag submitted so far, waiting for their loads (every rank must call it)."""
+        self._ingest(wait=True)
 
     def train_step(self) -> UpdateResult | None:
         """Index new episodes, then run one update; None (and no step) while no task has data."""
-        self._index(self._take_pending())
-        if not self.buffers.tasks():
+        self._ingest(wait=not self.config.load_in_background)
+        has_data = bool(self.buffers.tasks())
+        # Ranks may index a bag at different steps; all must agree before the collective update.
+        if not all(self.dist.all_gather(has_data)):
             return None
         self._fit_norm_stats()
         refs = self.sampler.sample(self.buffers, self.config.batch_size)
@@ -236,7 +245,13 @@ class Learner:
             tensors=self.policy.trainable_specs(),
             chunk_size_bytes=self.config.chunk_size_bytes,
         )
-        self._publish(path, manifest)
+        try:
+            self._publish(path, manifest)
+        except SopError as err:
+            # Training goes on; robots get the next version. The number stays used.
+            _log.error("publishing %s failed: %s", format_version(self.version), err)
+            self.log.scalar("publish/failed_version", self.version, self.step)
+            return None
         for old in sorted(self._weights_files())[: -self.config.keep_weights_files]:
             old[1].unlink(missing_ok=True)
         self.log.scalar("publish/seconds", self._clock() - started, self.step)
@@ -253,7 +268,7 @@ class Learner:
             version=self.version,
             algorithm=self.algorithm.state_dict(),
             samplers=samplers,
-            extra={"norm_fitted": self._norm_fitted, "episodes_ingested": self.episodes_ingested},
+            extra={"norm_fitted": self._norm_fitted},
         )
         version = format_version(self.version)
         return save_checkpoint(
@@ -264,10 +279,11 @@ class Learner:
         )
 
     def close(self) -> None:
-        """Stop the decode threads and flush logs. Call save_checkpoint first to keep the last steps."""
+        """Stop loader and decode threads, flush logs (call save_checkpoint first to keep the last steps)."""
         if self._decoder is not None:
             self._decoder.shutdown(wait=True)
             self._decoder = None
+        self._indexer.close()
         self.log.close()
 
     # ---- internals --------------------------------------------------------------------------
@@ -286,7 +302,6 @@ class Learner:
             self.sampler.load_state_dict(state)
         self.step, self.version = checkpoint.step, checkpoint.version
         self._norm_fitted = bool(checkpoint.extra.get("norm_fitted", False))
-        self.episodes_ingested = int(checkpoint.extra.get("episodes_ingested", 0))
 
     def _weights_files(self) -> list[tuple[int, Path]]:
         found = []
@@ -298,31 +313,16 @@ class Learner:
     def _newest_published_version(self) -> int:
         return max((number for number, _ in self._weights_files()), default=0)
 
-    def _take_pending(self) -> list[Path]:
-        if self.dist.is_main:
-            with self._pending_lock:
-                paths, self._pending = list(self._pending), deque()
-        else:
-            paths = []
-        return self.dist.broadcast(paths) if self.dist.active else paths
-
-    def _index(self, paths: list[Path]) -> None:
-        for path in paths:
-            path = Path(path)
-            if path in self._indexed:
-                continue
-            try:
-                episode = self._load_episode(path)
-            except BagError as err:
-                # Kept in the store; a later restart retries it.
-                _log.warning("cannot index %s: %s", path, err)
-                continue
-            self._indexed.add(path)
+    def _ingest(self, *, wait: bool) -> None:
+        paths = self._indexer.take_submitted() if self.dist.is_main else []
+        self._indexer.schedule(self.dist.broadcast(paths) if self.dist.active else paths)
+        episodes = self._indexer.ready(wait=wait)
+        for episode in episodes:
             self.buffers.add_online(episode)
             self.episodes_ingested += 1
             version, stats = self.fleet.add(episode.meta)
             self.log.episode(version, stats)
-        if paths:
+        if episodes:
             self.log.scalar("fleet/episodes_ingested", self.episodes_ingested, self.step)
 
     def _fit_norm_stats(self) -> None:

@@ -53,6 +53,7 @@ def main() -> None:
     if dist.is_main:
         for path in stored_episode_dirs(data / "late"):
             learner.submit_episode(path)
+    learner.sync_ingest()
     batches = []
     for _ in range(steps):
         batches.append([tuple(r) for r in learner.sampler.sample(learner.buffers, 4)])

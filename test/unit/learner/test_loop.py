@@ -79,10 +79,11 @@ def test_episodes_submitted_from_another_thread_join_training(store):
     thread = threading.Thread(target=lambda: [learner.submit_episode(p) for p in paths])
     thread.start()
     thread.join()
-    learner.train_step()
+    learner.sync_ingest()
     assert learner.episodes_ingested == 3
     assert learner.buffers.online_steps("pick") == 6  # HG-DAgger keeps the 2 human steps of each
     learner.submit_episode(paths[0])  # a duplicate announcement is ignored
+    learner.sync_ingest()
     learner.train_step()
     assert learner.episodes_ingested == 3
     assert 0.0 < learner.sampler.p_on("pick", learner.buffers) < 1.0

@@ -93,6 +93,7 @@ def test_learner_trains_on_recorded_bags_offline_and_online(tmp_path):
     )
     learner.start()
     learner.submit_episode(uploaded)
+    learner.sync_ingest()
     result = learner.train_step()
     assert learner.buffers.offline_steps("pick") == 8
     assert learner.buffers.online_steps("pick") == 3  # the three human-driven steps
