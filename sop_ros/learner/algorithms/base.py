@@ -59,6 +59,8 @@ class Algorithm(abc.ABC):
         if not params:
             raise ConfigError(f"{type(policy).__name__} has no trainable parameter")
         self._params = params
+        # Where the policy trains; an algorithm's own models go there too.
+        self.device = params[0].device
         # DDP over the policy's network: its forward (inside policy.loss) averages gradients across ranks.
         self._module = self.dist.wrap(policy.model)
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

@@ -94,7 +94,7 @@ class Recap(Algorithm):
             cfg = self.config
             self.value_net = ValueNet(
                 state_dim=state_dim, image_size=cfg.value_image_size, hidden=cfg.value_hidden
-            ).to(self.dist.device)
+            ).to(self.device)
             # Same initial weights on every rank: DDP broadcasts rank 0's at wrap time.
             self._value = self.dist.wrap(self.value_net)
             self.value_optimizer = torch.optim.AdamW(self.value_net.parameters(), lr=cfg.value_lr)
@@ -120,10 +120,10 @@ class Recap(Algorithm):
         net = self._ensure_value_net(int(samples[0].state.shape[0]))
         assert self._value is not None and self.value_optimizer is not None
         returns = [self.normalised_return(s) for s in samples]
-        known = torch.tensor([r is not None for r in returns], device=self.dist.device)
-        target = torch.tensor([r if r is not None else 0.0 for r in returns], device=self.dist.device)
+        known = torch.tensor([r is not None for r in returns], device=self.device)
+        target = torch.tensor([r if r is not None else 0.0 for r in returns], device=self.device)
         net.train()
-        values = self._value(*net.inputs(samples, self.dist.device))
+        values = self._value(*net.inputs(samples, self.device))
         # Every rank must run backward (DDP), so a batch with no known return trains on zero loss.
         loss = F.mse_loss(values[known], target[known]) if bool(known.any()) else values.sum() * 0.0
         self.value_optimizer.zero_grad(set_to_none=True)
