@@ -11,8 +11,10 @@ HERE = Path(__file__).parent
 
 # Every node is a console script so that `ros2 run sop_ros <node>` finds it.
 NODES = {
+    "bridge": "sop_ros.nodes.bridge_node:main",
     "command_mux": "sop_ros.nodes.command_mux_node:main",
     "episode_manager": "sop_ros.nodes.episode_manager_node:main",
+    "param_update": "sop_ros.nodes.param_update_node:main",
     "policy": "sop_ros.nodes.policy_node:main",
     "recorder": "sop_ros.nodes.recorder_node:main",
     "sim_robot": "sop_ros.nodes.sim_robot_node:main",

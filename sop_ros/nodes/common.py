@@ -7,6 +7,7 @@ key/value pairs, so ``rqt_robot_monitor`` and aggregators show them.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ __all__ = [
     "SENSOR_QOS",
     "Diagnostics",
     "RateMeter",
+    "forward_python_logs",
     "run_node",
 ]
 
@@ -121,6 +123,26 @@ class Diagnostics:
         array = DiagnosticArray(status=[status])
         array.header.stamp = self._node.get_clock().now().to_msg()
         self._publisher.publish(array)
+
+
+def forward_python_logs(node: Node, logger_name: str) -> None:
+    """Show the Python log records of ``logger_name`` (a library below the nodes) in ``node``'s ROS log."""
+    ros_logger = node.get_logger()
+
+    class _ToRos(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = f"{record.name.rsplit('.', 1)[-1]}: {record.getMessage()}"
+            if record.levelno >= logging.ERROR:
+                ros_logger.error(message)
+            elif record.levelno >= logging.WARNING:
+                ros_logger.warning(message)
+            else:
+                ros_logger.info(message)
+
+    python_logger = logging.getLogger(logger_name)
+    if not any(isinstance(h, _ToRos) for h in python_logger.handlers):
+        python_logger.addHandler(_ToRos(level=logging.INFO))
+        python_logger.setLevel(logging.INFO)
 
 
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> None:

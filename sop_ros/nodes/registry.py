@@ -35,6 +35,13 @@ NODES: dict[str, NodeSpec] = {
     spec.executable: spec
     for spec in (
         NodeSpec(
+            executable="bridge",
+            node_name="bridge",
+            module="sop_ros.nodes.bridge_node",
+            node_class="BridgeNode",
+            config_class="BridgeConfig",
+        ),
+        NodeSpec(
             executable="command_mux",
             node_name="command_mux",
             module="sop_ros.nodes.command_mux_node",
@@ -47,6 +54,13 @@ NODES: dict[str, NodeSpec] = {
             module="sop_ros.nodes.episode_manager_node",
             node_class="EpisodeManagerNode",
             config_class="EpisodeManagerConfig",
+        ),
+        NodeSpec(
+            executable="param_update",
+            node_name="param_update",
+            module="sop_ros.nodes.param_update_node",
+            node_class="ParamUpdateNode",
+            config_class="ParamUpdateConfig",
         ),
         NodeSpec(
             executable="policy",

@@ -1,0 +1,160 @@
+"""param_update: keeps the newest published weights on the robot and hands them to the policy.
+
+Follows the learner's weights manifests over Zenoh (a late joiner asks for
+the latest), keeps only the newest version, collects its chunks (pushed once
+through the router, missing ones fetched in parallel), verifies every chunk
+and the whole file, and writes ``tmp`` → fsync → rename into
+``staging_dir``. A verified file goes to the policy's ``policy/stage``
+service (which checks names, shapes, dtypes and the model's config hash and
+loads a shadow copy), then to ``policy/activate``, which the policy carries
+out at once between episodes or defers to the running episode's end. An
+interrupted or tampered download never reaches the policy; a refused or
+failed activation leaves the previous version running.
+
+Threads: the fetcher runs its own thread and calls back ``_on_ready`` from
+it; service calls are made asynchronously from there and complete on the
+executor. Status fields are guarded by ``_lock``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from sop_msgs.msg import PolicyStatus
+from sop_msgs.srv import ActivateWeights, StageWeights
+
+from sop_ros.core import topics
+from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.errors import SopError, WeightsError
+from sop_ros.core.types import format_version
+from sop_ros.core.weights import WeightsManifest
+from sop_ros.nodes.common import LATCHED_QOS, Diagnostics, forward_python_logs, run_node
+from sop_ros.nodes.params import declare_config
+from sop_ros.nodes.zenoh_session import ZenohConfig, open_zenoh
+from sop_ros.transport import WeightsFetcher, WeightsFetcherConfig
+
+__all__ = ["ParamUpdateConfig", "ParamUpdateNode", "main"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParamUpdateConfig:
+    """Parameters of the parameter-update node."""
+
+    staging_dir: str = setting("weights", "where verified weights files are kept", read_only=True)
+    service_timeout_s: float = setting(60.0, "longest wait for the policy's stage service", unit="s", low=0.1)
+    zenoh: ZenohConfig = field(default_factory=ZenohConfig)
+    fetch: WeightsFetcherConfig = field(default_factory=WeightsFetcherConfig)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+class ParamUpdateNode(Node):
+    """Fetch, verify and hand over new weights; report where each version stands."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("param_update", **kwargs)
+        self.config = declare_config(self, ParamUpdateConfig)
+        self._lock = threading.Lock()
+        self._active = ""
+        self._staged = ""
+        self._downloaded = ""
+        self._last_error = ""
+        group = ReentrantCallbackGroup()
+        self._stage = self.create_client(StageWeights, "policy/stage", callback_group=group)
+        self._activate = self.create_client(ActivateWeights, "policy/activate", callback_group=group)
+        self.create_subscription(PolicyStatus, topics.POLICY_STATUS, self._on_status, LATCHED_QOS)
+        forward_python_logs(self, "sop_ros.transport")
+        self._session = open_zenoh(self.config.zenoh)
+        self._fetcher = WeightsFetcher(
+            self._session,
+            Path(self.config.staging_dir),
+            on_ready=self._on_ready,
+            on_error=self._on_error,
+            config=self.config.fetch,
+        )
+        self._diagnostics = Diagnostics(self, self._report)
+
+    def _on_status(self, msg: PolicyStatus) -> None:
+        with self._lock:
+            self._active, self._staged = msg.active_version, msg.staged_version
+
+    def _on_error(self, err: WeightsError) -> None:
+        with self._lock:
+            self._last_error = str(err)
+        self.get_logger().error(f"weights refused: {err}")
+
+    def _on_ready(self, manifest: WeightsManifest, path: Path) -> None:
+        """A verified file is on disk (fetcher thread): ask the policy to stage it."""
+        version = format_version(manifest.version)
+        with self._lock:
+            self._downloaded = version
+        self.get_logger().info(
+            f"verified {version} (step {manifest.step}, {manifest.size_bytes} B) at {path}"
+        )
+        if not self._stage.wait_for_service(timeout_sec=self.config.service_timeout_s):
+            self._on_error(WeightsError(f"{version} kept at {path}: policy/stage is not available"))
+            return
+        request = StageWeights.Request(path=str(path), version=version, sha256=manifest.sha256)
+        self._stage.call_async(request).add_done_callback(lambda f: self._staged_answer(version, f))
+
+    def _staged_answer(self, version: str, future) -> None:
+        answer = future.result()
+        if answer is None or not answer.accepted:
+            reason = answer.message if answer is not None else "no answer"
+            self._on_error(WeightsError(f"policy refused to stage {version}: {reason}"))
+            return
+        self._activate.call_async(ActivateWeights.Request(version=version)).add_done_callback(
+            lambda f: self._activated_answer(version, f)
+        )
+
+    def _activated_answer(self, version: str, future) -> None:
+        answer = future.result()
+        if answer is None or not answer.accepted:
+            reason = answer.message if answer is not None else "no answer"
+            self._on_error(WeightsError(f"activation of {version} refused: {reason}"))
+        else:
+            self.get_logger().info(answer.message)
+
+    def _report(self) -> tuple[bytes, str, Sequence[tuple[str, str]]]:
+        with self._lock:
+            active, staged, downloaded, error = self._active, self._staged, self._downloaded, self._last_error
+        stats = self._fetcher.stats
+        level = DiagnosticStatus.WARN if error else DiagnosticStatus.OK
+        return (
+            level,
+            error or f"active {active or '?'}",
+            [
+                ("active_version", active),
+                ("staged_version", staged),
+                ("newest_downloaded", downloaded),
+                ("chunks_pushed", str(stats.chunks_pushed)),
+                ("chunks_fetched", str(stats.chunks_fetched)),
+                ("chunks_rejected", str(stats.chunks_rejected)),
+                ("last_error", error),
+            ],
+        )
+
+    def destroy_node(self) -> None:
+        """Stop the fetcher (a download in progress is abandoned, never handed over), close Zenoh."""
+        self._fetcher.close()
+        try:
+            self._session.close()
+        except SopError as err:
+            self.get_logger().warning(f"closing the zenoh session: {err}")
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the parameter-update node."""
+    run_node(ParamUpdateNode, args)
+
+
+if __name__ == "__main__":
+    main()
