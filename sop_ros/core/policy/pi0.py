@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,7 @@ class Pi0Policy:
         self._infer_lock = threading.Lock()
         self._stage_lock = threading.Lock()
         self._generator = torch.Generator().manual_seed(config.seed)
-        self._sampler, self.inference_path = self._make_sampler()
+        self._compiled, self.inference_path = self._compile()
 
     # ----------------------------------------------------------------- inference
 
@@ -203,24 +203,25 @@ class Pi0Policy:
             noise=noise,
             num_steps=self.config.denoising_steps,
         )
-        if self._sampler is self.model.sample_actions:
-            return self._sampler(**kwargs)
+        if self._compiled is None:
+            return self.model.sample_actions(**kwargs)
         try:
             if self.config.compile_mode == "reduce-overhead":
                 torch.compiler.cudagraph_mark_step_begin()
-            return self._sampler(**kwargs).clone()
+            # CUDA graphs reuse their output buffer on the next call.
+            return self._compiled(**kwargs).clone()
         except Exception as err:  # compilation fails lazily, on the first call
             _log.warning("compiled inference failed (%s); falling back to eager", err)
-            self._sampler = self.model.sample_actions
-            self.inference_path = f"eager (compile failed: {type(err).__name__})"
-            return self._sampler(**kwargs)
+            self._compiled = None
+            self.inference_path = f"eager (compile failed: {type(err).__name__}: {err})"[:300]
+            return self.model.sample_actions(**kwargs)
 
-    def _make_sampler(self) -> tuple[Any, str]:
+    def _compile(self) -> tuple[Callable[..., torch.Tensor] | None, str]:
         mode = self.config.compile_mode
         if mode == "none":
-            return self.model.sample_actions, "eager"
+            return None, "eager"
         if self.device.type != "cuda":
-            return self.model.sample_actions, f"eager (compile_mode {mode!r} applies on CUDA only)"
+            return None, f"eager (compile_mode {mode!r} applies on CUDA only)"
         return torch.compile(self.model.sample_actions, mode=mode, dynamic=False), f"compiled ({mode})"
 
     # ------------------------------------------------------------------ training

@@ -70,3 +70,16 @@ def test_positive_advantage_prompt_changes_the_actions() -> None:
     plain = Pi0Policy(small_config())
     positive = Pi0Policy(small_config(inference_advantage="positive"))
     assert not np.array_equal(plain.infer(observation()).actions, positive.infer(observation()).actions)
+
+
+def test_a_failing_compiled_path_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(**_: object) -> None:
+        raise RuntimeError("no kernel for this GPU")
+
+    monkeypatch.setattr(Pi0Policy, "_compile", lambda self: (broken, "compiled (test)"))
+    policy = Pi0Policy(small_config())
+    assert policy.infer(observation()).actions.shape == (4, len(ACTIONS))
+    assert policy.inference_path.startswith("eager (compile failed: RuntimeError: no kernel")
+    policy.reset()
+    eager = Pi0Policy(small_config())
+    np.testing.assert_array_equal(policy.infer(observation()).actions, eager.infer(observation()).actions)

@@ -72,3 +72,14 @@ def test_a_few_dozen_steps_fit_two_samples(policy: Pi0Policy) -> None:
         optimizer.zero_grad()
     # Flow matching cannot reach zero loss; memorising two samples roughly halves it.
     assert fixed_noise_loss() < 0.7 * before
+
+
+def test_norm_stats_survive_a_dimension_that_never_moves(policy: Pi0Policy) -> None:
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(50, len(STATES)))
+    states[:, 2] = 0.04  # a gripper that stayed put in every demonstration
+    stats = policy.set_norm_stats(states, rng.normal(size=(50, 4, len(ACTIONS))))
+    assert np.all(stats.state_std > 0)
+    assert policy.norm_stats is stats
+    with pytest.raises(ConfigError, match="norm stats need states"):
+        policy.set_norm_stats(np.zeros(5), np.zeros((5, 3)))

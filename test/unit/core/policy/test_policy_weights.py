@@ -136,3 +136,16 @@ def test_staging_in_memory_while_inferring_keeps_outputs_valid(policy: Pi0Policy
     assert policy.staged_version == "v0005"
     policy.activate()
     assert policy.infer(observation()).policy_version == "v0005"
+
+
+def test_compiled_path_activates_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Captured CUDA graphs read the live tensors' addresses, so they must not move.
+    monkeypatch.setattr(Pi0Policy, "_compile", lambda self: (self.model.sample_actions, "compiled (test)"))
+    policy = Pi0Policy(small_config())
+    pointers = {n: t.data_ptr() for n, t in policy.trainable_state().items()}
+    new_state = _perturbed(policy)
+    policy.stage(new_state, version="v0002")
+    policy.activate()
+    for name, tensor in policy.trainable_state().items():
+        assert tensor.data_ptr() == pointers[name], name
+        assert torch.equal(tensor, new_state[name]), name
