@@ -5,17 +5,21 @@ are JSON with ``schema`` and ``kind``, errors are ``reply_err`` headers of kind
 ``error`` with ``reason``, ``code`` and ``retry``):
 
 - ``status``: payload ``plan`` {chunk_size_bytes, files: [{name, size_bytes}]}
-  → ``status`` {state: absent|partial|stored, acked: {file: [index...]}}.
+  → ``status`` {state: absent|partial|stored, acked: {file: [[index, sha256]...]}}.
 - ``chunk``: attachment ``chunk`` {file, index, sha256}, payload the raw bytes
   → ``ack`` {file, index, sha256 (as computed here)}.
-- ``commit``: payload ``commit`` {files: [{name, size_bytes, sha256}]}
-  → ``stored`` {state: stored|already_stored, path, task}.
+- ``commit``: payload ``commit`` {files: [{name, size_bytes, chunk_sha256: [...],
+  chunk_list_sha256}]} → ``stored`` {state: stored|already_stored, path, task}.
+  The server checks every file's chunk list against the chunks it verified
+  and stored; differing chunks are forgotten and the commit is answered
+  ``incomplete`` (retry) with their indices, so the robot sends them again.
 
-Threads: Zenoh's callback thread only routes each query to the worker that owns
-its (robot, episode) (a bounded queue per worker; when it is full the query is
-answered "busy, retry"). Each worker thread owns the PartialUploads of its
-episodes, so chunks of one episode are handled in order and need no lock; the
-EpisodeIndex locks itself.
+Threads: Zenoh's callback thread only puts each query on one bounded queue
+(when it is full the query is answered "busy, retry"); ``workers`` threads take
+queries from it, so chunks of one upload are verified and written in parallel.
+``_uploads`` is guarded by ``_lock``, each PartialUpload by its own lock; the
+EpisodeIndex locks itself. Status and commit of one (robot, episode) are
+serialised by ``_episode_lock``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,14 @@ from typing import Any
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import IntegrityError, SopError
 from sop_ros.core.types import EpisodeMeta
-from sop_ros.transport.ingest_state import EpisodeIndex, FilePlan, PartialUpload, StoredEpisode, safe_name
+from sop_ros.transport.ingest_state import (
+    EpisodeIndex,
+    FilePlan,
+    PartialUpload,
+    StoredEpisode,
+    chunk_list_digest,
+    safe_name,
+)
 from sop_ros.transport.session import decode_header, encode_header, fleet_key, reply_error
 
 __all__ = ["IngestConfig", "IngestServer", "StoredEpisode"]
@@ -49,10 +60,10 @@ class IngestConfig:
 
     # Fleet name: the key space is sop/<fleet>/upload/...
     fleet: str = setting("default", "fleet name, first segment of the key space")
-    # Worker threads; one episode is always handled by the same worker.
-    workers: int = setting(2, "worker threads verifying and writing chunks", low=1, high=64)
-    # Queries waiting per worker before new ones are answered "busy".
-    max_queued: int = setting(16, "queries queued per worker before answering busy", low=1, high=4096)
+    # Worker threads verifying and writing chunks (hashing releases the GIL, so they run in parallel).
+    workers: int = setting(4, "worker threads verifying and writing chunks", low=1, high=64)
+    # Queries waiting before new ones are answered "busy" (memory: up to this many chunks).
+    max_queued: int = setting(32, "queries queued before answering busy", low=1, high=4096)
     # Largest chunk a robot may send (bytes).
     max_chunk_size_bytes: int = setting(64 << 20, "largest accepted chunk", unit="B", low=1, high=1 << 30)
     # Largest bag a robot may send (bytes).
@@ -98,11 +109,12 @@ class IngestServer:
         self._validate_bag = validate_bag
         self._on_episode = on_episode
         self._prefix = fleet_key(self.config.fleet, "upload")
-        self._queues = [queue.Queue(maxsize=self.config.max_queued) for _ in range(self.config.workers)]
-        # Per worker: (robot, episode) -> PartialUpload; only that worker touches its dict.
-        self._uploads: list[dict[tuple[str, str], PartialUpload]] = [{} for _ in self._queues]
+        self._queue: queue.Queue = queue.Queue(maxsize=self.config.max_queued)
+        self._lock = threading.Lock()
+        self._uploads: dict[tuple[str, str], PartialUpload] = {}
+        self._episode_locks: dict[tuple[str, str], threading.Lock] = {}
         self._workers = [
-            threading.Thread(target=self._work, args=(i,), name=f"sop-ingest-{i}", daemon=True)
+            threading.Thread(target=self._work, name=f"sop-ingest-{i}", daemon=True)
             for i in range(self.config.workers)
         ]
         for worker in self._workers:
@@ -112,10 +124,14 @@ class IngestServer:
     def close(self) -> None:
         """Stop serving; chunks already acknowledged stay on disk for the robot to resume."""
         self._queryable.undeclare()
-        for q in self._queues:
-            q.put(None)
+        for _ in self._workers:
+            self._queue.put(None)
         for worker in self._workers:
             worker.join(timeout=30)
+        with self._lock:
+            for upload in self._uploads.values():
+                upload.close()
+            self._uploads.clear()
 
     def __enter__(self) -> IngestServer:
         return self
@@ -128,14 +144,13 @@ class IngestServer:
         if len(parts) != 3:
             reply_error(query, f"unknown upload key {query.key_expr}", code="bad_request", retry=False)
             return
-        slot = hash((parts[0], parts[1])) % len(self._queues)
         try:
-            self._queues[slot].put_nowait((query, parts))
+            self._queue.put_nowait((query, parts))
         except queue.Full:
             reply_error(query, "ingest busy", code="busy", retry=True)
 
-    def _work(self, slot: int) -> None:
-        while (item := self._queues[slot].get()) is not None:
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
             query, (robot, episode, op) = item
             handler = {"status": self._status, "chunk": self._chunk, "commit": self._commit}.get(op)
             try:
@@ -143,7 +158,12 @@ class IngestServer:
                     raise _Rejected(f"unknown upload operation {op!r}", code="bad_request", retry=False)
                 safe_name(robot, "robot id")
                 safe_name(episode, "episode id")
-                query.reply(query.key_expr, handler(slot, robot, episode, query))
+                if op == "chunk":
+                    reply = handler(robot, episode, query)
+                else:
+                    with self._episode_lock(robot, episode):
+                        reply = handler(robot, episode, query)
+                query.reply(query.key_expr, reply)
             except _Rejected as err:
                 reply_error(query, str(err), code=err.code, retry=err.retry, **err.fields)
             except IntegrityError as err:
@@ -157,19 +177,24 @@ class IngestServer:
     def _partial_root(self, robot: str, episode: str) -> Path:
         return self.store_dir / ".partial" / robot / episode
 
-    def _upload(self, slot: int, robot: str, episode: str) -> PartialUpload:
-        upload = self._uploads[slot].get((robot, episode))
-        if upload is None:
-            upload = PartialUpload.load(self._partial_root(robot, episode))
+    def _episode_lock(self, robot: str, episode: str) -> threading.Lock:
+        with self._lock:
+            return self._episode_locks.setdefault((robot, episode), threading.Lock())
+
+    def _upload(self, robot: str, episode: str) -> PartialUpload:
+        with self._lock:
+            upload = self._uploads.get((robot, episode))
             if upload is None:
-                raise _Rejected("no upload in progress; ask status first", code="no_plan", retry=True)
-            self._uploads[slot][(robot, episode)] = upload
-        return upload
+                upload = PartialUpload.load(self._partial_root(robot, episode))
+                if upload is None:
+                    raise _Rejected("no upload in progress; ask status first", code="no_plan", retry=True)
+                self._uploads[(robot, episode)] = upload
+            return upload
 
     def _stored_reply(self, entry: dict[str, Any], state: str) -> bytes:
         return encode_header("stored", state=state, path=entry["path"], task=entry["task"])
 
-    def _status(self, slot: int, robot: str, episode: str, query: Any) -> bytes:
+    def _status(self, robot: str, episode: str, query: Any) -> bytes:
         if (entry := self.index.get(robot, episode)) is not None:
             return encode_header("status", state="stored", acked={}, path=entry["path"])
         plan = decode_header(query.payload.to_bytes() if query.payload is not None else None, "plan")
@@ -188,16 +213,20 @@ class IngestServer:
         total = sum(f.size_bytes for f in files)
         if not files or min(f.size_bytes for f in files) < 0 or total > self.config.max_bag_size_bytes:
             raise IntegrityError(f"bag of {len(files)} files, {total} bytes is empty or too large")
-        upload = PartialUpload.open(self._partial_root(robot, episode), chunk_size, files)
-        self._uploads[slot][(robot, episode)] = upload
+        with self._lock:
+            old = self._uploads.pop((robot, episode), None)
+            if old is not None:
+                old.close()
+            upload = PartialUpload.open(self._partial_root(robot, episode), chunk_size, files)
+            self._uploads[(robot, episode)] = upload
         state = "partial" if upload.acked else "absent"
-        return encode_header("status", state=state, acked=upload.acked_indices())
+        return encode_header("status", state=state, acked=upload.acked_chunks())
 
-    def _chunk(self, slot: int, robot: str, episode: str, query: Any) -> bytes:
+    def _chunk(self, robot: str, episode: str, query: Any) -> bytes:
         header = decode_header(query.attachment.to_bytes() if query.attachment is not None else None, "chunk")
         if self.index.get(robot, episode) is not None:
             raise _Rejected("episode is already stored", code="already_stored", retry=False)
-        upload = self._upload(slot, robot, episode)
+        upload = self._upload(robot, episode)
         name, index, claimed = str(header["file"]), int(header["index"]), str(header["sha256"])
         expected_len = upload.chunk_length(name, index)
         data = query.payload.to_bytes() if query.payload is not None else b""
@@ -213,46 +242,57 @@ class IngestServer:
             upload.write_chunk(name, index, data, digest)
         return encode_header("ack", file=name, index=index, sha256=digest)
 
-    def _commit(self, slot: int, robot: str, episode: str, query: Any) -> bytes:
+    def _commit(self, robot: str, episode: str, query: Any) -> bytes:
         if (entry := self.index.get(robot, episode)) is not None:
             return self._stored_reply(entry, "already_stored")
         request = decode_header(query.payload.to_bytes() if query.payload is not None else None, "commit")
-        upload = self._upload(slot, robot, episode)
+        upload = self._upload(robot, episode)
         if missing := upload.missing():
             raise _Rejected("chunks missing", code="incomplete", retry=True, missing=missing)
-        claimed = {str(f["name"]): str(f["sha256"]) for f in request["files"]}
+        try:
+            claimed = {str(f["name"]): [str(d) for d in f["chunk_sha256"]] for f in request["files"]}
+            roots = {str(f["name"]): str(f["chunk_list_sha256"]) for f in request["files"]}
+        except (KeyError, TypeError) as err:
+            raise IntegrityError(f"malformed commit: {err}") from None
         if set(claimed) != set(upload.files):
             raise IntegrityError(f"commit lists files {sorted(claimed)}, plan has {sorted(upload.files)}")
-        digests = {}
+        digests, differing = {}, {}
         for name in sorted(upload.files):
-            digests[name] = upload.file_digest(name)
-            if digests[name] == claimed[name]:
-                continue
-            if bad := upload.drop_bad_chunks(name):
-                raise _Rejected(
-                    f"{name}: chunks damaged on disk", code="incomplete", retry=True, missing={name: bad}
-                )
-            # Every chunk matches what the robot acknowledged, yet the file does not: the bag
-            # changed on the robot while it was being sent.
-            return self._quarantine(
-                slot, upload, robot, episode, f"{name}: sha256 {digests[name]} != {claimed[name]} claimed"
-            )
+            stored = upload.acked_digests(name)
+            if chunk_list_digest(claimed[name]) != roots[name] or len(claimed[name]) != len(stored):
+                raise IntegrityError(f"{name}: the commit's chunk list does not match its own digest")
+            if bad := [i for i, (a, b) in enumerate(zip(stored, claimed[name], strict=True)) if a != b]:
+                differing[name] = bad
+            digests[name] = chunk_list_digest(stored)
+        if differing:
+            # The bag changed on the robot after some chunks were sent: take the new bytes.
+            for name, bad in differing.items():
+                upload.forget(name, bad)
+            reason = "chunks differ from the robot's bag"
+            raise _Rejected(reason, code="incomplete", retry=True, missing=differing)
         try:
             meta = self._validate_bag(upload.bag_dir)
             if (meta.robot_id, meta.episode_id) != (robot, episode):
                 raise IntegrityError(f"bag says robot {meta.robot_id!r} episode {meta.episode_id!r}")
             safe_name(meta.task, "task")
         except Exception as err:  # whatever the validator raises, the bag is kept, not lost
-            return self._quarantine(slot, upload, robot, episode, f"{type(err).__name__}: {err}")
+            return self._quarantine(upload, robot, episode, f"{type(err).__name__}: {err}")
         final = self.store_dir / meta.task / robot / episode
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
             shutil.rmtree(final)  # left by a crash between move and index append; ours is verified
+        upload.close()
         upload.bag_dir.rename(final)
         size = sum(f.size_bytes for f in upload.files.values())
-        stored = StoredEpisode(meta=meta, path=final, sha256=digests, size_bytes=size)
+        stored = StoredEpisode(
+            meta=meta,
+            path=final,
+            chunk_list_sha256=digests,
+            chunk_size_bytes=upload.chunk_size_bytes,
+            size_bytes=size,
+        )
         entry = self.index.append(stored, self.store_dir)
-        self._forget(slot, upload, robot, episode)
+        self._forget(upload, robot, episode)
         if self._on_episode is not None:
             try:
                 self._on_episode(stored)
@@ -260,18 +300,22 @@ class IngestServer:
                 _log.exception("on_episode callback failed for %s/%s", robot, episode)
         return self._stored_reply(entry, "stored")
 
-    def _quarantine(self, slot: int, upload: PartialUpload, robot: str, episode: str, reason: str) -> bytes:
+    def _quarantine(self, upload: PartialUpload, robot: str, episode: str, reason: str) -> bytes:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         target = self.store_dir / "quarantine" / robot / f"{episode}-{stamp}"
         target.parent.mkdir(parents=True, exist_ok=True)
+        upload.close()
         upload.bag_dir.rename(target)
         record = {"schema": 1, "robot_id": robot, "episode_id": episode, "reason": reason, "at": stamp}
         (target.parent / f"{target.name}.reason.json").write_text(json.dumps(record, indent=1))
-        self._forget(slot, upload, robot, episode)
+        self._forget(upload, robot, episode)
         rel = str(target.relative_to(self.store_dir))
         _log.warning("quarantined %s/%s in %s: %s", robot, episode, rel, reason)
         raise _Rejected(reason, code="rejected", retry=False, quarantined=rel)
 
-    def _forget(self, slot: int, upload: PartialUpload, robot: str, episode: str) -> None:
-        self._uploads[slot].pop((robot, episode), None)
+    def _forget(self, upload: PartialUpload, robot: str, episode: str) -> None:
+        with self._lock:
+            self._uploads.pop((robot, episode), None)
+            self._episode_locks.pop((robot, episode), None)
+        upload.close()
         shutil.rmtree(upload.root, ignore_errors=True)

@@ -5,8 +5,9 @@ A partial upload lives in ``<store>/.partial/<robot>/<episode>/``: ``plan.json``
 chunk) and ``bag/`` (the files, written in place at each chunk's offset). It
 survives a server restart, which is what lets a robot resume.
 
-Each PartialUpload is touched only by the ingest worker thread that owns its
-(robot, episode); the EpisodeIndex is shared by all workers and locks itself.
+Several ingest workers may write chunks of one PartialUpload at once: chunks
+go to disjoint offsets with ``pwrite`` and the acknowledgement table and log
+are guarded by ``PartialUpload.lock``. The EpisodeIndex locks itself.
 """
 
 from __future__ import annotations
@@ -23,11 +24,20 @@ from typing import Any
 
 from sop_ros.core.errors import IntegrityError
 from sop_ros.core.types import EpisodeMeta
-from sop_ros.core.weights import iter_chunks
 
-__all__ = ["EpisodeIndex", "FilePlan", "PartialUpload", "StoredEpisode", "safe_name"]
+__all__ = ["EpisodeIndex", "FilePlan", "PartialUpload", "StoredEpisode", "chunk_list_digest", "safe_name"]
 
 _INDEX_SCHEMA = 1
+
+
+def chunk_list_digest(chunk_sha256: list[str] | tuple[str, ...]) -> str:
+    """The digest of a whole file sent in chunks: sha256 over its chunk digests (32 bytes each, in order).
+
+    Like a multipart ETag it changes with any byte of the file, yet each side
+    computes it from the per-chunk digests it needs anyway, so the file is
+    hashed once, not twice, and chunks can be checked in any order.
+    """
+    return hashlib.sha256(b"".join(bytes.fromhex(d) for d in chunk_sha256)).hexdigest()
 
 
 def safe_name(name: str, what: str) -> str:
@@ -56,8 +66,9 @@ class StoredEpisode:
     meta: EpisodeMeta
     # Absolute path of the episode's bag directory.
     path: Path
-    # File name -> sha256 of every file of the bag.
-    sha256: dict[str, str]
+    # File name -> chunk_list_digest of every file of the bag.
+    chunk_list_sha256: dict[str, str]
+    chunk_size_bytes: int
     size_bytes: int
 
 
@@ -68,11 +79,11 @@ class PartialUpload:
         self.root = root
         self.chunk_size_bytes = chunk_size_bytes
         self.files = {f.name: f for f in files}
-        # (file, index) -> sha256 of every acknowledged chunk.
+        # (file, index) -> sha256 of every acknowledged chunk; guarded by lock with the log and fds.
         self.acked: dict[tuple[str, int], str] = {}
-        # Running whole-file digests, valid while chunks arrive in order (the usual case);
-        # a file whose chunks came out of order (after a restart) is re-read at commit.
-        self._running: dict[str, tuple[int, Any]] = {f.name: (0, hashlib.sha256()) for f in files}
+        self.lock = threading.Lock()
+        self._fds: dict[str, int] = {}
+        self._log: Any = None
 
     @property
     def bag_dir(self) -> Path:
@@ -127,8 +138,6 @@ class PartialUpload:
                 self.acked[(ack["file"], int(ack["index"]))] = str(ack["sha256"])
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a crash: that chunk is simply sent again
-        for name, _ in self.acked:
-            self._running[name] = (-1, None)
 
     def chunk_length(self, name: str, index: int) -> int:
         """Expected length of chunk ``index`` of file ``name``; raises IntegrityError if out of plan."""
@@ -142,57 +151,63 @@ class PartialUpload:
 
     def write_chunk(self, name: str, index: int, data: bytes, sha256: str) -> None:
         """Write a verified chunk at its offset and record its acknowledgement."""
-        with (self.bag_dir / name).open("r+b") as out:
-            os.pwrite(out.fileno(), data, index * self.chunk_size_bytes)
-        with (self.root / "acks.jsonl").open("a") as log:
-            log.write(json.dumps({"file": name, "index": index, "sha256": sha256}) + "\n")
-        self.acked[(name, index)] = sha256
-        next_index, hasher = self._running[name]
-        if index == next_index:
-            hasher.update(data)
-            self._running[name] = (next_index + 1, hasher)
-        elif next_index >= 0:
-            self._running[name] = (-1, None)
+        with self.lock:
+            fd = self._fds.get(name)
+            if fd is None:
+                fd = self._fds[name] = os.open(self.bag_dir / name, os.O_WRONLY)
+            if self._log is None:
+                self._log = (self.root / "acks.jsonl").open("a")
+        # Chunks go to disjoint offsets, so writes of one upload may run in parallel.
+        os.pwrite(fd, data, index * self.chunk_size_bytes)
+        with self.lock:
+            self._log.write(json.dumps({"file": name, "index": index, "sha256": sha256}) + "\n")
+            self._log.flush()
+            self.acked[(name, index)] = sha256
 
-    def acked_indices(self) -> dict[str, list[int]]:
-        """File name -> sorted indices of acknowledged chunks."""
-        out: dict[str, list[int]] = {name: [] for name in self.files}
-        for name, index in sorted(self.acked):
-            out[name].append(index)
+    def close(self) -> None:
+        """Release the open files (the data stays on disk)."""
+        with self.lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    def acked_chunks(self) -> dict[str, list[list[Any]]]:
+        """File name -> sorted [index, sha256] of acknowledged chunks."""
+        out: dict[str, list[list[Any]]] = {name: [] for name in self.files}
+        with self.lock:
+            for (name, index), sha256 in sorted(self.acked.items()):
+                out[name].append([index, sha256])
         return out
 
     def missing(self) -> dict[str, list[int]]:
         """File name -> indices not yet acknowledged (only files with gaps)."""
         out = {}
+        with self.lock:
+            acked = set(self.acked)
         for name, plan in self.files.items():
-            gaps = [i for i in range(plan.chunk_count(self.chunk_size_bytes)) if (name, i) not in self.acked]
+            gaps = [i for i in range(plan.chunk_count(self.chunk_size_bytes)) if (name, i) not in acked]
             if gaps:
                 out[name] = gaps
         return out
 
-    def file_digest(self, name: str) -> str:
-        """sha256 of the assembled file, from the running digest when it covered every chunk."""
-        next_index, hasher = self._running[name]
-        if next_index == self.files[name].chunk_count(self.chunk_size_bytes):
-            return hasher.hexdigest()
-        total = hashlib.sha256()
-        with (self.bag_dir / name).open("rb") as stream:
-            for chunk in iter_chunks(stream, self.chunk_size_bytes):
-                total.update(chunk)
-        return total.hexdigest()
+    def acked_digests(self, name: str) -> list[str]:
+        """Acknowledged chunk digests of ``name`` in order (call once nothing is missing)."""
+        with self.lock:
+            return [self.acked[(name, i)] for i in range(self.files[name].chunk_count(self.chunk_size_bytes))]
 
-    def drop_bad_chunks(self, name: str) -> list[int]:
-        """Re-check every chunk of ``name`` on disk; forget and return those that differ from their ack."""
-        bad = []
-        with (self.bag_dir / name).open("rb") as stream:
-            for index, chunk in enumerate(iter_chunks(stream, self.chunk_size_bytes)):
-                if self.acked.get((name, index)) != hashlib.sha256(chunk).hexdigest():
-                    self.acked.pop((name, index), None)
-                    bad.append(index)
-        self._running[name] = (-1, None)
-        lines = [json.dumps({"file": f, "index": i, "sha256": s}) for (f, i), s in self.acked.items()]
-        (self.root / "acks.jsonl").write_text("".join(line + "\n" for line in lines))
-        return bad
+    def forget(self, name: str, indices: list[int]) -> None:
+        """Drop the acknowledgements of chunks the robot says differ, so they are sent again."""
+        with self.lock:
+            for index in indices:
+                self.acked.pop((name, index), None)
+            lines = [json.dumps({"file": f, "index": i, "sha256": s}) for (f, i), s in self.acked.items()]
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+            (self.root / "acks.jsonl").write_text("".join(line + "\n" for line in lines))
 
 
 class EpisodeIndex:
@@ -239,7 +254,8 @@ class EpisodeIndex:
             "intervention_s": meta.intervention_s,
             "path": str(episode.path.relative_to(store_dir)),
             "size_bytes": episode.size_bytes,
-            "sha256": episode.sha256,
+            "chunk_size_bytes": episode.chunk_size_bytes,
+            "chunk_list_sha256": episode.chunk_list_sha256,
         }
         with self._lock:
             with self.path.open("a") as out:

@@ -2,16 +2,19 @@
 
 See :mod:`sop_ros.transport.ingest` for the wire protocol. One BagUploader is
 used by one thread at a time (the bridge's upload thread, never an executor
-thread serving control callbacks); it holds at most ``max_in_flight`` chunks in
-memory, so its footprint does not grow with the bag.
+thread serving control callbacks). During an upload a reader thread
+(``sop-upload-read``) reads and hashes chunks ahead into a bounded queue while
+the calling thread sends them, so hashing overlaps the network; at most
+``2 × max_in_flight + 1`` chunks are in memory, whatever the bag's size.
 """
 
 from __future__ import annotations
 
-import hashlib
+import queue
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import BagError, TransportError
 from sop_ros.core.weights import iter_chunks, sha256_bytes
 from sop_ros.transport.errors import BagRejectedError
+from sop_ros.transport.ingest_state import chunk_list_digest
 from sop_ros.transport.session import (
     RateLimiter,
     RemoteError,
@@ -102,6 +106,50 @@ class _InFlight:
     sha256: str
     replies: Any
     sends: int = 1
+
+
+class _ReadAhead:
+    """Reads and hashes the chunks of a bag on a thread, ``depth`` chunks ahead of the sender."""
+
+    _END = object()
+
+    def __init__(self, bag_dir: Path, files: list[tuple[str, int]], chunk_size_bytes: int, depth: int):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._read, args=(bag_dir, files, chunk_size_bytes), name="sop-upload-read", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self, bag_dir: Path, files: list[tuple[str, int]], chunk_size_bytes: int) -> None:
+        try:
+            for name, _ in files:
+                with (bag_dir / name).open("rb") as stream:
+                    for index, data in enumerate(iter_chunks(stream, chunk_size_bytes)):
+                        if not self._put((name, index, data, sha256_bytes(data))):
+                            return
+            self._put(self._END)
+        except OSError as err:
+            self._put(BagError(f"cannot read {bag_dir}: {err}"))
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[tuple[str, int, bytes, str]]:
+        while (item := self._queue.get()) is not self._END:
+            if isinstance(item, BagError):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def bag_files(bag_dir: Path) -> list[tuple[str, int]]:
@@ -207,7 +255,9 @@ class BagUploader:
         status = decode_header(payload, "status")
         if status["state"] == "stored":
             return "already_stored", str(status.get("path", ""))
-        acked = {name: set(indices) for name, indices in status.get("acked", {}).items()}
+        acked = {
+            (name, int(i)): str(d) for name, chunks in status.get("acked", {}).items() for i, d in chunks
+        }
         limiter = RateLimiter(cfg.rate_limit_bytes_per_s, burst_bytes=cfg.chunk_size_bytes)
         chunk_key = self._key(episode_id, "chunk")
         window: deque[_InFlight] = deque()
@@ -218,32 +268,38 @@ class BagUploader:
             if progress is not None:
                 progress(UploadProgress(episode_id=episode_id, done_bytes=done[0], total_bytes=total))
 
-        digests = {}
+        chunk_lists: dict[str, list[str]] = {name: [] for name, _ in files}
+        reader = _ReadAhead(bag_dir, files, cfg.chunk_size_bytes, depth=cfg.max_in_flight)
         try:
-            for name, _ in files:
-                whole = hashlib.sha256()
-                with (bag_dir / name).open("rb") as stream:
-                    for index, data in enumerate(iter_chunks(stream, cfg.chunk_size_bytes)):
-                        whole.update(data)
-                        if index in acked.get(name, ()):
-                            stats.chunks_skipped += 1
-                            report(len(data))
-                            continue
-                        while len(window) >= cfg.max_in_flight:
-                            self._settle(window.popleft(), chunk_key, stats, report)
-                        limiter.acquire(len(data))
-                        digest = sha256_bytes(data)
-                        replies = self._send_chunk(chunk_key, name, index, data, digest)
-                        stats.chunks_sent += 1
-                        stats.bytes_sent += len(data)
-                        window.append(_InFlight(name, index, data, digest, replies))
-                digests[name] = whole.hexdigest()
+            for name, index, data, digest in reader:
+                chunk_lists[name].append(digest)
+                if acked.get((name, index)) == digest:
+                    stats.chunks_skipped += 1
+                    report(len(data))
+                    continue
+                while len(window) >= cfg.max_in_flight:
+                    self._settle(window.popleft(), chunk_key, stats, report)
+                limiter.acquire(len(data))
+                replies = self._send_chunk(chunk_key, name, index, data, digest)
+                stats.chunks_sent += 1
+                stats.bytes_sent += len(data)
+                window.append(_InFlight(name, index, data, digest, replies))
             while window:
                 self._settle(window.popleft(), chunk_key, stats, report)
         finally:
+            reader.close()
             window.clear()
         commit = encode_header(
-            "commit", files=[{"name": n, "size_bytes": s, "sha256": digests[n]} for n, s in files]
+            "commit",
+            files=[
+                {
+                    "name": name,
+                    "size_bytes": size,
+                    "chunk_sha256": chunk_lists[name],
+                    "chunk_list_sha256": chunk_list_digest(chunk_lists[name]),
+                }
+                for name, size in files
+            ],
         )
         payload, _ = query_once(
             self.session, self._key(episode_id, "commit"), payload=commit, timeout_s=cfg.commit_timeout_s
