@@ -339,15 +339,24 @@ class Pi0Policy:
             for name, param in self._params.items():
                 param.copy_(state[name])
 
-    def save_trainable(self, path: str | Path, *, version: str | None = None) -> None:
-        """Write the trainable weights and norm stats to a safetensors file, atomically."""
+    def save_trainable(
+        self, path: str | Path, *, version: str | None = None, dtype: torch.dtype | None = None
+    ) -> None:
+        """Write the trainable weights and norm stats to a safetensors file, atomically.
+
+        Args:
+            path: Where to write.
+            version: Version label stored in the file; the active version by default.
+            dtype: Cast the tensors, e.g. to the robots' bfloat16 from a float32 learner
+                (robots refuse other dtypes; describe the file with ``trainable_specs(dtype)``).
+        """
         metadata = {
             META_CONFIG_HASH: self.config_hash,
             META_BASE_MODEL: self.base_model_id,
             META_VERSION: version or self._active_version,
             META_NORM_STATS: self._stats.to_json(),
         }
-        write_weights(Path(path), self.trainable_state(), metadata)
+        write_weights(Path(path), self.trainable_state(dtype), metadata)
 
     def load_trainable(self, path: str | Path) -> None:
         """Load a file written by :meth:`save_trainable` into the live weights, stats and version."""

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from policy_fixtures import small_config
+import torch
+from policy_fixtures import observation, small_config
 
 from sop_ros.core.config import config_from_flat, flatten_config
 from sop_ros.core.errors import ConfigError
@@ -71,3 +74,20 @@ def test_a_shared_network_must_match_the_config() -> None:
     assert shared.model is first.model
     with pytest.raises(ConfigError, match="not the 'tiny' network"):
         Pi0Policy(small_config(horizon=8), model=first.model)
+
+
+def test_a_local_checkpoint_loads_with_its_tokenizer(tmp_path: Path) -> None:
+    source = Pi0Policy(small_config())
+    source.model.save_pretrained(tmp_path)
+    source.tokenizer.save_pretrained(tmp_path)
+    loaded = Pi0Policy(small_config(model=str(tmp_path)))
+    assert loaded.base_model_id == f"local:{tmp_path.name}"
+    for name, tensor in source.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor), name
+    source.reset()
+    assert torch.equal(
+        torch.from_numpy(loaded.infer(observation()).actions),
+        torch.from_numpy(source.infer(observation()).actions),
+    )
+    with pytest.raises(ConfigError, match="takes 64 px images, not 128"):
+        Pi0Policy(small_config(model=str(tmp_path), image_size_px=128))
