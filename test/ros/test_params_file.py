@@ -51,3 +51,16 @@ def test_sop_params_prints_a_node_section(capsys) -> None:
     assert "/**/recorder:" in capsys.readouterr().out
     assert main(["params", "nope"]) == 1
     assert "unknown node 'nope'" in capsys.readouterr().err
+
+
+def test_sim_params_file_matches_what_sop_robot_builds() -> None:
+    from sop_ros.nodes.params_file import node_sections
+    from sop_ros.nodes.robot_graph import sim_parameters
+
+    in_code = sim_parameters("any", spool_dir="spool")
+    in_file = node_sections(ROOT / "config" / "sim_params.yaml")
+    for node, values in in_file.items():
+        for key, value in values.items():
+            if key in in_code.get(node, {}):
+                assert in_code[node][key] == value, f"{node}.{key}: file {value!r}, code {in_code[node][key]!r}"
+    assert in_file["policy"]["policy.action_names"] == in_code["policy"]["policy.action_names"]
