@@ -37,9 +37,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
-    from sop_ros.nodes.params_file import params_yaml
+    from sop_ros.nodes.params_file import params_markdown, params_yaml
+    from sop_ros.nodes.registry import NODES
 
-    print("\n".join(params_yaml(node) for node in args.nodes), end="")
+    nodes = args.nodes or sorted(NODES)
+    if args.markdown:
+        print(params_markdown(nodes), end="")
+    else:
+        print("\n".join(params_yaml(node) for node in nodes), end="")
     return 0
 
 
@@ -96,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     robot.set_defaults(handler=_cmd_robot)
 
     params = sub.add_parser("params", help="print a commented params file with a node's defaults")
-    params.add_argument("nodes", nargs="+", metavar="NODE", help="node executable names, e.g. recorder")
+    params.add_argument("nodes", nargs="*", metavar="NODE", help="node executable names (default: all)")
+    params.add_argument("--markdown", action="store_true", help="a Markdown reference instead of YAML")
     params.set_defaults(handler=_cmd_params)
     return parser
 
