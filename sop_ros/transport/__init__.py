@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sop_ros.transport.errors import BagRejectedError
 from sop_ros.transport.ingest import IngestConfig, IngestServer, StoredEpisode
+from sop_ros.transport.security import client_overrides, fleet_access_control, router_overrides
 from sop_ros.transport.session import RateLimiter, RemoteError, RetryPolicy, fleet_key, open_session
 from sop_ros.transport.spool import SpoolConfig, SpoolUploader
 from sop_ros.transport.upload import BagUploader, UploadConfig, UploadProgress, UploadResult, UploadStats
@@ -34,7 +35,10 @@ __all__ = [
     "WeightsFetcherConfig",
     "WeightsPublisher",
     "WeightsPublisherConfig",
+    "client_overrides",
+    "fleet_access_control",
     "fleet_key",
     "open_session",
+    "router_overrides",
     "weights_keys",
 ]

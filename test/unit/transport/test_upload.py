@@ -177,3 +177,37 @@ def test_unreachable_learner_raises_transport_error_after_budget(fleet, bag_fact
         BagUploader(fleet.client(), config, sleep=sleeps.append).upload(path)
     assert sleeps == [0.01, 0.02]
     assert path.exists()
+
+
+class LinkDropsAfter(BagUploader):
+    """Loses the link after ``limit`` chunk sends."""
+
+    def __init__(self, *args, limit: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limit = limit
+
+    def _settle(self, item, key, stats, report):
+        if stats.chunks_sent > self.limit:
+            raise TransportError("link lost")
+        super()._settle(item, key, stats, report)
+
+
+def test_bag_changed_between_attempts_sends_the_changed_chunk_again(fleet, bag_factory, tmp_path):
+    store = tmp_path / "store"
+    srv = server(fleet.client(), store, [])
+    path, meta = bag_factory("r1")
+    once = RetryPolicy(timeout_s=2.0, max_attempts=1)
+    config = UploadConfig(fleet="t", robot_id="r1", chunk_size_bytes=CHUNK, max_in_flight=1, retry=once)
+    with pytest.raises(TransportError):
+        LinkDropsAfter(fleet.client(), config, limit=4).upload(path)
+    mcap = next(path.glob("*.mcap"))
+    data = bytearray(mcap.read_bytes())
+    data[10] ^= 0xFF  # same size, different first chunk
+    mcap.write_bytes(bytes(data))
+    second = CountingUploader(fleet.client(), config)
+    result = second.upload(path)
+    assert result.state == "stored"
+    # Chunk 0 of the .mcap was acknowledged with the old bytes, so it is sent again; the others are not.
+    assert second.sends[0] == 0 and 1 not in second.sends and result.stats.chunks_skipped >= 3
+    assert tree_digest(store / "pick" / "r1" / meta.episode_id) == tree_digest(path)
+    srv.close()
