@@ -9,8 +9,12 @@ per chunk) on the eager ``transformers`` path and on the optimised path
 (``torch.compile``, mode ``reduce-overhead`` = CUDA graphs, on CUDA; the CPU has
 no optimised path and reports the eager one only), prints the ratio, then times
 training steps (frozen language model, AdamW) and the stage/activate swap of the
-trainable set. Results go to ``bench/out/infer/<model>.json`` (rewritten after
-every measurement, so a run cut short keeps what it measured) and ``.png``.
+trainable set. Results go to ``bench/out/infer/<model>.json`` and ``.png``,
+both rewritten after every measurement, so a run cut short keeps what it
+measured; ``--budget-s`` skips settings that would start late, and
+``--cameras 3`` (say) runs one setting per command where commands are time-limited.
+The full network is drawn on the GPU with a fixed seed (not the CPU draw the
+policy uses for robot/learner agreement), which only matters for timing.
 """
 
 from __future__ import annotations
@@ -284,6 +288,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 def main() -> int:
     args = parse_args()
+    # A run killed at a time limit still shows its progress.
+    sys.stdout.reconfigure(line_buffering=True)
     begun = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / f"{args.model}.json"
@@ -306,6 +312,8 @@ def main() -> int:
 
     def save() -> None:
         json_path.write_text(json.dumps(results, indent=2))
+        if results["inference"]:
+            plot(results, args.out / f"{args.model}.png")
 
     def over_budget(what: str) -> bool:
         if time.monotonic() - begun > args.budget_s:
@@ -377,7 +385,6 @@ def main() -> int:
         results["swap"] = time_swap(policy)
         print(f"swap: {results['swap']}")
         save()
-    plot(results, args.out / f"{args.model}.png")
     print(f"wrote {json_path} and {args.out / f'{args.model}.png'}")
     return 0
 
