@@ -213,10 +213,11 @@ class PromptLayout:
             ConfigError: a prompt needs more than ``max_prompt_tokens`` tokens.
         """
         input_ids = torch.full((len(texts), self.length), self._pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(texts), self.length), dtype=torch.long)
         for row, text in enumerate(texts):
             ids = self._head + self._text_ids(text)
             input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention_mask = (input_ids != self._pad_id).long()
+            attention_mask[row, : len(ids)] = 1
         return input_ids, attention_mask
 
     def _text_ids(self, text: str) -> list[int]:
