@@ -3,10 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from policy_fixtures import ACTIONS, STATES, sample
+from policy_fixtures import ACTIONS, STATES, sample, small_config
 
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.policy import Pi0Policy, TrainingSample, is_trainable
+from sop_ros.core.types import Observation
 
 
 def test_collate_builds_padded_normalised_tensors(policy: Pi0Policy) -> None:
@@ -83,3 +84,42 @@ def test_norm_stats_survive_a_dimension_that_never_moves(policy: Pi0Policy) -> N
     assert policy.norm_stats is stats
     with pytest.raises(ConfigError, match="norm stats need states"):
         policy.set_norm_stats(np.zeros(5), np.zeros((5, 3)))
+
+
+@pytest.mark.slow
+def test_the_policy_learns_to_act_on_what_it_sees() -> None:
+    # The target is visible only in the image: left square -> move left, right square -> move right.
+    torch.manual_seed(0)
+    policy = Pi0Policy(
+        small_config(camera_names=("front",), action_names=("x", "y"), state_names=("s",), denoising_steps=5)
+    )
+
+    def image(right: bool) -> np.ndarray:
+        frame = np.zeros((64, 64, 3), np.uint8)
+        columns = slice(40, 60) if right else slice(4, 24)
+        frame[20:44, columns] = (255, 0, 0)
+        return frame
+
+    def chunk(right: bool) -> np.ndarray:
+        return np.tile(np.array([10.0 if right else -10.0, 3.0], np.float32), (4, 1))
+
+    samples = [
+        TrainingSample(images={"front": image(i % 2 == 1)}, state=np.zeros(1, np.float32),
+                       instruction="reach the target", actions=chunk(i % 2 == 1))
+        for i in range(16)
+    ]  # fmt: skip
+    policy.set_norm_stats(np.zeros((16, 1)), np.stack([s.actions for s in samples]))
+    batch = policy.collate(samples)
+    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-3)
+    for _ in range(140):
+        policy.loss(batch).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    policy.reset()
+    for right in (False, True):
+        obs = Observation(
+            images={"front": image(right)}, state=np.zeros(1, np.float32), instruction="reach the target"
+        )
+        actions = policy.infer(obs).actions
+        np.testing.assert_allclose(actions[:, 0].mean(), 10.0 if right else -10.0, atol=5.0)
+        np.testing.assert_allclose(actions[:, 1].mean(), 3.0, atol=2.0)
