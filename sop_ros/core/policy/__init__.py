@@ -1,4 +1,19 @@
-"""The VLA policy: π0 from ``transformers`` behind ``infer(observation) -> ActionChunk``."""
+"""The VLA policy: π0 from ``transformers`` behind ``infer(observation) -> ActionChunk``.
+
+On a robot::
+
+    policy = Pi0Policy(PolicyConfig(model="tiny", camera_names=("front",), horizon=10))
+    policy.warmup()                      # compiles first when compile_mode is set (CUDA)
+    chunk = policy.infer(observation)    # worker thread; ActionChunk in robot units, with infer_ms
+    policy.stage(path)                   # another thread, while episodes run
+    stall_ms = policy.activate()         # between episodes only
+
+In a learner::
+
+    policy.set_norm_stats(states, actions)
+    loss = policy.loss(policy.collate(samples))   # per sample, shape (batch,)
+    policy.save_trainable(path, version="v0007")  # trainable tensors + norm stats
+"""
 
 from __future__ import annotations
 
