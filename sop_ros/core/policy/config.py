@@ -85,8 +85,9 @@ class PolicyConfig:
     )
     compile_mode: str = setting(
         "none",
-        "torch.compile mode for inference on CUDA ('reduce-overhead' uses CUDA graphs); eager on CPU",
-        choices=("none", "default", "reduce-overhead", "max-autotune"),
+        "optimised inference on CUDA: 'cuda-graph' replays one captured graph, the others are "
+        "torch.compile modes ('reduce-overhead' adds CUDA graphs); eager on CPU",
+        choices=("none", "cuda-graph", "default", "reduce-overhead", "max-autotune"),
     )
     seed: int = setting(0, "seed of the random initialisation and of the sampling noise", low=0)
 

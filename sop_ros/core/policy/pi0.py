@@ -39,6 +39,7 @@ from sop_ros.core.policy.config import (
     resolve_device,
     resolve_dtype,
 )
+from sop_ros.core.policy.graphs import CudaGraphSampler
 from sop_ros.core.policy.inputs import InputEncoder, NormStats, PromptLayout, pad_last, sample_field
 from sop_ros.core.policy.swap import ShadowWeights
 from sop_ros.core.policy.tokenizer import IMAGE_TOKEN, TOKENIZER_DIGEST, prompt_text
@@ -210,8 +211,8 @@ class Pi0Policy:
                 torch.compiler.cudagraph_mark_step_begin()
             # CUDA graphs reuse their output buffer on the next call.
             return self._compiled(**kwargs).clone()
-        except Exception as err:  # compilation fails lazily, on the first call
-            _log.warning("compiled inference failed (%s); falling back to eager", err)
+        except Exception as err:  # compilation and capture fail lazily, on the first call
+            _log.warning("optimised inference failed (%s); falling back to eager", err)
             self._compiled = None
             self.inference_path = f"eager (compile failed: {type(err).__name__}: {err})"[:300]
             return self.model.sample_actions(**kwargs)
@@ -222,6 +223,8 @@ class Pi0Policy:
             return None, "eager"
         if self.device.type != "cuda":
             return None, f"eager (compile_mode {mode!r} applies on CUDA only)"
+        if mode == "cuda-graph":
+            return CudaGraphSampler(self.model), "graphed (cuda-graph)"
         return torch.compile(self.model.sample_actions, mode=mode, dynamic=False), f"compiled ({mode})"
 
     # ------------------------------------------------------------------ training
@@ -401,8 +404,8 @@ class Pi0Policy:
             if self._staged is None or self._shadow is None:
                 raise WeightsError("no weights are staged; call stage() first")
             version, stats = self._staged
-            # Captured CUDA graphs read the live addresses: copy in place then.
-            in_place = self.inference_path.startswith("compiled")
+            # Captured CUDA graphs (and compiled code) read the live addresses: copy in place then.
+            in_place = self._compiled is not None
             stall_ms = self._shadow.swap_into(self._params, in_place=in_place)
             self._stats = stats or self._stats
             self._active_version = version

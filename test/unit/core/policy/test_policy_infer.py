@@ -59,8 +59,9 @@ def test_missing_camera_and_wrong_state_are_named(policy: Pi0Policy) -> None:
         policy.infer(short)
 
 
-def test_compile_request_falls_back_to_eager_on_cpu() -> None:
-    policy = Pi0Policy(small_config(compile_mode="reduce-overhead"))
+@pytest.mark.parametrize("mode", ["cuda-graph", "reduce-overhead"])
+def test_optimised_paths_fall_back_to_eager_on_cpu(mode: str) -> None:
+    policy = Pi0Policy(small_config(compile_mode=mode))
     assert policy.inference_path.startswith("eager")
     policy.warmup(1)
     assert policy.infer(observation()).actions.shape == (4, len(ACTIONS))
