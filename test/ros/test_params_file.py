@@ -62,7 +62,9 @@ def test_sim_params_file_matches_what_sop_robot_builds() -> None:
     for node, values in in_file.items():
         for key, value in values.items():
             if key in in_code.get(node, {}):
-                assert in_code[node][key] == value, f"{node}.{key}: file {value!r}, code {in_code[node][key]!r}"
+                assert in_code[node][key] == value, (
+                    f"{node}.{key}: file {value!r}, code {in_code[node][key]!r}"
+                )
     assert in_file["policy"]["policy.action_names"] == in_code["policy"]["policy.action_names"]
 
 
@@ -70,4 +72,6 @@ def test_parameter_reference_is_up_to_date() -> None:
     from sop_ros.nodes.params_file import params_markdown
 
     committed = (ROOT / "docs" / "parameters.md").read_text()
-    assert committed == params_markdown(sorted(NODES)), "regenerate: sop params --markdown > docs/parameters.md"
+    assert committed == params_markdown(sorted(NODES)), (
+        "regenerate: sop params --markdown > docs/parameters.md"
+    )
