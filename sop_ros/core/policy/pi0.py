@@ -266,7 +266,7 @@ class Pi0Policy:
             batch: Output of :meth:`collate`.
             module: The network to run, e.g. a DDP wrapper of :attr:`model`; default :attr:`model`.
         """
-        module = module or self.model
+        module = self.model if module is None else module
         actions = batch["actions"]
         cfg = self.pi0_config
         beta = torch.distributions.Beta(cfg.time_sampling_beta_alpha, cfg.time_sampling_beta_beta)
