@@ -65,12 +65,13 @@ class ValueNet(nn.Module):
         return torch.tensor([zlib.crc32(t.encode()) % self.task_buckets for t in tasks], dtype=torch.long)
 
     def inputs(self, samples: Sequence[TrainingSample], device: torch.device) -> tuple[torch.Tensor, ...]:
-        """Tensors for :meth:`forward` from decoded samples."""
+        """Tensors for :meth:`forward` from decoded samples (images resized on ``device``)."""
         cameras = sorted(samples[0].images)
-        # (batch, camera, H, W, 3) uint8 -> (batch * camera, 3, size, size) float in [-0.5, 0.5]
+        # Per camera: (batch, H, W, 3) uint8 moved as bytes, then resized as one batch.
         images = torch.stack(
-            [torch.stack([_resize(s.images[c], self.image_size) for c in cameras]) for s in samples]
-        ).to(device)
+            [_resize(np.stack([s.images[c] for s in samples]), self.image_size, device) for c in cameras],
+            dim=1,
+        )
         states = torch.from_numpy(np.stack([s.state for s in samples])).float().to(device)
         return images, states, self.task_ids([s.task for s in samples]).to(device)
 
@@ -82,6 +83,7 @@ class ValueNet(nn.Module):
         return self.head(x).squeeze(1)
 
 
-def _resize(image: np.ndarray, size: int) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().unsqueeze(0) / 255.0 - 0.5
-    return F.interpolate(x, size=(size, size), mode="area").squeeze(0)
+def _resize(images: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+    """(batch, H, W, 3) uint8 -> (batch, 3, size, size) float in [-0.5, 0.5]."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+    return F.interpolate(x, size=(size, size), mode="area")
