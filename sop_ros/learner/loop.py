@@ -63,6 +63,9 @@ class LearnerConfig:
     max_pending_episodes: int = setting(
         100_000, "stored episodes waiting to be indexed; beyond it new ones wait for a restart", low=1
     )
+    fit_norm_stats: bool = setting(
+        True, "fit state/action normalisation on the first data (off when initial weights carry their own)"
+    )
     norm_stats_max_steps: int = setting(20_000, "steps read to fit state/action normalisation", low=1)
     load_in_background: bool = setting(
         True, "load new bags on a loader thread; they join the buffers at a later step"
@@ -327,7 +330,7 @@ class Learner:
 
     def _fit_norm_stats(self) -> None:
         """Fit normalisation once, on offline data if there is any (it never changes), else online."""
-        if self._norm_fitted:
+        if self._norm_fitted or not self.config.fit_norm_stats:
             return
         sources = list(self.buffers.offline.values()) or list(self.buffers.online.values())
         states, actions, budget = [], [], self.config.norm_stats_max_steps

@@ -166,3 +166,16 @@ def test_a_restart_never_reuses_a_version_published_after_the_checkpoint(store):
     assert second.step == 4 and second.version == 3
     second.run(2)
     assert [m.version for m, _ in published.calls] == [1, 2, 3, 4]
+
+
+def test_norm_stats_are_fitted_once_on_offline_data_unless_turned_off(store):
+    learner = build(store)
+    learner.start()
+    learner.run(2)
+    demos = [b.episodes()[0] for b in learner.buffers.offline.values()]
+    expected = np.concatenate([e.states for e in demos]).mean(axis=0)
+    np.testing.assert_allclose(learner.policy.state_mean, expected, rtol=1e-5)
+    kept = build(store, fit_norm_stats=False)  # e.g. initial weights brought their own statistics
+    kept.start()
+    kept.run(2)
+    np.testing.assert_array_equal(kept.policy.state_mean, np.zeros(3))
