@@ -6,8 +6,9 @@ Layout under ``spool_dir``:
   and renames it in here when it is closed, so a bag in ``ready/`` is complete.
 - ``uploaded/<episode_id>/``: bags the learner committed (moved only after the
   commit ack); the oldest are deleted beyond the retention limits.
-- ``rejected/<episode_id>/`` + ``<episode_id>.reason.txt``: bags the learner
+- ``quarantine/<episode_id>/`` with ``REASON.txt`` inside: bags the learner
   refused for good; kept for a human to look at, never deleted automatically.
+  (The same layout as ``sop_ros.storage.Spool``, which the recorder uses.)
 
 Threads: a SpoolUploader is driven by one thread (``run`` or repeated
 ``run_once`` calls); recording never waits for it, so a dead learner only makes
@@ -57,7 +58,7 @@ class SpoolUploader:
 
     Args:
         uploader: The robot's BagUploader.
-        spool_dir: Spool root (``ready/``, ``uploaded/``, ``rejected/`` are made on demand).
+        spool_dir: Spool root (``ready/``, ``uploaded/``, ``quarantine/`` are made on demand).
         config: Settings.
         on_uploaded: Called with each committed upload's result.
         progress: Passed to every upload.
@@ -76,8 +77,8 @@ class SpoolUploader:
         self.config = config or SpoolConfig()
         self.ready = Path(spool_dir) / "ready"
         self.uploaded = Path(spool_dir) / "uploaded"
-        self.rejected = Path(spool_dir) / "rejected"
-        for path in (self.ready, self.uploaded, self.rejected):
+        self.quarantine = Path(spool_dir) / "quarantine"
+        for path in (self.ready, self.uploaded, self.quarantine):
             path.mkdir(parents=True, exist_ok=True)
         self._on_uploaded = on_uploaded
         self._progress = progress
@@ -98,14 +99,12 @@ class SpoolUploader:
             try:
                 result = self.uploader.upload(bag, episode_id=bag.name, progress=self._progress)
             except BagRejectedError as err:
-                self._move(bag, self.rejected)
-                (self.rejected / f"{bag.name}.reason.txt").write_text(err.reason + "\n")
-                _log.error("learner rejected %s (kept in %s): %s", bag.name, self.rejected, err.reason)
+                kept = self._quarantine(bag, f"learner rejected it: {err.reason}")
+                _log.error("learner rejected %s (kept in %s): %s", bag.name, kept, err.reason)
                 continue
             except BagError as err:
-                self._move(bag, self.rejected)
-                (self.rejected / f"{bag.name}.reason.txt").write_text(f"{err}\n")
-                _log.error("%s is not an uploadable bag (kept in %s): %s", bag.name, self.rejected, err)
+                kept = self._quarantine(bag, f"not an uploadable bag: {err}")
+                _log.error("%s is not an uploadable bag (kept in %s): %s", bag.name, kept, err)
                 continue
             except TransportError as err:
                 _log.warning("learner unreachable, %d bags wait: %s", len(self.pending()), err)
@@ -122,6 +121,16 @@ class SpoolUploader:
         while not stop.is_set():
             self.run_once()
             stop.wait(self.config.poll_period_s)
+
+    def _quarantine(self, bag: Path, reason: str) -> Path:
+        target = self.quarantine / bag.name
+        counter = 1
+        while target.exists():  # never overwrite an earlier quarantined copy
+            counter += 1
+            target = self.quarantine / f"{bag.name}.{counter}"
+        bag.rename(target)
+        (target / "REASON.txt").write_text(reason.rstrip() + "\n")
+        return target
 
     def _move(self, bag: Path, target_dir: Path) -> None:
         target = target_dir / bag.name

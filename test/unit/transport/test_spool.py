@@ -42,9 +42,8 @@ def test_bags_queue_while_learner_is_away_then_upload_oldest_first(fleet, tmp_pa
     assert [r.episode_id for r in results] == bags
     assert [r.episode_id for r in committed] == bags
     assert runner.pending() == []
-    # Retention keeps the two newest uploaded bags; the refused one waits in rejected/ with its reason.
+    # Retention keeps the two newest uploaded bags; the refused one waits in quarantine/ with its reason.
     assert len(list((spool / "uploaded").iterdir())) == 2
-    assert (spool / "rejected" / broken.name).is_dir()
-    assert (spool / "rejected" / f"{broken.name}.reason.txt").read_text().strip()
+    assert "learner rejected it" in (spool / "quarantine" / broken.name / "REASON.txt").read_text()
     assert all((store / "pick" / "r1" / e).is_dir() for e in bags)
     server.close()
