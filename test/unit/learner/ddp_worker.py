@@ -1,6 +1,6 @@
 """One rank of the distributed learner test, run by ``torchrun --nproc-per-node 2``.
 
-Usage: ddp_worker.py OUT_DIR DATA_DIR STEPS. DATA_DIR holds ``demos/`` (offline),
+Usage: ddp_worker.py OUT_DIR DATA_DIR STEPS [tiny|pi0]. DATA_DIR holds ``demos/`` (offline),
 ``store/`` (already stored) and ``late/`` (bags only rank 0 is told about).
 """
 
@@ -30,8 +30,13 @@ def main() -> None:
     out, data, steps = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
     torch.set_num_threads(1)
     dist = init_distributed()
-    # Different initial weights per rank: DDP must make them equal.
-    policy = TinyPolicy(seed=dist.rank)
+    if len(sys.argv) > 4 and sys.argv[4] == "pi0":
+        from test_pi0_training import tiny_pi0
+
+        torch.manual_seed(dist.rank)  # different initial weights per rank: DDP must make them equal
+        policy = tiny_pi0()
+    else:
+        policy = TinyPolicy(seed=dist.rank)
     algorithm = make_algorithm("hg_dagger", policy, dist=dist)
     published: list[int] = []
     learner = Learner(
@@ -59,7 +64,7 @@ def main() -> None:
         batches.append([tuple(r) for r in learner.sampler.sample(learner.buffers, 4)])
         learner.train_step()
     learner.save_checkpoint()
-    state = {k: v.tolist() for k, v in policy.trainable_state().items()}
+    state = {k: v.float().flatten()[:64].tolist() for k, v in policy.trainable_state().items()}
     report = {
         "rank": dist.rank,
         "world_size": dist.world_size,

@@ -6,13 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from learner_fakes import make_episode, write_bag
 
 HERE = Path(__file__).parent
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 
 
-def test_two_ranks_train_identical_weights_and_only_rank_0_publishes(tmp_path):
+def run_two_ranks(tmp_path: Path, policy: str, steps: int) -> tuple[dict, dict]:
     data = tmp_path / "data"
     write_bag(data / "demos", make_episode("pick", seed=1, episode_id="demo"))
     write_bag(data / "store", make_episode("pick", human=(0, 1), seed=2, episode_id="stored"))
@@ -27,7 +28,8 @@ def test_two_ranks_train_identical_weights_and_only_rank_0_publishes(tmp_path):
             str(HERE / "ddp_worker.py"),
             str(tmp_path),
             str(data),
-            "5",
+            str(steps),
+            policy,
         ],
         env=env,
         capture_output=True,
@@ -36,6 +38,11 @@ def test_two_ranks_train_identical_weights_and_only_rank_0_publishes(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    return rank0, rank1
+
+
+def test_two_ranks_train_identical_weights_and_only_rank_0_publishes(tmp_path):
+    rank0, rank1 = run_two_ranks(tmp_path, "tiny", 5)
     assert rank0["world_size"] == rank1["world_size"] == 2
     assert rank0["state"] == rank1["state"]
     assert rank0["published"] == [1, 2] and rank1["published"] == []
@@ -47,3 +54,9 @@ def test_two_ranks_train_identical_weights_and_only_rank_0_publishes(tmp_path):
     # Rank 0 wrote one checkpoint holding both ranks' sampler states.
     learner_json = json.loads(next((tmp_path / "ckpt").glob("step-*/learner.json")).read_text())
     assert len(learner_json["samplers"]) == 2
+
+
+@pytest.mark.slow
+def test_two_ranks_keep_the_tiny_pi0_identical(tmp_path):
+    rank0, rank1 = run_two_ranks(tmp_path, "pi0", 3)
+    assert rank0["state"] == rank1["state"] and rank0["published"] == [1] and rank1["published"] == []
