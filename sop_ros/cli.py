@@ -48,6 +48,41 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_sets(items: Sequence[str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not name or not value:
+            raise SopError(f"--set {item!r}: expected NAME=VALUE")
+        values[name] = yaml.safe_load(value)
+    return values
+
+
+def _cmd_learner(args: argparse.Namespace) -> int:
+    import threading
+    from pathlib import Path
+
+    from sop_ros.core.config import config_from_flat, flatten_mapping
+    from sop_ros.learner.service import CloudConfig, CloudLearner
+    from sop_ros.nodes.share import share_path
+
+    values = flatten_mapping(yaml.safe_load(Path(args.config).read_text()) or {}) if args.config else {}
+    values.update(_parse_sets(args.set))
+    config = config_from_flat(CloudConfig, values)
+    zenoh_config = (
+        Path(config.zenoh_config) if config.zenoh_config else share_path("config/zenoh/router.json5")
+    )
+    cloud = CloudLearner(config, zenoh_config=zenoh_config)
+    stop = threading.Event()
+    try:
+        cloud.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        cloud.close()
+    return 0
+
+
 def _cmd_robot(args: argparse.Namespace) -> int:
     from sop_ros.nodes.robot_graph import RobotGraphConfig, run_robot
 
@@ -58,10 +93,18 @@ def _cmd_robot(args: argparse.Namespace) -> int:
         if not (node and name and value):
             raise SystemExit(f"--set {item!r}: expected NODE:PARAMETER=VALUE")
         parameters.setdefault(node, {})[name] = yaml.safe_load(value)
+    extra: tuple[str, ...] = ()
+    if args.learner:
+        zenoh = {"zenoh.connect": args.learner}
+        if args.zenoh_config:
+            zenoh["zenoh.config_file"] = args.zenoh_config
+        parameters.setdefault("bridge", {}).update({**zenoh, "upload.robot_id": args.robot_id})
+        parameters.setdefault("param_update", {}).update(zenoh)
+        extra = ("bridge", "param_update")
     config = RobotGraphConfig(
         robot_id=args.robot_id, sim=args.sim, parameters=parameters, params_file=args.params_file or ""
     )
-    return run_robot(config)
+    return run_robot(config, extra_nodes=extra)
 
 
 def _version(dist: str) -> str:
@@ -96,9 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     robot.add_argument("--params-file", help="ROS params file applied to every node")
     robot.add_argument(
+        "--learner", help="learner endpoint (e.g. tcp/127.0.0.1:7447): also run bridge and param_update"
+    )
+    robot.add_argument(
+        "--zenoh-config", help="zenoh json5 config for the fleet link (default config/zenoh/robot.json5)"
+    )
+    robot.add_argument(
         "--set", action="append", default=[], metavar="NODE:PARAM=VALUE", help="override one parameter"
     )
     robot.set_defaults(handler=_cmd_robot)
+
+    learner = sub.add_parser("learner", help="run the cloud learner: router, bag ingest, training, weights")
+    learner.add_argument("--config", help="YAML file of learner settings (nested or dotted names)")
+    learner.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one setting, e.g. sampler.alpha=2",
+    )
+    learner.set_defaults(handler=_cmd_learner)
 
     params = sub.add_parser("params", help="print a commented params file with a node's defaults")
     params.add_argument("nodes", nargs="*", metavar="NODE", help="node executable names (default: all)")

@@ -22,6 +22,7 @@ __all__ = [
     "check_ranges",
     "config_from_flat",
     "flatten_config",
+    "flatten_mapping",
     "setting",
 ]
 
@@ -117,6 +118,17 @@ def _leaf_type(hint: Any) -> type:
     if hint in (bool, int, float, str):
         return hint
     raise ConfigError(f"config fields must be bool, int, float, str or tuple, not {hint}")
+
+
+def flatten_mapping(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Turn nested mappings (as YAML gives them) into dotted names: ``{"a": {"b": 1}} -> {"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.update(flatten_mapping(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def config_from_flat(cls: type[C], values: Mapping[str, Any], prefix: str = "") -> C:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from sop_ros.core.config import config_from_flat, flatten_config
+from sop_ros.core.config import config_from_flat, flatten_config, flatten_mapping
 from sop_ros.core.errors import ConfigError
 from sop_ros.nodes.registry import node_spec
 
@@ -70,17 +70,6 @@ def node_sections(path: Path) -> dict[str, dict[str, Any]]:
     return sections
 
 
-def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    # ROS accepts nested dicts and dotted keys alike; configs take dotted keys.
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def check_params_file(path: Path) -> list[str]:
     """Build every node's config from ``path``; return the node names checked.
 
@@ -91,7 +80,7 @@ def check_params_file(path: Path) -> list[str]:
     for name, params in node_sections(path).items():
         _, config_cls = node_spec(name).load()
         try:
-            config_from_flat(config_cls, _flat(params))
+            config_from_flat(config_cls, flatten_mapping(params))
         except ConfigError as err:
             raise ConfigError(f"{path}: node {name}: {err}") from None
         checked.append(name)

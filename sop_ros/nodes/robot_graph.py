@@ -70,6 +70,8 @@ def sim_parameters(
         },
         "command_mux": {"control_rate_hz": 1.0 / control_period_s, "action_names": names},
         "sim_robot": {"sim.control_period_s": control_period_s},
+        "bridge": {"spool_dir": spool_dir, "upload.robot_id": robot_id, "spool.poll_period_s": 0.5},
+        "param_update": {"staging_dir": f"{spool_dir}/weights", "fetch.manifest_poll_s": 2.0},
     }
 
 

@@ -91,9 +91,8 @@ def make(msgtype: str, **fields: Any) -> Any:
     except KeyError:
         raise BagError(f"unknown message type {msgtype!r}") from None
     values = {}
-    for name in cls.__dataclass_fields__:
-        if name == "__msgtype__":
-            continue
+    # The field definitions list real fields only (a dataclass also lists constants like START).
+    for name, _ in store.fielddefs[msgtype][1]:
         values[name] = fields.pop(name) if name in fields else _zero(store, cls, name)
     if fields:
         raise BagError(f"{msgtype} has no field(s) {sorted(fields)}")
