@@ -1,6 +1,14 @@
 """The cloud learner: replay buffers, task-balanced sampling, post-training algorithms, training loop.
 
 Imports nothing from ROS; the ROS node wrapper lives in ``sop_ros.nodes``.
+The usual wiring (``torchrun`` or a plain process alike)::
+
+    dist = init_distributed()                      # before the policy, so it lands on this rank's GPU
+    policy = Pi0Policy(PolicyConfig(...))
+    learner = build_learner(LearnerSettings(algorithm="recap"), policy, publish=publisher.publish, dist=dist)
+    ingest = IngestServer(..., on_episode=lambda stored: learner.submit_episode(stored.path))  # rank 0
+    learner.start()                                # resume from the newest checkpoint, re-index the store
+    learner.run()                                  # ingest -> sample -> update, publish every K steps
 """
 
 from __future__ import annotations

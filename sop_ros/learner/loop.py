@@ -356,3 +356,8 @@ class Learner:
             self.log.scalar(f"loss/{task}", float(losses[tasks == task].mean()), self.step)
         for task in self.buffers.tasks():
             self.log.scalar(f"p_on/{task}", self.sampler.p_on(task, self.buffers), self.step)
+            # The sliding-window means p_on is computed from.
+            for side, online in (("online", True), ("offline", False)):
+                mean = self.sampler.mean_loss(task, online)
+                if mean is not None:
+                    self.log.scalar(f"window_loss/{side}/{task}", mean, self.step)

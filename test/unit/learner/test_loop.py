@@ -108,6 +108,7 @@ def test_logs_loss_p_on_and_fleet_rates_to_tensorboard(store):
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"loss/pick", "loss/place", "p_on/pick", "p_on/place", "train/loss", "publish/seconds"} <= tags
+    assert {"window_loss/online/pick", "window_loss/offline/pick", "fleet/episodes_ingested"} <= tags
     success = events.Scalars("fleet/success_rate")[-1]
     assert (success.step, success.value) == (1, 0.5)  # version v0001: one of two succeeded
     assert events.Scalars("fleet/intervention_rate")[-1].value == 0.5
