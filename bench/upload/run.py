@@ -11,7 +11,10 @@ socket (same chunk size) to a receiver here that writes it to disk, as the
 ingest does. The upload includes everything the protocol does: per-chunk
 sha256 on both ends, acks, whole-file digest, commit and the atomic move. The
 validator is a stub (the benchmark measures transport, not bag parsing).
-Results: ``bench/out/upload/upload.json`` and ``.png``.
+``--topology embedded`` (default) serves the ingest from the router's own
+session, as a learner with an embedded router does; ``separate`` makes the
+learner a client of a router (robot → router → learner, two hops). Results:
+``bench/out/upload/upload_<topology>_c<chunk MiB>_w<in flight>.json`` and ``.png``.
 """
 
 from __future__ import annotations
@@ -75,10 +78,14 @@ def role_uploader(endpoint: str, bag: Path, chunk: int, in_flight: int) -> None:
 # Parent -------------------------------------------------------------------------------------
 
 
-def zenoh_upload(work: Path, bag: Path, chunk: int, in_flight: int) -> dict:
+def zenoh_upload(work: Path, bag: Path, chunk: int, in_flight: int, embedded: bool) -> dict:
     endpoint = f"tcp/127.0.0.1:{free_port()}"
     router = open_session(CONFIGS / "test_router.json5", {"listen/endpoints": [endpoint]})
-    session = open_session(CONFIGS / "test_client.json5", {"connect/endpoints": [endpoint]})
+    # Embedded: the learner's own session is the router (as in `sop demo`), one TCP hop.
+    # Separate: the learner is a client of a router, two hops (robot → router → learner).
+    session = (
+        router if embedded else open_session(CONFIGS / "test_client.json5", {"connect/endpoints": [endpoint]})
+    )
 
     def stub_validator(path: Path) -> EpisodeMeta:
         return EpisodeMeta(episode_id=bag.name, robot_id="r1", task="bench", instruction="")
@@ -93,7 +100,8 @@ def zenoh_upload(work: Path, bag: Path, chunk: int, in_flight: int) -> dict:
         )  # fmt: skip
     finally:
         server.close()
-        session.close()
+        if not embedded:
+            session.close()
         router.close()
 
 
@@ -122,6 +130,7 @@ def main() -> None:
     parser.add_argument("--chunk-mib", type=int, default=4)
     parser.add_argument("--in-flight", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--topology", choices=["embedded", "separate"], default="embedded")
     parser.add_argument("--role", choices=["uploader", "tcp"])
     parser.add_argument("--endpoint")
     parser.add_argument("--port", type=int)
@@ -146,7 +155,9 @@ def main() -> None:
         for i in range(args.repeats):
             tcp_runs.append(tcp_copy(__file__, mcap, work / f"copy{i}.bin", chunk))
             (work / f"copy{i}.bin").unlink()
-            zenoh_runs.append(zenoh_upload(work / f"z{i}", bag, chunk, args.in_flight))
+            zenoh_runs.append(
+                zenoh_upload(work / f"z{i}", bag, chunk, args.in_flight, args.topology == "embedded")
+            )
             print(
                 f"run {i}: tcp {tcp_runs[-1]['seconds']:.2f} s, zenoh {zenoh_runs[-1]['seconds']:.2f} s",
                 flush=True,
@@ -157,6 +168,7 @@ def main() -> None:
         "size_mib": args.size_mib,
         "chunk_mib": args.chunk_mib,
         "in_flight": args.in_flight,
+        "topology": args.topology,
         "tcp_s": tcp_s,
         "zenoh_s": zenoh_s,
         "tcp_mb_s": size / tcp_s / 1e6,
@@ -167,8 +179,9 @@ def main() -> None:
         "runs": {"tcp": tcp_runs, "zenoh": zenoh_runs},
         "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
     }
-    (OUT / "upload.json").write_text(json.dumps(result, indent=1))
-    plot(result, OUT / "upload.png")
+    stem = f"upload_{args.topology}_c{args.chunk_mib}_w{args.in_flight}"
+    (OUT / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    plot(result, OUT / f"{stem}.png")
     r = result
     print(
         f"{args.size_mib} MiB: raw TCP {r['tcp_mb_s']:.0f} MB/s, Zenoh upload {r['zenoh_mb_s']:.0f} MB/s, "

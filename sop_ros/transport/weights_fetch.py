@@ -99,6 +99,10 @@ class _Download:
         self.partial = partial
         self.have: set[int] = set()
         self.last_push = time.monotonic()
+        # Whole-file digest over the chunks stored so far, while they come in order (a push
+        # delivers them in order); any gap or repair makes total_sha256() re-read the file.
+        self._next = 0
+        self._total: Any = hashlib.sha256()
         with partial.open("wb") as out:
             out.truncate(manifest.size_bytes)
 
@@ -113,7 +117,22 @@ class _Download:
         finally:
             os.close(fd)
         self.have.add(index)
+        if index == self._next:
+            self._total.update(data)
+            self._next += 1
+        else:
+            self._next = -1
         return True
+
+    def total_sha256(self) -> str:
+        """sha256 of the assembled file (call once every chunk is stored)."""
+        if self._next == self.manifest.chunk_count:
+            return self._total.hexdigest()
+        total = hashlib.sha256()
+        with self.partial.open("rb") as stream:
+            for data in iter_chunks(stream, 1 << 20):
+                total.update(data)
+        return total.hexdigest()
 
     def missing(self) -> list[int]:
         return [i for i in range(self.manifest.chunk_count) if i not in self.have]
@@ -324,12 +343,9 @@ class WeightsFetcher:
 
     def _stage(self, download: _Download) -> None:
         m = download.manifest
-        total = hashlib.sha256()
-        with download.partial.open("rb") as stream:
-            for data in iter_chunks(stream, 1 << 20):
-                total.update(data)
-        if total.hexdigest() != m.sha256:
-            raise IntegrityError(f"v{m.version}: file sha256 {total.hexdigest()} != manifest {m.sha256}")
+        total = download.total_sha256()  # no lock: every chunk is in, nothing changes it now
+        if total != m.sha256:
+            raise IntegrityError(f"v{m.version}: file sha256 {total} != manifest {m.sha256}")
         if read_safetensors_specs(download.partial) != tuple(sorted(m.tensors, key=lambda t: t.name)):
             raise IntegrityError(f"v{m.version}: the file's tensor table differs from its manifest")
         if self._expected is not None:
