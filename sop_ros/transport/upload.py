@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,14 +109,23 @@ class _InFlight:
     sends: int = 1
 
 
+# Threads hashing chunks ahead of the sender.
+_HASH_THREADS = 2
+
+
 class _ReadAhead:
-    """Reads and hashes the chunks of a bag on a thread, ``depth`` chunks ahead of the sender."""
+    """Reads the chunks of a bag on a thread, ``depth`` chunks ahead of the sender.
+
+    Digests are computed by a small pool (hashlib releases the GIL), so one
+    core's sha256 speed does not cap the upload.
+    """
 
     _END = object()
 
     def __init__(self, bag_dir: Path, files: list[tuple[str, int]], chunk_size_bytes: int, depth: int):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self._hashers = ThreadPoolExecutor(max_workers=_HASH_THREADS, thread_name_prefix="sop-upload-hash")
         self._thread = threading.Thread(
             target=self._read, args=(bag_dir, files, chunk_size_bytes), name="sop-upload-read", daemon=True
         )
@@ -126,7 +136,7 @@ class _ReadAhead:
             for name, _ in files:
                 with (bag_dir / name).open("rb") as stream:
                     for index, data in enumerate(iter_chunks(stream, chunk_size_bytes)):
-                        if not self._put((name, index, data, sha256_bytes(data))):
+                        if not self._put((name, index, data, self._hashers.submit(sha256_bytes, data))):
                             return
             self._put(self._END)
         except OSError as err:
@@ -145,11 +155,13 @@ class _ReadAhead:
         while (item := self._queue.get()) is not self._END:
             if isinstance(item, BagError):
                 raise item
-            yield item
+            name, index, data, digest = item
+            yield name, index, data, digest.result()
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        self._hashers.shutdown(wait=True, cancel_futures=True)
 
 
 def bag_files(bag_dir: Path) -> list[tuple[str, int]]:
