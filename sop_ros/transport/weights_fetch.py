@@ -265,6 +265,8 @@ class WeightsFetcher:
                 self.stats.versions_abandoned += 1
             except SopError as err:
                 self._refuse(manifest, err)
+            except OSError as err:  # disk full, staging removed: report, keep following the fleet
+                self._refuse(manifest, WeightsError(f"cannot write weights to {self.staging_dir}: {err}"))
 
     def _poll_manifest(self) -> None:
         try:
@@ -363,7 +365,10 @@ class WeightsFetcher:
             self._newest = max(self._newest, m.version)
             self.stats.versions_ready += 1
         self._prune()
-        self._on_ready(m, final)
+        try:
+            self._on_ready(m, final)
+        except Exception:  # the caller's bug must not stop updates
+            _log.exception("on_ready failed for weights %s", name)
 
     def _prune(self) -> None:
         staged = sorted(self.staging_dir.glob("v*.safetensors"), key=lambda p: parse_version(p.stem))
