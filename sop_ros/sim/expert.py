@@ -88,10 +88,9 @@ class ScriptedExpert:
     def _pick_and_place(self, world: WorldState, goal: Vec) -> tuple[float, float, float]:
         cfg = self.config
         if world.held:
-            place = (goal[0] - world.held_offset[0], goal[1] - world.held_offset[1])
-            if distance(world.ee, place) > cfg.place_ready_m:
-                return self._move(world, place, CLOSED)
-            return (*place, OPEN)
+            if distance(world.ee, goal) > cfg.place_ready_m:
+                return self._move(world, goal, CLOSED)
+            return (*goal, OPEN)
         if distance(world.ee, world.obj) > cfg.grasp_ready_m:
             return self._move(world, world.obj, OPEN)
         # A grasp needs the fingers to close through the threshold; from below it, open first.
@@ -105,11 +104,12 @@ class ScriptedExpert:
         flap = world.flap_m
         if abs(across) <= layout.flap_width_m / 2 - 0.01 and flap - 1e-9 <= out <= flap + 0.025:
             # In contact with the flap's tip: push straight toward the hinge.
-            return (world.ee[0] - n[0] * self.step_m, world.ee[1] - n[1] * self.step_m, CLOSED)
-        # Come at the tip from outside, so the push starts beyond it.
+            return (world.ee[0] - n[0] * self.step_m, world.ee[1] - n[1] * self.step_m, OPEN)
+        # Come at the tip from outside, so the push starts beyond it. The fingers stay
+        # open: closing them near the lid on the way would pick it up too early.
         h = layout.hinge
         approach = (h[0] + n[0] * (flap + 0.02), h[1] + n[1] * (flap + 0.02))
-        return self._move(world, approach, CLOSED)
+        return self._move(world, approach, OPEN)
 
     def _set_lid_aside(self, world: WorldState, layout: BoxLayout) -> tuple[float, float, float]:
         # The lid was picked up too early: put it down clear of the box (dropped on it, it would jam).

@@ -71,8 +71,8 @@ def _draw_grocery(canvas: _Canvas, world: WorldState) -> None:
     canvas.rect((TABLE_M / 2, 0.455), 0.235, 0.04, (120, 85, 50))
     for index, (slot, product) in enumerate(zip(layout.slots, layout.products, strict=True)):
         colour = (235, 235, 225) if index == layout.empty_slot else PRODUCTS[product]
-        canvas.rect(slot, 0.025, 0.025, colour)
-    canvas.rect(world.obj, 0.02, 0.02, (220, 40, 40))
+        canvas.rect(slot, 0.03, 0.03, colour)
+    canvas.rect(world.obj, 0.025, 0.025, (220, 40, 40))
 
 
 def _side(p: Vec, a: Vec, b: Vec) -> float:
@@ -84,11 +84,11 @@ def _draw_cloth(canvas: _Canvas, world: WorldState) -> None:
     assert isinstance(layout, ClothLayout)
     b, c, d, a = layout.corner_b, layout.goal, layout.corner_d, world.obj
     canvas.polygon((b, c, d), (235, 205, 95))
-    canvas.circle(c, 0.01, (40, 60, 140))
+    canvas.circle(c, 0.016, (40, 60, 140))
     # Once corner A crosses the fold line BD the cloth shows its darker back side.
     folded = _side(a, b, d) * _side(c, b, d) > 0
     canvas.polygon((b, a, d), (190, 150, 55) if folded else (235, 205, 95))
-    canvas.circle(a, 0.013, (210, 30, 30))
+    canvas.circle(a, 0.022, (210, 30, 30))
 
 
 def _draw_box(canvas: _Canvas, world: WorldState) -> None:

@@ -30,12 +30,13 @@ __all__ = [
 ACTION_NAMES = ("ee_x", "ee_y", "gripper")
 TABLE_M = 0.5
 GRIPPER_MAX_M = 0.08
-# The fingers grasp when the opening falls through CLOSE_BELOW_M near the object
-# and let go when it rises above OPEN_ABOVE_M; the gap keeps a grasp from
-# chattering when a policy hovers around one value.
+# The fingers grasp when the opening falls through CLOSE_BELOW_M within
+# GRASP_RADIUS_M of the object, centring it between them, and let go when it
+# rises above OPEN_ABOVE_M; the gap keeps a grasp from chattering when a policy
+# hovers around one value.
 CLOSE_BELOW_M = 0.02
 OPEN_ABOVE_M = 0.04
-GRASP_RADIUS_M = 0.025
+GRASP_RADIUS_M = 0.04
 
 Vec = tuple[float, float]
 
@@ -63,8 +64,6 @@ class WorldState:
     # The object the task is about: grocery item, cloth corner or box lid.
     obj: Vec
     held: bool = False
-    # Object position minus gripper position, fixed while held (m).
-    held_offset: Vec = (0.0, 0.0)
     # Task-specific progress (box flap length; 0 where unused).
     flap_m: float = 0.0
     step: int = 0
@@ -124,14 +123,12 @@ def move_robot(
     g_step = gripper_speed_m_s * period_s
     gripper = world.gripper_m + _clamp(tg - world.gripper_m, -g_step, g_step)
 
-    held, offset, obj = world.held, world.held_offset, world.obj
+    held, obj = world.held, world.obj
     closing_through = world.gripper_m > CLOSE_BELOW_M >= gripper
     if not held and can_grasp and closing_through and distance(ee, obj) <= GRASP_RADIUS_M:
-        held, offset = True, (obj[0] - ee[0], obj[1] - ee[1])
+        held = True
     elif held and gripper > OPEN_ABOVE_M:
         held = False
     if held:
-        obj = (ee[0] + offset[0], ee[1] + offset[1])
-    return replace(
-        world, ee=ee, gripper_m=gripper, obj=obj, held=held, held_offset=offset, step=world.step + 1
-    )
+        obj = ee
+    return replace(world, ee=ee, gripper_m=gripper, obj=obj, held=held, step=world.step + 1)

@@ -53,7 +53,6 @@ def blind_policy(env: SimEnv) -> Policy:
             ee=true.ee,
             gripper_m=true.gripper_m,
             held=true.held,
-            held_offset=true.held_offset,
             obj=true.obj if true.held else imagined.obj,
         )
         return expert.act(world)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -50,7 +48,7 @@ def test_closing_near_the_object_grasps_it_and_it_follows_the_gripper() -> None:
     w = step(task, w, 0.11, 0.1, CLOSED)
     assert w.held and w.stage == "carry"
     w = step(task, w, 0.2, 0.2, CLOSED)
-    assert w.obj == pytest.approx((w.ee[0] - 0.01, w.ee[1]))
+    assert w.obj == w.ee  # the fingers centre what they hold
 
 
 def test_closing_away_from_the_object_or_already_closed_grasps_nothing() -> None:
@@ -68,14 +66,14 @@ def test_closing_away_from_the_object_or_already_closed_grasps_nothing() -> None
 def test_release_on_the_goal_succeeds_and_elsewhere_does_not() -> None:
     task = get_task("grocery_restock")
     goal = (0.25, 0.455)
-    near = grocery_world(ee=goal, obj=(0.27, 0.455), held=True, held_offset=(0.02, 0.0), gripper_m=CLOSED)
-    w = step(task, near, *goal, OPEN)
+    near = (0.28, 0.455)
+    w = step(task, grocery_world(ee=near, obj=near, held=True, gripper_m=CLOSED), *near, OPEN)
     assert not w.held and w.success and w.stage == "done"
-    far = replace(near, obj=(0.29, 0.455), held_offset=(0.04, 0.0))
-    w = step(task, far, *goal, OPEN)
+    far = (0.30, 0.455)
+    w = step(task, grocery_world(ee=far, obj=far, held=True, gripper_m=CLOSED), *far, OPEN)
     assert not w.held and not w.success and w.stage == "reach"
     # Passing over the goal while holding is not a success.
-    w = step(task, replace(near, obj=goal, held_offset=(0.0, 0.0)), *goal, CLOSED)
+    w = step(task, grocery_world(ee=goal, obj=goal, held=True, gripper_m=CLOSED), *goal, CLOSED)
     assert w.held and not w.success
 
 
@@ -134,6 +132,12 @@ def test_the_flap_ignores_motion_from_the_side_or_from_inside() -> None:
     assert w.flap_m == 0.06
 
 
+def test_moving_over_the_flap_toward_the_box_pushes_it_that_far() -> None:
+    task = get_task("box_assembly")
+    w = step(task, box_world(ee=(0.35, 0.27)), 0.33, 0.27, CLOSED)  # from mid-flap, inward
+    assert w.flap_m == pytest.approx(0.02)
+
+
 def test_a_lid_dropped_on_an_open_box_jams() -> None:
     task = get_task("box_assembly")
     w = box_world(ee=(0.26, 0.25), obj=(0.26, 0.25), held=True)
@@ -145,5 +149,5 @@ def test_the_lid_on_a_shut_box_succeeds_and_off_centre_does_not() -> None:
     task = get_task("box_assembly")
     w = step(task, box_world(ee=(0.26, 0.25), obj=(0.26, 0.25), held=True, flap_m=0.0), 0.26, 0.25, OPEN)
     assert w.success and not w.failed
-    w = step(task, box_world(ee=(0.29, 0.25), obj=(0.29, 0.25), held=True, flap_m=0.0), 0.29, 0.25, OPEN)
+    w = step(task, box_world(ee=(0.3, 0.25), obj=(0.3, 0.25), held=True, flap_m=0.0), 0.3, 0.25, OPEN)
     assert not w.success and not w.failed and w.stage == "reach_lid"
