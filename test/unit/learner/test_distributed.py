@@ -36,7 +36,7 @@ def run_two_ranks(tmp_path: Path, policy: str, steps: int) -> tuple[dict, dict]:
         text=True,
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     return rank0, rank1
 
