@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import logging
 import os
 import platform
 import sys
@@ -19,12 +20,21 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    print(
-        "sop demo is not yet available: it will run a learner and simulated robots on this machine "
-        "once the robot graph, transport and learner are joined end to end.",
-        file=sys.stderr,
+    from pathlib import Path
+
+    from sop_ros.demo.run import DemoOptions, run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    options = DemoOptions(
+        robots=args.robots,
+        algorithm=args.algorithm,
+        minutes=args.minutes,
+        out=Path(args.out),
+        demos_per_task=args.demos_per_task,
+        base_steps=args.base_steps,
     )
-    return 2
+    run_demo(options)
+    return 0
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -127,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--algorithm", choices=("hg_dagger", "recap"), default="hg_dagger")
     demo.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget (min)")
     demo.add_argument("--out", default="out/demo", help="where bags, logs, weights and plots go")
+    demo.add_argument(
+        "--demos-per-task", type=int, default=40, help="expert demonstrations per task (cached)"
+    )
+    demo.add_argument(
+        "--base-steps", type=int, default=1500, help="offline training steps of the base policy"
+    )
     demo.set_defaults(handler=_cmd_demo)
 
     info = sub.add_parser("info", help="print versions and the ROS environment")

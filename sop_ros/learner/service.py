@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.weights import WeightsManifest
 from sop_ros.learner.builder import LearnerSettings, build_learner
 from sop_ros.learner.distributed import DistContext
 from sop_ros.storage import validate_bag
@@ -63,6 +64,7 @@ class CloudLearner:
         config: Cloud settings.
         zenoh_config: Path of the json5 session config (the caller resolves defaults).
         on_episode: Extra listener told of every newly stored episode (any thread).
+        on_publish: Extra listener told of every published version (training thread).
         dist: Rank and device when run under torchrun; rank 0 alone serves the fleet.
     """
 
@@ -72,11 +74,13 @@ class CloudLearner:
         *,
         zenoh_config: Path,
         on_episode: Callable[[StoredEpisode], None] | None = None,
+        on_publish: Callable[[WeightsManifest], None] | None = None,
         dist: DistContext | None = None,
     ) -> None:
         self.config = config
         self.dist = dist or DistContext()
         self._on_episode_listener = on_episode
+        self._on_publish_listener = on_publish
         self.policy = Pi0Policy(config.policy)
         if config.initial_weights:
             self.policy.load_trainable(config.initial_weights)
@@ -97,12 +101,13 @@ class CloudLearner:
                 config=IngestConfig(fleet=config.fleet, workers=config.ingest_workers),
             )
 
-    def _publish(self, path: Path, manifest) -> None:
-        if self.publisher is not None:
-            self.publisher.publish(path, manifest)
-            _log.info(
-                "published v%04d (step %d, %d bytes)", manifest.version, manifest.step, manifest.size_bytes
-            )
+    def _publish(self, path: Path, manifest: WeightsManifest) -> None:
+        if self.publisher is None:
+            return
+        self.publisher.publish(path, manifest)
+        _log.info("published v%04d (step %d, %d bytes)", manifest.version, manifest.step, manifest.size_bytes)
+        if self._on_publish_listener is not None:
+            self._on_publish_listener(manifest)
 
     def _on_episode(self, stored: StoredEpisode) -> None:
         self.learner.submit_episode(stored.path)
