@@ -84,10 +84,11 @@ def _draw_cloth(canvas: _Canvas, world: WorldState) -> None:
     assert isinstance(layout, ClothLayout)
     b, c, d, a = layout.corner_b, layout.goal, layout.corner_d, world.obj
     canvas.polygon((b, c, d), (235, 205, 95))
-    canvas.circle(c, 0.016, (40, 60, 140))
     # Once corner A crosses the fold line BD the cloth shows its darker back side.
     folded = _side(a, b, d) * _side(c, b, d) > 0
     canvas.polygon((b, a, d), (190, 150, 55) if folded else (235, 205, 95))
+    # C's mark shows through the folded flap: the policy must see where the fold ends.
+    canvas.circle(c, 0.016, (40, 60, 140))
     canvas.circle(a, 0.022, (210, 30, 30))
 
 
