@@ -14,6 +14,7 @@ NODES = {
     "bridge": "sop_ros.nodes.bridge_node:main",
     "command_mux": "sop_ros.nodes.command_mux_node:main",
     "episode_manager": "sop_ros.nodes.episode_manager_node:main",
+    "learner": "sop_ros.nodes.learner_node:main",
     "param_update": "sop_ros.nodes.param_update_node:main",
     "policy": "sop_ros.nodes.policy_node:main",
     "recorder": "sop_ros.nodes.recorder_node:main",

@@ -56,6 +56,13 @@ NODES: dict[str, NodeSpec] = {
             config_class="EpisodeManagerConfig",
         ),
         NodeSpec(
+            executable="learner",
+            node_name="learner",
+            module="sop_ros.nodes.learner_node",
+            node_class="LearnerNode",
+            config_class="CloudConfig",
+        ),
+        NodeSpec(
             executable="param_update",
             node_name="param_update",
             module="sop_ros.nodes.param_update_node",
