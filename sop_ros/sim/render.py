@@ -148,6 +148,10 @@ class Renderer:
         self.height_px = height_px
         self.wrist_fov_m = wrist_fov_m
         self._line = cv2.LINE_AA if anti_alias else cv2.LINE_8
+        # Copying a ready image is several times faster than filling one with a colour.
+        self._floor = np.empty((height_px, width_px, 3), dtype=np.uint8)
+        self._floor[:] = FLOOR
+        self._floor.flags.writeable = False
 
     def render(self, world: WorldState, camera: str) -> np.ndarray:
         """Return the RGB uint8 image (height, width, 3) that ``camera`` sees of ``world``."""
@@ -161,11 +165,14 @@ class Renderer:
             origin = (w / 2 - world.ee[0] * scale, h / 2 + world.ee[1] * scale)
         else:
             raise ConfigError(f"unknown camera {camera!r}; cameras: head, wrist")
-        image = np.empty((h, w, 3), dtype=np.uint8)
-        image[:] = FLOOR
-        canvas = _Canvas(image, scale, origin, self._line)
         table, draw = _DRAW[type(world.layout)]
-        canvas.rect((TABLE_M / 2, TABLE_M / 2), TABLE_M / 2, TABLE_M / 2, table)
+        image = self._floor.copy()
+        # The table is an axis-aligned square: an integer rectangle fill is much faster
+        # than a polygon at high resolution (the wrist camera sees it magnified).
+        x0, x1 = (round(min(max(v, -1), w)) for v in (origin[0], origin[0] + TABLE_M * scale))
+        y0, y1 = (round(min(max(v, -1), h)) for v in (origin[1] - TABLE_M * scale, origin[1]))
+        cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), table, -1)
+        canvas = _Canvas(image, scale, origin, self._line)
         draw(canvas, world)
         _draw_gripper(canvas, world)
         return image

@@ -171,13 +171,22 @@ def test_large_images_are_letterboxed_around_the_square_table() -> None:
     assert not np.array_equal(image[:, 100], floor[:480])
 
 
-def test_rendering_a_small_frame_takes_under_a_millisecond() -> None:
-    env = SimEnv(SimConfig(task="box_assembly"))
+def best_render_s(config: SimConfig, camera: str) -> float:
+    env = SimEnv(config)
     env.reset(0)
     timings = []
     for _ in range(5):
         start = time.perf_counter()
-        for _ in range(100):
-            env.render("head")
-        timings.append((time.perf_counter() - start) / 100)
-    assert min(timings) < 1e-3, f"{min(timings) * 1e3:.3f} ms per 64x64 frame"
+        for _ in range(50):
+            env.render(camera)
+        timings.append((time.perf_counter() - start) / 50)
+    return min(timings)
+
+
+@pytest.mark.parametrize("camera", ["head", "wrist"])
+def test_rendering_is_fast_enough_for_many_cameras(camera: str) -> None:
+    small = best_render_s(SimConfig(task="box_assembly"), camera)
+    assert small < 1e-3, f"{small * 1e3:.3f} ms per 64x64 frame"
+    large = best_render_s(SimConfig(task="box_assembly", image_width_px=640, image_height_px=480), camera)
+    # Three 640x480 cameras at 30 Hz must leave the recorder most of a core.
+    assert large < 3e-3, f"{large * 1e3:.3f} ms per 640x480 frame"
