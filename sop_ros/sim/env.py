@@ -95,6 +95,17 @@ class SimEnv:
         self._world = self.task.after_move(self._world, self._world)
         return self._observe()
 
+    def restore(self, world: WorldState) -> SimObservation:
+        """Continue from ``world`` (a state saved from this task), e.g. to replay a failure.
+
+        Raises:
+            SimError: ``world`` belongs to another task.
+        """
+        if not isinstance(world.layout, self.task.layout_type):
+            raise SimError(f"this world is not a {self.task.name} world")
+        self._world = world
+        return self._observe()
+
     def step(self, action: np.ndarray) -> SimObservation:
         """Execute one absolute target (ee_x m, ee_y m, gripper m) for one control period.
 
@@ -119,7 +130,6 @@ class SimEnv:
             period_s=cfg.control_period_s,
             max_speed_m_s=cfg.max_speed_m_s,
             gripper_speed_m_s=cfg.gripper_speed_m_s,
-            can_grasp=self.task.can_grasp(before),
         )
         self._world = self.task.after_move(before, after)
         return self._observe()

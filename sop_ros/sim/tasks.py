@@ -51,6 +51,7 @@ class Task:
 
     name = ""
     instruction = ""
+    layout_type: type[Layout] = Layout
     # Time the episode may last, in seconds (the step budget depends on the control period).
     budget_s = 0.0
     # How close to the goal the object must come to rest (m).
@@ -63,10 +64,6 @@ class Task:
     def new_world(self, rng: np.random.Generator) -> WorldState:
         """Draw a random initial state."""
         raise NotImplementedError
-
-    def can_grasp(self, world: WorldState) -> bool:
-        """Whether the object may be picked up in ``world``."""
-        return True
 
     def after_move(self, before: WorldState, after: WorldState) -> WorldState:
         """Apply the task's own physics to a step and judge the result."""
@@ -93,6 +90,7 @@ class GroceryRestock(Task):
     """Put the item into the shelf's empty slot."""
 
     name = "grocery_restock"
+    layout_type = GroceryLayout
     instruction = "put the red item into the empty slot on the shelf"
     budget_s = 9.0
     SLOT_Y = 0.455
@@ -121,6 +119,7 @@ class LaundryFold(Task):
     """Fold a square cloth along its diagonal by dragging corner A onto corner C."""
 
     name = "laundry_fold"
+    layout_type = ClothLayout
     instruction = "fold the cloth: move the red corner onto the other corner"
     budget_s = 7.0
     # Pulled farther than this times its side from B or D, the cloth slips out of the fingers.
@@ -184,6 +183,7 @@ class BoxAssembly(Task):
     """Push the flap shut, then put the lid onto the box."""
 
     name = "box_assembly"
+    layout_type = BoxLayout
     instruction = "close the box: push the flap in, then put the lid on the box"
     budget_s = 11.0
     # The flap counts as shut (and snaps flat) once pushed to this fraction of its length.

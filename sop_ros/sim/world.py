@@ -93,7 +93,6 @@ def move_robot(
     period_s: float,
     max_speed_m_s: float,
     gripper_speed_m_s: float,
-    can_grasp: bool = True,
 ) -> WorldState:
     """Move the gripper one control step toward an absolute ``target`` and update the grasp.
 
@@ -106,7 +105,6 @@ def move_robot(
         period_s: Length of the step.
         max_speed_m_s: Speed limit in the table plane.
         gripper_speed_m_s: Speed limit of the opening.
-        can_grasp: False where the task's object may not be picked up now.
 
     Returns:
         The state after the step, with ``step`` advanced by one.
@@ -125,7 +123,7 @@ def move_robot(
 
     held, obj = world.held, world.obj
     closing_through = world.gripper_m > CLOSE_BELOW_M >= gripper
-    if not held and can_grasp and closing_through and distance(ee, obj) <= GRASP_RADIUS_M:
+    if not held and closing_through and distance(ee, obj) <= GRASP_RADIUS_M:
         held = True
     elif held and gripper > OPEN_ABOVE_M:
         held = False

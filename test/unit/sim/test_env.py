@@ -190,3 +190,20 @@ def test_rendering_is_fast_enough_for_many_cameras(camera: str) -> None:
     large = best_render_s(SimConfig(task="box_assembly", image_width_px=640, image_height_px=480), camera)
     # Three 640x480 cameras at 30 Hz must leave the recorder most of a core.
     assert large < 3e-3, f"{large * 1e3:.3f} ms per 640x480 frame"
+
+
+def test_restore_continues_from_a_saved_world() -> None:
+    env = SimEnv()
+    env.reset(0)
+    for _ in range(5):
+        env.step(np.array([0.3, 0.3, 0.0]))
+    saved = env.world
+    first = env.step(np.array([0.1, 0.1, 0.08]))
+    env.reset(99)
+    env.restore(saved)
+    again = env.step(np.array([0.1, 0.1, 0.08]))
+    np.testing.assert_array_equal(first.state, again.state)
+    np.testing.assert_array_equal(first.images["head"], again.images["head"])
+    other = SimEnv(SimConfig(task="laundry_fold"))
+    with pytest.raises(SimError, match="not a laundry_fold world"):
+        other.restore(saved)

@@ -115,8 +115,7 @@ def test_expert_sets_an_early_lid_aside_before_closing_the_flap() -> None:
     env.reset(5)
     world: WorldState = env.world
     # Hand the expert a world in which the lid is already held above the open box.
-    env._world = replace(world, ee=world.layout.goal, obj=world.layout.goal, held=True, gripper_m=0.0)
-    obs = env.step(expert.act(env.world))
+    obs = env.restore(replace(world, ee=world.layout.goal, obj=world.layout.goal, held=True, gripper_m=0.0))
     while not obs.done:
         obs = env.step(expert.act(env.world))
     assert obs.success

@@ -20,7 +20,6 @@ def step(task: Task, world: WorldState, x: float, y: float, g: float) -> WorldSt
         period_s=0.1,
         max_speed_m_s=0.25,
         gripper_speed_m_s=0.5,
-        can_grasp=task.can_grasp(world),
     )
     return task.after_move(world, after)
 
