@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,16 +101,24 @@ class _Download:
         self.have: set[int] = set()
         self.last_push = time.monotonic()
         # Whole-file digest over the chunks stored so far, while they come in order (a push
-        # delivers them in order); any gap or repair makes total_sha256() re-read the file.
+        # delivers them in order); any gap, repair or bad chunk makes total_sha256() re-read
+        # the file. It runs on its own thread, beside the per-chunk check of the next chunk.
         self._next = 0
         self._total: Any = hashlib.sha256()
+        self._total_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sop-weights-total")
         with partial.open("wb") as out:
             out.truncate(manifest.size_bytes)
 
     def store(self, index: int, data: bytes) -> bool:
         """Write chunk ``index`` if it matches the manifest; return False if it does not."""
         m = self.manifest
+        in_order = index == self._next
+        if in_order:
+            self._total_thread.submit(self._total.update, data)
+            self._next += 1
         if len(data) != m.chunk_length(index) or hashlib.sha256(data).hexdigest() != m.chunk_sha256[index]:
+            if in_order:
+                self._next = -1  # the running digest has taken bad bytes: re-read at the end
             return False
         fd = os.open(self.partial, os.O_WRONLY)
         try:
@@ -117,15 +126,16 @@ class _Download:
         finally:
             os.close(fd)
         self.have.add(index)
-        if index == self._next:
-            self._total.update(data)
-            self._next += 1
-        else:
+        if not in_order:
             self._next = -1
         return True
 
+    def missing(self) -> list[int]:
+        return [i for i in range(self.manifest.chunk_count) if i not in self.have]
+
     def total_sha256(self) -> str:
         """sha256 of the assembled file (call once every chunk is stored)."""
+        self._total_thread.shutdown(wait=True)
         if self._next == self.manifest.chunk_count:
             return self._total.hexdigest()
         total = hashlib.sha256()
@@ -134,8 +144,10 @@ class _Download:
                 total.update(data)
         return total.hexdigest()
 
-    def missing(self) -> list[int]:
-        return [i for i in range(self.manifest.chunk_count) if i not in self.have]
+    def discard(self) -> None:
+        """Drop the download and its partial file."""
+        self._total_thread.shutdown(wait=False, cancel_futures=True)
+        self.partial.unlink(missing_ok=True)
 
 
 class WeightsFetcher:
@@ -209,7 +221,7 @@ class WeightsFetcher:
             if manifest.version > current:
                 # Start collecting at once, on this thread, so no pushed chunk that follows is missed.
                 if self._current is not None:
-                    self._current.partial.unlink(missing_ok=True)
+                    self._current.discard()
                 partial = self.staging_dir / f".{format_version(manifest.version)}.partial"
                 self._current = _Download(manifest, partial)
             if self._offered is None or manifest.version > self._offered.version:
@@ -285,7 +297,7 @@ class WeightsFetcher:
             same = current is not None and current.manifest.version == manifest.version
             # A transport failure keeps the verified chunks for the next try; anything else restarts.
             if same and not isinstance(err, TransportError):
-                current.partial.unlink(missing_ok=True)
+                current.discard()
                 self._current = None
         _log.error("weights %s not staged: %s", format_version(manifest.version), err)
         if self._on_error is not None:
