@@ -225,7 +225,8 @@ class IngestServer:
     def _chunk(self, robot: str, episode: str, query: Any) -> bytes:
         header = decode_header(query.attachment.to_bytes() if query.attachment is not None else None, "chunk")
         if self.index.get(robot, episode) is not None:
-            raise _Rejected("episode is already stored", code="already_stored", retry=False)
+            # Retryable: the robot's next attempt asks status first and learns it is done.
+            raise _Rejected("episode is already stored", code="already_stored", retry=True)
         upload = self._upload(robot, episode)
         name, index, claimed = str(header["file"]), int(header["index"]), str(header["sha256"])
         expected_len = upload.chunk_length(name, index)
