@@ -155,6 +155,10 @@ class WeightsPublisher:
         query.reply(query.key_expr, data)
 
     def close(self) -> None:
-        """Stop serving; robots keep what they have and fetch the rest once a publisher is back."""
+        """Stop serving; robots keep what they have and fetch the rest once a publisher is back.
+
+        Zenoh may drop pushed samples still queued when the publisher is undeclared, so a
+        learner that exits right after ``publish`` leaves robots to repair from the next one.
+        """
         for entity in (self._chunk_q, self._manifest_q, self._push_pub, self._manifest_pub):
             entity.undeclare()
