@@ -7,11 +7,12 @@ As a driver it does what a real robot's driver would: executes ``command``
 between episodes the robot holds still.
 
 As the operator (``operator.enabled``) it plays the human with the joystick:
-it compares the policy's current action (from ``action_chunk``) with the
-scripted expert's plan and, when the policy drifts or stalls, publishes
-``sensor_msgs/Joy`` exactly as a joystick driver would — deadman held, sticks
-deflected toward the expert's target — so that interventions take the real
-teleop path (teleop → intervention → mux → command).
+once per control step it compares the policy's current action (from
+``action_chunk``) with the scripted expert's plan and publishes
+``sensor_msgs/Joy`` exactly as a joystick driver would — released while the
+policy does well; deadman held and sticks deflected toward the expert's
+target once it drifts or stalls — so interventions take the real teleop path
+(teleop → intervention → mux → command).
 
 Threads: every callback shares the node's default mutually exclusive group;
 the environment is stepped only by the control timer.
@@ -36,13 +37,21 @@ from sop_ros.core import topics
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.control import ChunkBroker, ControlConfig
 from sop_ros.core.errors import SopError
-from sop_ros.core.teleop import joy_for_target, load_joy_mapping
+from sop_ros.core.teleop import load_joy_mapping
 from sop_ros.nodes.common import COMMAND_QOS, SENSOR_QOS, Diagnostics, run_node
 from sop_ros.nodes.convert import chunk_from_msg, joint_positions, ns_to_stamp
 from sop_ros.nodes.episode_manager_node import SUCCESS_TOPIC
 from sop_ros.nodes.params import declare_config
 from sop_ros.nodes.share import share_path
-from sop_ros.sim import ACTION_NAMES, TASK_NAMES, ExpertConfig, ScriptedExpert, SimConfig, SimEnv
+from sop_ros.sim import (
+    ACTION_NAMES,
+    TASK_NAMES,
+    ExpertConfig,
+    JoystickOperator,
+    ScriptedExpert,
+    SimConfig,
+    SimEnv,
+)
 
 __all__ = ["OperatorConfig", "SimRobotConfig", "SimRobotNode", "main"]
 
@@ -156,7 +165,12 @@ class SimRobotNode(Node):
 
 
 class _Operator:
-    """The scripted expert at the joystick: decides when to take over and steers through Joy."""
+    """The scripted expert at the joystick (:class:`~sop_ros.sim.JoystickOperator`), wired to ROS.
+
+    Hears the policy's chunks (to know what the policy would do now) and the
+    teleop node's interventions (the command it integrates from), and
+    publishes one ``sensor_msgs/Joy`` per control step.
+    """
 
     def __init__(self, node: Node, config: OperatorConfig, control_period_s: float) -> None:
         self.enabled = config.enabled
@@ -165,18 +179,14 @@ class _Operator:
             return
         self._node = node
         path = config.mapping_file or str(share_path("config/joystick.yaml"))
-        self._mapping = load_joy_mapping(path)
-        self._expert = ScriptedExpert(config.expert, control_period_s=control_period_s)
+        expert = ScriptedExpert(config.expert, control_period_s=control_period_s)
+        self._joystick = JoystickOperator(expert, load_joy_mapping(path), control_period_s=control_period_s)
         self._chunks = ChunkBroker(ControlConfig())
-        self._wanted: np.ndarray | None = None
-        self._state: np.ndarray | None = None
         self._teleop_command: np.ndarray | None = None
         self._active = False
         self._joy = node.create_publisher(Joy, topics.JOY, SENSOR_QOS)
         node.create_subscription(ActionChunkMsg, topics.ACTION_CHUNK, self._on_chunk, COMMAND_QOS)
         node.create_subscription(Intervention, topics.INTERVENTION, self._on_intervention, COMMAND_QOS)
-        # Like a joystick driver with autorepeat: Joy at the teleop rate, always.
-        node.create_timer(self._mapping.period_s, self._publish_joy)
 
     def _on_chunk(self, msg: ActionChunkMsg) -> None:
         self._chunks.add(chunk_from_msg(msg))
@@ -185,33 +195,29 @@ class _Operator:
         self._teleop_command = np.asarray(msg.action, np.float64) if msg.active else None
 
     def episode_started(self, seed: int) -> None:
+        """Forget the last episode's takeovers and plans."""
         if self.enabled:
-            self._expert.reset(seed)
+            self._joystick.reset(seed)
             self._chunks.clear()
             self._active = False
 
     def episode_over(self) -> None:
-        if self.enabled:
-            self._active, self._wanted = False, None
+        """Let go of the joystick."""
+        if self.enabled and self._active:
+            self._active = False
+            self._publish((0.0,) * 8, self._joystick.press())
 
     def watch(self, env: SimEnv, state: np.ndarray) -> None:
-        """Called once per control step, before the step: decide whether to hold the deadman."""
+        """Once per control step, before the step: look at the table and work the joystick."""
         if not self.enabled:
             return
-        expert = self._expert.act(env.world)
         policy, _ = self._chunks.action_at(self._node.get_clock().now().nanoseconds)
-        policy = state if policy is None else policy
-        was = self._active
-        self._active = self._expert.should_intervene(policy, expert, state)
-        self.takeovers += int(self._active and not was)
-        self._wanted, self._state = expert, np.asarray(state, np.float64)
+        frame = self._joystick.step(env.world, policy, command=self._teleop_command)
+        self.takeovers += int(frame.intervening and not self._active)
+        self._active = frame.intervening
+        self._publish(frame.axes, frame.buttons)
 
-    def _publish_joy(self) -> None:
-        if self._active and self._wanted is not None:
-            current = self._teleop_command if self._teleop_command is not None else self._state
-            axes, buttons = joy_for_target(self._wanted, current, self._mapping)
-        else:
-            axes, buttons = (0.0,) * 8, (0,) * 11
+    def _publish(self, axes: Sequence[float], buttons: Sequence[int]) -> None:
         msg = Joy(axes=list(axes), buttons=list(buttons))
         msg.header.stamp = self._node.get_clock().now().to_msg()
         self._joy.publish(msg)

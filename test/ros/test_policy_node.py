@@ -97,6 +97,7 @@ def weights_v1(tmp_path: Path) -> tuple[Path, str]:
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_weights_swap_only_at_the_episode_boundary(ros_context, weights_v1) -> None:
     path, digest = weights_v1
     overrides = [

@@ -63,6 +63,10 @@ def test_a_killed_recording_is_recovered_as_incomplete(ros_context, tmp_path: Pa
         deadline = time.monotonic() + 10
         while not partial.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while joints.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # best-effort data flows once both sides have matched
         for i in range(40):
             msg = JointState(name=["a"], position=[float(i)])
             msg.header.stamp = node.get_clock().now().to_msg()
