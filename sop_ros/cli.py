@@ -93,6 +93,34 @@ def _cmd_learner(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_offline(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sop_ros.core.config import config_from_flat, flatten_mapping
+    from sop_ros.core.policy import PolicyConfig
+    from sop_ros.learner.offline import train_offline
+
+    if args.sim:
+        from sop_ros.demo.run import demo_policy_config
+
+        base = flatten_mapping({k: v for k, v in vars(demo_policy_config()).items()})
+    else:
+        base = {}
+    values = flatten_mapping(yaml.safe_load(Path(args.config).read_text()) or {}) if args.config else {}
+    config = config_from_flat(PolicyConfig, {**base, **values, **_parse_sets(args.set)})
+    out = train_offline(
+        Path(args.bags),
+        config,
+        Path(args.out),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        algorithm=args.algorithm,
+        initial_weights=Path(args.initial_weights) if args.initial_weights else None,
+    )
+    print(f"trainable weights written to {out}")
+    return 0
+
+
 def _cmd_robot(args: argparse.Namespace) -> int:
     from sop_ros.nodes.robot_graph import RobotGraphConfig, run_robot
 
@@ -175,6 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one setting, e.g. sampler.alpha=2",
     )
     learner.set_defaults(handler=_cmd_learner)
+
+    offline = sub.add_parser(
+        "train-offline", help="train or fine-tune a policy from a directory of bags (e.g. demonstrations)"
+    )
+    offline.add_argument("--bags", required=True, help="directory searched for rosbag2 bag directories")
+    offline.add_argument("--out", required=True, help="trainable weights file to write (.safetensors)")
+    offline.add_argument("--steps", type=int, default=2000, help="training steps")
+    offline.add_argument("--batch-size", type=int, default=32)
+    offline.add_argument("--algorithm", choices=("hg_dagger", "recap"), default="hg_dagger")
+    offline.add_argument("--initial-weights", help="weights to fine-tune instead of the base model's")
+    offline.add_argument("--config", help="YAML file of policy settings (PolicyConfig field names)")
+    offline.add_argument(
+        "--sim", action="store_true", help="start from the simulated robot's policy settings"
+    )
+    offline.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="one policy setting"
+    )
+    offline.set_defaults(handler=_cmd_train_offline)
 
     params = sub.add_parser("params", help="print a commented params file with a node's defaults")
     params.add_argument("nodes", nargs="*", metavar="NODE", help="node executable names (default: all)")

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sop_ros.cli import build_parser, main
+from sop_ros.core.policy import Pi0Policy
+from sop_ros.demo.demonstrations import record_demonstrations
+from sop_ros.demo.run import demo_policy_config
+
+
+def test_help_lists_every_subcommand(capsys) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    for command in ("demo", "robot", "learner", "train-offline", "params", "info"):
+        assert command in out
+
+
+def test_train_offline_turns_bags_into_weights_a_robot_loads(tmp_path: Path, capsys) -> None:
+    record_demonstrations(tmp_path / "demos", episodes_per_task=1)
+    out = tmp_path / "base.safetensors"
+    code = main(
+        ["train-offline", "--bags", str(tmp_path / "demos"), "--out", str(out), "--steps", "3", "--sim"]
+    )
+    assert code == 0 and out.is_file()
+    assert f"trainable weights written to {out}" in capsys.readouterr().out
+    robot = Pi0Policy(demo_policy_config())
+    robot.load_trainable(out)  # same config: accepted
+    assert robot.active_version == "v0000"
+
+
+def test_train_offline_explains_an_empty_directory(tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    code = main(["train-offline", "--bags", str(tmp_path / "empty"), "--out", str(tmp_path / "w"), "--sim"])
+    assert code == 1
+    assert "empty" in capsys.readouterr().err
