@@ -23,10 +23,9 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
 
 from sop_ros.core.config import check_ranges, setting
-from sop_ros.core.errors import SopError
 from sop_ros.nodes.common import Diagnostics, forward_python_logs, run_node
 from sop_ros.nodes.params import declare_config
-from sop_ros.nodes.zenoh_session import ZenohConfig, open_zenoh
+from sop_ros.nodes.zenoh_session import ZenohConfig, close_zenoh, open_zenoh
 from sop_ros.transport import (
     BagUploader,
     SpoolConfig,
@@ -115,10 +114,7 @@ class BridgeNode(Node):
         """Stop the upload thread (an upload in progress resumes next time) and close the session."""
         self._stop.set()
         self._thread.join(timeout=15.0)
-        try:
-            self._session.close()
-        except SopError as err:
-            self.get_logger().warning(f"closing the zenoh session: {err}")
+        close_zenoh(self._session, self.get_logger())
         super().destroy_node()
 
 

@@ -31,12 +31,12 @@ from sop_msgs.srv import ActivateWeights, StageWeights
 
 from sop_ros.core import topics
 from sop_ros.core.config import check_ranges, setting
-from sop_ros.core.errors import SopError, WeightsError
+from sop_ros.core.errors import WeightsError
 from sop_ros.core.types import format_version
 from sop_ros.core.weights import WeightsManifest
 from sop_ros.nodes.common import LATCHED_QOS, Diagnostics, forward_python_logs, run_node
 from sop_ros.nodes.params import declare_config
-from sop_ros.nodes.zenoh_session import ZenohConfig, open_zenoh
+from sop_ros.nodes.zenoh_session import ZenohConfig, close_zenoh, open_zenoh
 from sop_ros.transport import WeightsFetcher, WeightsFetcherConfig
 
 __all__ = ["ParamUpdateConfig", "ParamUpdateNode", "main"]
@@ -144,10 +144,7 @@ class ParamUpdateNode(Node):
     def destroy_node(self) -> None:
         """Stop the fetcher (a download in progress is abandoned, never handed over), close Zenoh."""
         self._fetcher.close()
-        try:
-            self._session.close()
-        except SopError as err:
-            self.get_logger().warning(f"closing the zenoh session: {err}")
+        close_zenoh(self._session, self.get_logger())
         super().destroy_node()
 
 

@@ -108,6 +108,9 @@ class PolicyNode(LifecycleNode):
             self.policy = Pi0Policy(self.config.policy)
             if self.config.initial_weights:
                 self.policy.load_trainable(self.config.initial_weights)
+            if self.config.policy.compile_mode != "none":
+                # Compile or capture now, not on the first episode's first observation.
+                self.policy.warmup()
         except SopError as err:
             self.get_logger().error(f"cannot build the policy: {err}")
             return TransitionCallbackReturn.FAILURE

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import zenoh
+from rclpy.impl.rcutils_logger import RcutilsLogger
+
 from sop_ros.core.config import setting
 from sop_ros.nodes.share import share_path
 from sop_ros.transport import open_session
 
-__all__ = ["ZenohConfig", "open_zenoh"]
+__all__ = ["ZenohConfig", "close_zenoh", "open_zenoh"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,3 +30,11 @@ def open_zenoh(config: ZenohConfig) -> Any:
     path = config.config_file or str(share_path("config/zenoh/robot.json5"))
     overrides = {"connect/endpoints": [config.connect]} if config.connect else None
     return open_session(path, overrides)
+
+
+def close_zenoh(session: Any, logger: RcutilsLogger) -> None:
+    """Close ``session`` at shutdown; a failure is logged, never raised (the node is going away)."""
+    try:
+        session.close()
+    except zenoh.ZError as err:
+        logger.warning(f"closing the zenoh session: {err}")

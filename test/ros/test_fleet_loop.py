@@ -7,15 +7,12 @@ fetched, verified, staged and go live at an episode boundary.
 
 from __future__ import annotations
 
-import socket
-import time
 from pathlib import Path
 
 import pytest
 import rclpy
 import yaml
-from mcap.reader import make_reader
-from mcap_ros2.decoder import DecoderFactory
+from ros_helpers import chunk_versions, free_port, wait_for
 from sop_msgs.msg import PolicyStatus
 
 from sop_ros.core import topics
@@ -30,32 +27,6 @@ from sop_ros.transport import IngestServer, WeightsPublisher, open_session
 ROOT = Path(__file__).resolve().parents[2]
 ZENOH = ROOT / "config" / "zenoh"
 BUDGET_S = 2.5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def chunk_versions(bag: Path) -> set[str]:
-    """Weights versions of the action chunks recorded in ``bag``."""
-    versions = set()
-    with next(bag.glob("*.mcap")).open("rb") as stream:
-        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
-        for _, channel, _, msg in reader.iter_decoded_messages():
-            if channel.topic.endswith("/action_chunk"):
-                versions.add(msg.policy_version)
-    return versions
-
-
-def wait_for(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.slow

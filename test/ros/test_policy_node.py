@@ -13,6 +13,7 @@ import pytest
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
+from ros_helpers import wait_for
 from sensor_msgs.msg import CompressedImage, JointState
 from sop_msgs.msg import ActionChunk, EpisodeEvent, PolicyStatus
 from sop_msgs.srv import ActivateWeights, StageWeights
@@ -31,15 +32,6 @@ POLICY = dict(
     control_period_s=0.1,
     denoising_steps=3,
 )
-
-
-def wait_for(predicate, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 class Robot:

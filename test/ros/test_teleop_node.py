@@ -8,6 +8,7 @@ import time
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
+from ros_helpers import wait_for
 from sensor_msgs.msg import JointState, Joy
 from sop_msgs.msg import EpisodeEvent, Intervention
 
@@ -17,15 +18,6 @@ from sop_ros.nodes.episode_manager_node import EpisodeManagerNode
 from sop_ros.nodes.teleop_node import TeleopNode
 
 DEADMAN, START, SUCCESS = 4, 7, 0
-
-
-def wait_for(predicate, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_deadman_drives_the_robot_and_buttons_run_episodes(ros_context) -> None:
