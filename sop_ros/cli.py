@@ -73,6 +73,7 @@ def _cmd_learner(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sop_ros.core.config import config_from_flat, flatten_mapping
+    from sop_ros.learner.distributed import init_distributed
     from sop_ros.learner.service import CloudConfig, CloudLearner
     from sop_ros.nodes.share import share_path
 
@@ -82,7 +83,8 @@ def _cmd_learner(args: argparse.Namespace) -> int:
     zenoh_config = (
         Path(config.zenoh_config) if config.zenoh_config else share_path("config/zenoh/router.json5")
     )
-    cloud = CloudLearner(config, zenoh_config=zenoh_config)
+    # Under torchrun every rank trains and rank 0 alone serves the fleet; joining first picks the GPU.
+    cloud = CloudLearner(config, zenoh_config=zenoh_config, dist=init_distributed())
     stop = threading.Event()
     try:
         cloud.run(stop)
