@@ -1,0 +1,171 @@
+"""Learner throughput: data pipeline vs training step, peak memory, time to publish one version.
+
+    .venv/bin/python bench/learner/run.py                 # CPU: tiny π0, 64 px
+    python bench/learner/run.py --model full --batch 16   # GPU: full π0, 224 px, bf16
+
+1. Records expert demonstration bags from the simulator (two cameras at the
+   model's image size) — the learner's real input.
+2. Data pipeline alone: sample a task-balanced batch and decode it from the
+   bags (JPEG → arrays, thread pool), as the learner does, no model: samples/s.
+3. Training: ``Learner.train_step`` end to end (sample, decode, π0 flow-matching
+   loss, backward, AdamW on the trainable set, frozen language model): samples/s,
+   step time, peak GPU memory.
+4. Publishing: ``Learner.publish`` (write the trainable safetensors file, hash
+   it into a manifest): seconds per version.
+
+Prints the pipeline / training ratio (target ≥ 2: the data pipeline must
+outrun the GPU). Writes JSON to bench/out/learner/<model>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from sop_ros.core.policy import Pi0Policy, PolicyConfig  # noqa: E402
+from sop_ros.demo.demonstrations import record_demonstrations  # noqa: E402
+from sop_ros.learner.builder import LearnerSettings, build_learner  # noqa: E402
+from sop_ros.learner.loop import LearnerConfig  # noqa: E402
+from sop_ros.sim import ACTION_NAMES, SimConfig  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    cuda = torch.cuda.is_available()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", choices=("tiny", "full"), default="full" if cuda else "tiny")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps (after 2 untimed)")
+    parser.add_argument("--demos-per-task", type=int, default=4)
+    parser.add_argument("--decode-workers", type=int, default=8 if cuda else 2)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "learner")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    image_px = 224 if args.model == "full" else 64
+    cameras = ("head", "wrist")
+    policy_config = PolicyConfig(
+        model=args.model,
+        camera_names=cameras,
+        action_names=ACTION_NAMES,
+        state_names=ACTION_NAMES,
+        horizon=50 if args.model == "full" else 10,
+        control_period_s=0.1,
+    )
+    result: dict = {
+        "model": args.model,
+        "batch": args.batch,
+        "cameras": len(cameras),
+        "image_px": image_px,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    with tempfile.TemporaryDirectory(prefix="sop-bench-learner-") as tmp:
+        root = Path(tmp)
+        sim = replace(SimConfig(), cameras=cameras, image_width_px=image_px, image_height_px=image_px)
+        started = time.perf_counter()
+        bags = record_demonstrations(root / "demos", episodes_per_task=args.demos_per_task, sim=sim)
+        print(f"recorded {len(bags)} demonstration bags in {time.perf_counter() - started:.1f} s", flush=True)
+
+        policy = Pi0Policy(policy_config)
+        settings = LearnerSettings(
+            offline_dir=str(root / "demos"),
+            store_dir=str(root / "store"),
+            checkpoint_dir=str(root / "learner"),
+            log_dir="",
+            loop=LearnerConfig(
+                batch_size=args.batch,
+                publish_every_steps=10**9,
+                checkpoint_every_steps=10**9,
+                load_in_background=False,
+                decode_workers=args.decode_workers,
+                progress_bar=False,
+            ),
+        )
+        learner = build_learner(settings, policy, publish=lambda path, manifest: None)
+        learner.start()
+        samples = sum(b.num_steps for b in learner.buffers.offline.values())
+        print(f"{samples} steps indexed in {len(learner.buffers.tasks())} task buffers", flush=True)
+
+        result["pipeline_samples_per_s"] = pipeline_rate(learner, args)
+        print(f"data pipeline alone: {result['pipeline_samples_per_s']:.0f} samples/s", flush=True)
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        for _ in range(2):
+            learner.train_step()  # warm-up (allocations, cuDNN choices)
+        sync()
+        started = time.perf_counter()
+        losses = [learner.train_step().stats["loss"] for _ in range(args.steps)]
+        sync()
+        step_s = (time.perf_counter() - started) / args.steps
+        result.update(
+            train_step_ms=1e3 * step_s,
+            train_samples_per_s=args.batch / step_s,
+            loss_first_last=[losses[0], losses[-1]],
+        )
+        if torch.cuda.is_available():
+            result["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        result["pipeline_over_training"] = result["pipeline_samples_per_s"] / result["train_samples_per_s"]
+        print(
+            f"training: {result['train_step_ms']:.0f} ms/step = "
+            f"{result['train_samples_per_s']:.1f} samples/s; "
+            f"pipeline / training = {result['pipeline_over_training']:.1f}x (target >= 2)",
+            flush=True,
+        )
+
+        started = time.perf_counter()
+        manifest = learner.publish()
+        result["publish_s"] = time.perf_counter() - started
+        result["published_mb"] = manifest.size_bytes / 1e6
+        print(
+            f"publish one version: {result['publish_s']:.2f} s for {result['published_mb']:.0f} MB",
+            flush=True,
+        )
+        learner.close()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{args.model}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+    return 0
+
+
+def pipeline_rate(learner, args: argparse.Namespace, batches: int = 10) -> float:
+    """Samples/s of sampling + decoding batches exactly as the learner does, with no model."""
+    with ThreadPoolExecutor(max(1, args.decode_workers)) as pool:
+        started = time.perf_counter()
+        count = 0
+        for _ in range(batches):
+            refs = learner.sampler.sample(learner.buffers, args.batch)
+            samples = list(pool.map(learner.buffers.get, refs))
+            count += len(samples)
+            assert all(isinstance(s.state, np.ndarray) for s in samples)
+        return count / (time.perf_counter() - started)
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
