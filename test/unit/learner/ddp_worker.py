@@ -76,6 +76,10 @@ def main() -> None:
         "batches": batches,
     }
     (out / f"rank{dist.rank}.json").write_text(json.dumps(report))
+    # Stop the learner's loader and decode threads and let every rank finish its collectives
+    # before the process group goes: tearing it down under live work aborts the process.
+    learner.close()
+    dist.barrier()
     torch.distributed.destroy_process_group()
 
 
