@@ -81,6 +81,8 @@ class PolicyNode(LifecycleNode):
         self.config = declare_config(self, PolicyNodeConfig)
         self.policy: Pi0Policy | None = None
         self._gate = SwapGate()
+        # Bumped at every episode event: a chunk computed in one episode is never published in the next.
+        self._episode_epoch = 0
         self._inputs_lock = threading.Lock()
         self._images: dict[str, tuple[float, Image | CompressedImage]] = {}
         self._joints: tuple[float, JointState] | None = None
@@ -190,6 +192,7 @@ class PolicyNode(LifecycleNode):
             self._joints = (time.monotonic(), msg)
 
     def _on_episode(self, msg: EpisodeEvent) -> None:
+        self._episode_epoch += 1
         if msg.kind == EpisodeEvent.START:
             with self._inputs_lock:
                 self._instruction = msg.instruction
@@ -238,6 +241,7 @@ class PolicyNode(LifecycleNode):
                 self._wake.clear()
                 continue
             started = time.monotonic()
+            epoch = self._episode_epoch
             observation, why = self._observation()
             if observation is None:
                 self._hold_reason = why
@@ -251,8 +255,8 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().error(f"inference failed: {err}", throttle_duration_sec=5.0)
                 self._stop.wait(0.5)
                 continue
-            if not self._gate.episode_running:
-                continue  # the episode ended during inference: its chunk is void
+            if not self._gate.episode_running or epoch != self._episode_epoch:
+                continue  # the episode ended (and maybe another began) during inference: the chunk is void
             self._chunks.publish(chunk_to_msg(chunk))
             if self._trajectory is not None:
                 self._trajectory.publish(chunk_to_trajectory(chunk))
