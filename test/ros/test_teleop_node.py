@@ -66,8 +66,8 @@ def test_deadman_drives_the_robot_and_buttons_run_episodes(ros_context) -> None:
         assert wait_for(lambda: not interventions[-1].active)
         assert sum(not m.active for m in interventions) == 1
 
-        press({DEADMAN: 1}, repeat=2)  # take over again, then the joystick goes silent
-        assert wait_for(lambda: interventions[-1].active)
+        # Take over again (hold until the teleop has sent a command), then the joystick goes silent.
+        assert wait_for(lambda: press({DEADMAN: 1}) or interventions[-1].active)
         assert wait_for(lambda: not interventions[-1].active)
 
         press({SUCCESS: 1}, repeat=2)
