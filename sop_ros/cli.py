@@ -7,6 +7,7 @@ import importlib.metadata
 import logging
 import os
 import platform
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -25,6 +26,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from sop_ros.demo.run import DemoOptions, run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Ctrl-C or SIGTERM stops the robots and writes the report, even when started in the background.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     options = DemoOptions(
         robots=args.robots,
         algorithm=args.algorithm,
@@ -34,6 +38,30 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         base_steps=args.base_steps,
     )
     run_demo(options)
+    return 0
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sop_ros.experiment.run import ExperimentOptions, run_experiment
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("sop_ros.learner", "sop_ros.storage"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    arms = tuple(a for a in args.arms.split(",") if a) if args.arms else ExperimentOptions().arms
+    options = ExperimentOptions(
+        size=args.size,
+        arms=arms,
+        out=Path(args.out),
+        jobs=args.jobs,
+        seed=args.seed,
+        base=Path(args.base) if args.base else None,
+        budget_min=args.budget_min,
+        device=args.device,
+        report_only=args.report_only,
+    )
+    run_experiment(options)
     return 0
 
 
@@ -168,12 +196,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget (min)")
     demo.add_argument("--out", default="out/demo", help="where bags, logs, weights and plots go")
     demo.add_argument(
-        "--demos-per-task", type=int, default=40, help="expert demonstrations per task (cached)"
+        "--demos-per-task", type=int, default=100, help="expert demonstrations per task (cached)"
     )
     demo.add_argument(
-        "--base-steps", type=int, default=1500, help="offline training steps of the base policy"
+        "--base-steps",
+        type=int,
+        default=5000,
+        help="offline training steps of the base policy (with 100 demonstrations per task and 5000 "
+        "steps the packaged base is used; anything else trains here)",
     )
     demo.set_defaults(handler=_cmd_demo)
+
+    experiment = sub.add_parser(
+        "experiment", help="the SOP study in simulation: algorithms, fleet sizes, data mixing"
+    )
+    experiment.add_argument(
+        "--size", choices=("full", "reduced"), default="full", help="full (GPU) or reduced (CPU check)"
+    )
+    experiment.add_argument("--arms", help="comma-separated arms to run (default: all)")
+    experiment.add_argument("--out", default="out/experiment", help="results, bags and plots go here")
+    experiment.add_argument("--jobs", type=int, default=1, help="arms run at once, one process each")
+    experiment.add_argument("--seed", type=int, default=0, help="seed of layouts and sampling")
+    experiment.add_argument("--base", help="base weights to start from (default: packaged or trained)")
+    experiment.add_argument(
+        "--budget-min", type=float, help="simulated minutes per arm (default: the size's)"
+    )
+    experiment.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train and infer")
+    experiment.add_argument(
+        "--report-only", action="store_true", help="rebuild the report from the arms already in --out"
+    )
+    experiment.set_defaults(handler=_cmd_experiment)
 
     info = sub.add_parser("info", help="print versions and the ROS environment")
     info.set_defaults(handler=_cmd_info)

@@ -11,15 +11,36 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from sop_ros.core.policy import PolicyConfig
 from sop_ros.learner.offline import train_offline
+from sop_ros.sim import ACTION_NAMES
 
-__all__ = ["BaseRecipe", "base_policy"]
+__all__ = ["BaseRecipe", "base_policy", "sim_policy_config"]
 
 _log = logging.getLogger(__name__)
+
+# Weights shipped with the package (see assets/README.md for how they were made).
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def sim_policy_config() -> PolicyConfig:
+    """The policy simulated robots run: tiny π0, the head camera, the simulator's action space.
+
+    The robot nodes get the same values from ``sim_parameters`` (a test keeps the two equal).
+    """
+    return PolicyConfig(
+        model="tiny",
+        camera_names=("head",),
+        action_names=ACTION_NAMES,
+        state_names=ACTION_NAMES,
+        horizon=10,
+        control_period_s=0.1,
+        denoising_steps=5,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,7 +53,11 @@ class BaseRecipe:
 
 
 def base_policy(out_dir: Path, demos_dir: Path, policy_config: PolicyConfig, recipe: BaseRecipe) -> Path:
-    """Return the base weights file, training it from the bags in ``demos_dir`` unless cached.
+    """Return the base weights file: cached, packaged, or trained from the bags in ``demos_dir``.
+
+    A packaged base (trained on a GPU with the same recipe and policy, see
+    ``assets/README.md``) is copied into ``out_dir`` when it matches, so a
+    CPU-only machine starts from a policy it could not train in minutes.
 
     Args:
         out_dir: Where the weights file and its recipe stamp live.
@@ -42,10 +67,28 @@ def base_policy(out_dir: Path, demos_dir: Path, policy_config: PolicyConfig, rec
     """
     weights = out_dir / "base.safetensors"
     stamp = out_dir / "base.json"
-    key = {"recipe": asdict(recipe), "policy": repr(policy_config)}
-    if weights.exists() and stamp.exists() and json.loads(stamp.read_text()) == key:
+    key = _key(policy_config, recipe)
+    if weights.exists() and stamp.exists() and _stamp_key(stamp) == key:
         _log.info("base policy cached at %s", weights)
+        return weights
+    out_dir.mkdir(parents=True, exist_ok=True)
+    packaged = ASSETS / "base_sim_tiny.safetensors"
+    packaged_stamp = packaged.with_suffix(".json")
+    if packaged.exists() and packaged_stamp.exists() and _stamp_key(packaged_stamp) == key:
+        _log.info("base policy: packaged weights %s (same recipe)", packaged.name)
+        shutil.copyfile(packaged, weights)
+        shutil.copyfile(packaged_stamp, stamp)
         return weights
     train_offline(demos_dir, policy_config, weights, steps=recipe.train_steps, batch_size=recipe.batch_size)
     stamp.write_text(json.dumps(key))
     return weights
+
+
+def _key(policy_config: PolicyConfig, recipe: BaseRecipe) -> dict:
+    # Where the policy runs does not change what it learned.
+    return {"recipe": asdict(recipe), "policy": repr(replace(policy_config, device="auto"))}
+
+
+def _stamp_key(stamp: Path) -> dict:
+    data = json.loads(stamp.read_text())
+    return {"recipe": data.get("recipe"), "policy": data.get("policy")}

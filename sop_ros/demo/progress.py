@@ -59,6 +59,8 @@ class FleetTracker:
         self._lock = threading.Lock()
         self._records: list[EpisodeRecord] = []
         self.published: list[tuple[float, str]] = []
+        # (time s, version, task -> success of that version alone on held-out layouts)
+        self.evaluations: list[tuple[float, str, dict[str, float]]] = []
 
     def add(self, meta: EpisodeMeta) -> None:
         """Record a newly stored episode (any thread)."""
@@ -70,6 +72,11 @@ class FleetTracker:
         """Record a published weights version (any thread)."""
         with self._lock:
             self.published.append((self._clock() - self._start, version))
+
+    def add_evaluation(self, version: str, success: dict[str, float]) -> None:
+        """Record the held-out success of ``version`` alone, per task (any thread)."""
+        with self._lock:
+            self.evaluations.append((self._clock() - self._start, version, dict(success)))
 
     @property
     def records(self) -> list[EpisodeRecord]:
@@ -127,13 +134,20 @@ class FleetTracker:
         auto = sum(r.autonomous_success for r in recent) / len(recent)
         human = sum(r.human_fraction for r in recent) / len(recent)
         version = self.published[-1][1] if self.published else "v0000"
-        return (
+        line = (
             f"{len(records)} episodes stored, newest weights {version}; last {len(recent)}: "
             f"autonomous success {auto:.0%}, human time {human:.0%}"
         )
+        with self._lock:
+            judged = self.evaluations[-1] if self.evaluations else None
+        if judged is not None:
+            _, judged_version, success = judged
+            rates = " ".join(f"{task.split('_')[0]} {rate:.0%}" for task, rate in success.items())
+            line += f"; {judged_version} alone: {rates}"
+        return line
 
     def plot(self, path: Path, *, window: int = 6) -> None:
-        """Save success and human-time share over wall-clock time per task (rolling mean of ``window``)."""
+        """Save evaluated success and the fleet's human-time share (rolling ``window``) over time per task."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -143,20 +157,24 @@ class FleetTracker:
         for r in self.records:
             by_task[r.task].append(r)
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-        for task, records in sorted(by_task.items()):
+        tasks = sorted(set(by_task) | {task for _, _, success in self.evaluations for task in success})
+        for task in tasks:
+            points = [(when, success[task]) for when, _, success in self.evaluations if task in success]
+            if points:
+                top.plot([w / 60 for w, _ in points], [v for _, v in points], marker="o", label=task)
+            records = by_task.get(task, [])
             t = [r.arrived_s / 60 for r in records]
-            top.plot(t, _rolling([float(r.autonomous_success) for r in records], window), label=task)
             bottom.plot(t, _rolling([r.human_fraction for r in records], window), label=task)
         for when, _ in self.published:
             for ax in (top, bottom):
                 ax.axvline(when / 60, color="grey", alpha=0.25, linewidth=0.8)
-        top.set_ylabel("autonomous success")
-        bottom.set_ylabel("share of time under human control")
+        top.set_ylabel("success, policy alone\n(held-out layouts)")
+        bottom.set_ylabel(f"human time share\n(rolling {window} episodes)")
         bottom.set_xlabel("wall-clock time (min); grey lines: new weights published")
         top.set_ylim(-0.05, 1.05)
         bottom.set_ylim(-0.05, 1.05)
         top.legend(loc="upper left")
-        top.set_title(f"SOP in simulation: rolling mean over {window} episodes per task")
+        top.set_title("SOP in simulation: newest weights evaluated alone; fleet interventions")
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)

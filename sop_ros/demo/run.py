@@ -32,10 +32,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sop_ros.core.config import config_from_flat
-from sop_ros.core.policy import PolicyConfig
+from sop_ros.core.policy import Pi0Policy, PolicyConfig
 from sop_ros.core.types import format_version
 from sop_ros.demo.base_policy import BaseRecipe, base_policy
 from sop_ros.demo.demonstrations import record_demonstrations
+from sop_ros.demo.evaluate import VersionJudge
 from sop_ros.demo.progress import FleetTracker
 from sop_ros.learner.builder import LearnerSettings
 from sop_ros.learner.loop import LearnerConfig
@@ -57,10 +58,18 @@ class DemoOptions:
     algorithm: str = "hg_dagger"
     minutes: float = 8.0
     out: Path = Path("out/demo")
-    demos_per_task: int = 40
-    base_steps: int = 1500
+    # The packaged base policy was trained with this recipe (on a GPU); another one trains here.
+    demos_per_task: int = 100
+    base_steps: int = 5000
+    base_batch_size: int = 64
     publish_every_steps: int = 25
     batch_size: int = 32
+    lr: float = 3e-4
+    # The newest weights are evaluated alone this often, on this many held-out episodes per task
+    # (and on judge_final_episodes per task for the base and the last version).
+    judge_period_s: float = 90.0
+    judge_episodes: int = 10
+    judge_final_episodes: int = 20
 
 
 def demo_policy_config() -> PolicyConfig:
@@ -87,13 +96,32 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
     if not (demos / "ready").is_dir() or not any((demos / "ready").iterdir()):
         say(f"recording {options.demos_per_task} expert demonstrations per task as bags")
         record_demonstrations(demos, episodes_per_task=options.demos_per_task)
-    recipe = BaseRecipe(demos_per_task=options.demos_per_task, train_steps=options.base_steps)
-    say(f"base policy: π0 (tiny) trained offline on the demonstration bags, {recipe.train_steps} steps")
+    recipe = BaseRecipe(
+        demos_per_task=options.demos_per_task,
+        train_steps=options.base_steps,
+        batch_size=options.base_batch_size,
+    )
     base = base_policy(out / "base", demos / "ready", policy_config, recipe)
+    origin = json.loads((out / "base" / "base.json").read_text()).get("trained_on")
+    say(
+        f"base policy: π0 (tiny) trained offline on the demonstration bags, {recipe.train_steps} steps"
+        + (f" (packaged: trained on {origin})" if origin else "")
+    )
+    tracker = FleetTracker()
+    judge = VersionJudge(
+        lambda: Pi0Policy(policy_config),
+        episodes_per_task=options.judge_episodes,
+        period_s=options.judge_period_s,
+        on_result=lambda version, scores: tracker.add_evaluation(
+            version, {task: score.success_rate for task, score in scores.items()}
+        ),
+    )
+    first = judge.judge(format_version(0), base, episodes_per_task=options.judge_final_episodes)
+    say(f"base policy alone on held-out layouts: {_rates(first)}")
 
     port = _free_port()
     endpoint = f"tcp/127.0.0.1:{port}"
-    tracker = FleetTracker()
+    defaults = LearnerSettings()
     settings = LearnerSettings(
         algorithm=options.algorithm,
         store_dir=str(out / "store"),
@@ -107,13 +135,16 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
             # The base weights carry the normalisation the robots already use.
             fit_norm_stats=False,
         ),
+        # Fine-tuning a trained base: a gentler step than training from scratch.
+        hg_dagger=replace(defaults.hg_dagger, lr=options.lr),
+        recap=replace(defaults.recap, lr=options.lr),
     )
     config = CloudConfig(listen=endpoint, initial_weights=str(base), policy=policy_config, learner=settings)
     cloud = CloudLearner(
         config,
         zenoh_config=share_path("config/zenoh/test_router.json5"),
         on_episode=lambda stored: tracker.add(stored.meta),
-        on_publish=lambda manifest: tracker.add_publish(format_version(manifest.version)),
+        on_publish=lambda manifest: _published(manifest, tracker, judge, out / "learner" / "weights"),
     )
     stop = threading.Event()
     trainer = threading.Thread(target=cloud.run, args=(stop,), name="demo-learner", daemon=True)
@@ -122,6 +153,7 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
     say(f"learner listening on {endpoint} ({options.algorithm}, new weights every {every} steps)")
 
     robots = _start_robots(options.robots, endpoint, base, out, policy_config.inference_advantage)
+    judge.start()
     deadline = time.monotonic() + options.minutes * 60
     try:
         while time.monotonic() < deadline:
@@ -131,16 +163,41 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
                 raise RuntimeError(f"robot process(es) {dead} exited; see {out / 'logs'}")
             elapsed_min = options.minutes - (deadline - time.monotonic()) / 60
             say(f"[{elapsed_min:4.1f} min] {tracker.status_line()}")
+    except KeyboardInterrupt:
+        say("interrupted: stopping early, keeping everything recorded so far")
     finally:
         _stop_robots(robots)
+        judge.close()
         say("robots stopped; uploading what is still in their spools")
         leftover = _flush_spools(out, endpoint)
         stop.set()
         trainer.join(timeout=120)
         cloud.close()
+    if tracker.published:
+        last = tracker.published[-1][1]
+        say(f"evaluating the last weights {last} alone on held-out layouts")
+        judge.judge(
+            last,
+            out / "learner" / "weights" / f"{last}.safetensors",
+            episodes_per_task=options.judge_final_episodes,
+        )
 
     summary = _write_report(out, tracker, options, leftover)
     return summary
+
+
+def _published(manifest, tracker: FleetTracker, judge: VersionJudge, weights_dir: Path) -> None:
+    version = format_version(manifest.version)
+    tracker.add_publish(version)
+    judge.offer(version, weights_dir / f"{version}.safetensors")
+
+
+def _mean(success: dict[str, float]) -> float:
+    return sum(success.values()) / len(success)
+
+
+def _rates(scores) -> str:
+    return ", ".join(f"{task} {score.success_rate:.0%}" for task, score in scores.items())
 
 
 def say(message: str) -> None:
@@ -248,22 +305,38 @@ def _write_report(out: Path, tracker: FleetTracker, options: DemoOptions, leftov
         "uploaded_at_stop": leftover,
         "by_task": phases,
         "by_version": versions,
+        "evaluations": [
+            {"minutes": round(when / 60, 2), "version": version, "success": success}
+            for when, version, success in tracker.evaluations
+        ],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     tracker.plot(out / "sop_demo.png")
+    evaluations = tracker.evaluations
+    first_version, first_success = (evaluations[0][1], evaluations[0][2]) if evaluations else ("-", {})
+    last_version, last_success = (evaluations[-1][1], evaluations[-1][2]) if evaluations else ("-", {})
     lines = [
         "",
         f"SOP demo: {options.robots} robots, {options.algorithm}, {options.minutes:g} min, "
         f"{len(tracker.records)} episodes, {len(tracker.published)} weight versions published",
         "",
-        f"{'task':<18}{'episodes':>9}{'auto success first→last third':>32}{'human time first→last':>25}",
+        f"{'task':<18}{'episodes':>9}{'success alone, ' + first_version + ' → ' + last_version:>30}"
+        f"{'human time first→last third':>30}",
     ]
     for row in phases:
+        task = row["task"]
+        before, after = first_success.get(task, 0.0), last_success.get(task, 0.0)
         lines.append(
-            f"{row['task']:<18}{row['episodes']:>9}"
-            f"{row['first_success_rate']:>18.0%} → {row['last_success_rate']:<11.0%}"
-            f"{row['first_human_share']:>14.0%} → {row['last_human_share']:<8.0%}"
+            f"{task:<18}{row['episodes']:>9}{before:>16.0%} → {after:<4.0%} ({after - before:+.0%})"
+            f"{row['first_human_share']:>18.0%} → {row['last_human_share']:<8.0%}"
         )
+    if first_success and last_success:
+        gain = _mean(last_success) - _mean(first_success)
+        lines += [
+            "",
+            f"mean success of the policy alone: {_mean(first_success):.0%} → {_mean(last_success):.0%} "
+            f"({gain:+.0%}), {options.judge_final_episodes} held-out episodes per task each",
+        ]
     lost = summary["episodes_missing_from_store"]
     lines += [
         "",

@@ -10,6 +10,7 @@ settings that fit the simulator.
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -137,6 +138,10 @@ class RobotGraph:
             node.destroy_node()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run_robot(config: RobotGraphConfig, extra_nodes: Iterable[str] = ()) -> int:
     """Run one robot's graph in this process until Ctrl-C; returns an exit code."""
     context = Context()
@@ -144,6 +149,10 @@ def run_robot(config: RobotGraphConfig, extra_nodes: Iterable[str] = ()) -> int:
     graph = None
     try:
         graph = RobotGraph(config, context=context, extra_nodes=extra_nodes)
+        # Ctrl-C and SIGTERM (what launch and supervisors send) end the graph cleanly, even when
+        # the process was started with SIGINT ignored (e.g. in the background from a shell).
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _interrupt)
         graph.spin()
     except KeyboardInterrupt:
         pass

@@ -11,7 +11,7 @@ drives the simulated robot.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -70,8 +70,8 @@ class JoystickOperator:
             policy_action: The policy's target for this step, or None when the
                 policy sent nothing (the robot then holds still).
             command: The command the teleop path integrates from (its last
-                command); the measured robot state when None, which the
-                closed-loop expert corrects for if the two differ.
+                command): the operator moves it as the expert would move the
+                robot from there. None: steer from the measured state.
         """
         state = np.asarray(world.robot_state, dtype=np.float64)
         wanted = self.expert.act(world)
@@ -83,11 +83,17 @@ class JoystickOperator:
             return JoyFrame(
                 axes=(0.0,) * NUM_AXES, buttons=released, intervening=False, expert_action=expert_action
             )
-        base = state if command is None else command
+        target, base = wanted, state
+        if command is not None:
+            # Steer the command the way the expert would move a robot standing where the command
+            # is: the robot follows the command a period behind, so aiming from the measured state
+            # would keep the command only a fraction of a step ahead (a slow, hesitant operator).
+            base = np.asarray(command, dtype=np.float64)
+            target = self.expert.act(replace(world, ee=(float(base[0]), float(base[1]))))
         # The stick is a velocity: the deflection that moves the command by the
         # wanted step over one control period, whatever the teleop publish rate.
         axes, buttons = joy_for_target(
-            wanted, base, self.mapping, self.control_period_s, num_axes=NUM_AXES, num_buttons=NUM_BUTTONS
+            target, base, self.mapping, self.control_period_s, num_axes=NUM_AXES, num_buttons=NUM_BUTTONS
         )
         return JoyFrame(axes=axes, buttons=buttons, intervening=True, expert_action=expert_action)
 

@@ -19,7 +19,16 @@ from sop_ros.demo.run import DemoOptions, run_demo
 @pytest.mark.slow
 def test_short_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     options = DemoOptions(
-        robots=2, minutes=2.0, out=tmp_path / "demo", demos_per_task=3, base_steps=30, publish_every_steps=10
+        robots=2,
+        minutes=2.0,
+        out=tmp_path / "demo",
+        demos_per_task=3,
+        base_steps=30,
+        base_batch_size=8,
+        publish_every_steps=10,
+        judge_period_s=30.0,
+        judge_episodes=1,
+        judge_final_episodes=1,
     )
     summary = run_demo(options)
 
@@ -30,6 +39,10 @@ def test_short_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert summary["episodes_missing_from_store"] == []  # every recorded episode reached the store
     assert summary["episodes_stored"] == summary["episodes_recorded"]
     assert len(summary["published_versions"]) >= 2
+    # The base and the last published weights were evaluated alone, on every task.
+    judged = summary["evaluations"]
+    assert judged[0]["version"] == "v0000" and judged[-1]["version"] == summary["published_versions"][-1]
+    assert all(len(e["success"]) == 3 for e in judged)
 
     stored = sorted(p for p in (out / "store").glob("*/*/*") if (p / "metadata.yaml").exists())
     used = set()

@@ -27,6 +27,8 @@ FORBIDDEN = {
     "storage": (*ROS, *MESSAGES, "zenoh", "sop_ros.transport", "sop_ros.learner", "sop_ros.nodes"),
     "transport": (*ROS, *MESSAGES, "sop_ros.storage", "sop_ros.learner", "sop_ros.nodes"),
     "learner": (*ROS, *MESSAGES, "sop_ros.nodes"),
+    # Simulated fleets in one process: no ROS, no Zenoh (runs where neither is installed).
+    "experiment": (*ROS, *MESSAGES, "zenoh", "sop_ros.transport", "sop_ros.nodes", "sop_ros.demo.run"),
     "sim": (
         *ROS,
         *MESSAGES,

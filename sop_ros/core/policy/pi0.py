@@ -48,6 +48,7 @@ from sop_ros.core.policy.weights_file import (
     META_CONFIG_HASH,
     META_NORM_STATS,
     META_VERSION,
+    cast_float_precision,
     check_state,
     dtype_name,
     read_weights,
@@ -156,26 +157,48 @@ class Pi0Policy:
         Raises:
             ConfigError: a camera is missing, the state has the wrong size or the prompt is too long.
         """
+        return self.infer_batch([observation])[0]
+
+    def infer_batch(self, observations: Sequence[Observation]) -> list[ActionChunk]:
+        """Return one action chunk per observation, computed in one batched pass.
+
+        Used where many robots or simulated episodes share one set of weights
+        (evaluation, simulated fleets); a robot calls :meth:`infer`.
+
+        Raises:
+            ConfigError: a camera is missing, a state has the wrong size or a prompt is too long.
+        """
+        if not observations:
+            return []
         start = time.perf_counter()
         advantage = _ADVANTAGE[self.config.inference_advantage]
+        shape = (len(observations), self.config.horizon, self.config.action_dim)
         with self._infer_lock:
             stats = self._stats
-            prompt = prompt_text(observation.instruction, advantage)
-            inputs = self._encoder.observations([observation.images], [observation.state], [prompt], stats)
-            noise = torch.randn((1, self.config.horizon, self.config.action_dim), generator=self._generator)
+            inputs = self._encoder.observations(
+                [o.images for o in observations],
+                [o.state for o in observations],
+                [prompt_text(o.instruction, advantage) for o in observations],
+                stats,
+            )
+            noise = torch.randn(shape, generator=self._generator)
             noise = pad_last(noise, self.pi0_config.max_action_dim).to(self.device, self.dtype)
-            actions = self._sample(inputs, noise)[0, :, : self.config.action_dim]
+            actions = self._sample(inputs, noise)[:, :, : self.config.action_dim]
             actions = actions.float().cpu().numpy()
             version = self._active_version
         actions = actions * stats.action_std + stats.action_mean
-        return ActionChunk(
-            actions=actions,
-            action_names=self.config.action_names,
-            control_period_s=self.config.control_period_s,
-            policy_version=version,
-            stamp_ns=observation.stamp_ns,
-            infer_ms=(time.perf_counter() - start) * 1e3,
-        )
+        infer_ms = (time.perf_counter() - start) * 1e3
+        return [
+            ActionChunk(
+                actions=chunk,
+                action_names=self.config.action_names,
+                control_period_s=self.config.control_period_s,
+                policy_version=version,
+                stamp_ns=observation.stamp_ns,
+                infer_ms=infer_ms,
+            )
+            for chunk, observation in zip(actions, observations, strict=True)
+        ]
 
     def reset(self) -> None:
         """Start a new episode: re-seed the sampling noise so episodes are reproducible."""
@@ -431,6 +454,7 @@ class Pi0Policy:
                 f"(base {meta.get(META_BASE_MODEL, '?')}); this policy is {self.config_hash[:12]} "
                 f"(base {self.base_model_id})"
             )
+        tensors = cast_float_precision(self._specs, tensors)
         check_state(self._specs, tensors, str(path))
         stats = NormStats.from_json(meta[META_NORM_STATS]) if META_NORM_STATS in meta else None
         if stats is not None:

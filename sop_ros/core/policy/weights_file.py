@@ -52,6 +52,7 @@ _DTYPE_NAMES = {
     torch.uint8: "U8",
     torch.bool: "BOOL",
 }
+_DTYPES = {name: dtype for dtype, name in _DTYPE_NAMES.items()}
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -68,6 +69,29 @@ def specs_of(state: Mapping[str, torch.Tensor]) -> tuple[TensorSpec, ...]:
         TensorSpec(name=name, dtype=dtype_name(tensor.dtype), shape=tuple(tensor.shape))
         for name, tensor in sorted(state.items())
     )
+
+
+def cast_float_precision(
+    expected: tuple[TensorSpec, ...], state: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Return ``state`` with floating tensors cast to the expected floating dtype.
+
+    Precision is a property of where a policy runs (bf16 on a GPU, fp32 on a
+    CPU), not of what it learned: a file written by a bf16 learner loads into
+    an fp32 robot and back. Other differences are left for :func:`check_state`.
+    """
+    want = {spec.name: spec.dtype for spec in expected}
+    out = dict(state)
+    for name, tensor in state.items():
+        dtype = _DTYPES.get(want.get(name, ""))
+        if (
+            dtype is not None
+            and dtype != tensor.dtype
+            and dtype.is_floating_point
+            and tensor.is_floating_point()
+        ):
+            out[name] = tensor.to(dtype)
+    return out
 
 
 def check_state(expected: tuple[TensorSpec, ...], state: Mapping[str, torch.Tensor], source: str) -> None:

@@ -11,6 +11,7 @@ going quiet, hands control back with an explicit :class:`HandBack`
 from __future__ import annotations
 
 from sop_ros.core.teleop.machine import (
+    MAX_TICK_PERIODS,
     TRANSITIONS,
     EpisodeButton,
     HandBack,
@@ -35,6 +36,7 @@ from sop_ros.core.teleop.mapping import (
 )
 
 __all__ = [
+    "MAX_TICK_PERIODS",
     "TRANSITIONS",
     "EpisodeButton",
     "EpisodeRequest",

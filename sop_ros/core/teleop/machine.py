@@ -123,6 +123,8 @@ TRANSITIONS: Mapping[tuple[TeleopPhase, Trigger], tuple[TeleopPhase, HandBackRea
 )
 
 _EPISODE_BUTTONS = tuple(EpisodeRequest)
+# Longest gap between two ticks integrated in full (in publish periods).
+MAX_TICK_PERIODS = 4
 
 
 class TeleopStateMachine:
@@ -140,6 +142,7 @@ class TeleopStateMachine:
         self._last_joy_ns: int | None = None
         # Integrated command; None until the first tick after a takeover seeds it from the measured state.
         self._command: np.ndarray | None = None
+        self._last_tick_ns: int | None = None
 
     @property
     def last_command(self) -> tuple[float, ...] | None:
@@ -188,8 +191,16 @@ class TeleopStateMachine:
         assert self._last_joy_ns is not None  # ACTIVE is only reached through a Joy sample
         if now_ns - self._last_joy_ns > self.mapping.timeout_ns:
             return self._fire(Trigger.JOY_TIMEOUT, now_ns)
+        # The stick is a velocity: integrate it over the time that really passed, so a timer
+        # that fires late on a loaded computer does not slow the human down (a long stall
+        # counts as at most MAX_TICK_PERIODS periods, never as a jump).
+        period_s = self.mapping.period_s
+        if self._command is not None and self._last_tick_ns is not None:
+            elapsed_s = (now_ns - self._last_tick_ns) / 1e9
+            period_s = min(max(elapsed_s, 0.0), MAX_TICK_PERIODS * self.mapping.period_s)
         base = state if self._command is None else self._command
-        self._command = target_from_axes(self._axes, base, self.mapping)
+        self._command = target_from_axes(self._axes, base, self.mapping, period_s)
+        self._last_tick_ns = now_ns
         return (TeleopCommand(stamp_ns=now_ns, action=self.last_command or ()),)
 
     def _fire(self, trigger: Trigger, stamp_ns: int) -> tuple[TeleopOutput, ...]:

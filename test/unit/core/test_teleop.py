@@ -11,6 +11,7 @@ import pytest
 
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.teleop import (
+    MAX_TICK_PERIODS,
     TRANSITIONS,
     EpisodeButton,
     EpisodeRequest,
@@ -313,13 +314,26 @@ def test_deadman_takes_over_commands_integrate_and_release_hands_back() -> None:
     assert isinstance(first, TeleopCommand)
     np.testing.assert_allclose(first.action, (0.2, 0.3 + step, 0.04))
     # The next command builds on the previous one, not on the (lagging) measured state.
-    (second,) = sm.on_tick(43 * MS, STATE)
+    (second,) = sm.on_tick(10 * MS + round(m.period_s * 1e9), STATE)
     np.testing.assert_allclose(second.action, (0.2, 0.3 + 2 * step, 0.04))
     assert sm.last_command == second.action
     assert sm.on_joy(joy(50)) == (HandBack(stamp_ns=50 * MS, reason=HandBackReason.RELEASED),)
     assert sm.phase is TeleopPhase.IDLE
     assert sm.last_command is None
     assert sm.on_tick(60 * MS, STATE) == ()
+
+
+def test_a_late_tick_integrates_the_time_that_passed_but_a_stall_does_not_jump() -> None:
+    m = JoyMapping()
+    sm = TeleopStateMachine(m)
+    sm.on_joy(joy(0, deadman=True, a1=1.0))
+    (start,) = sm.on_tick(0, STATE)
+    # The timer fired three periods late (a loaded computer): the stick moved the command as far.
+    (late,) = sm.on_tick(3 * round(m.period_s * 1e9), STATE)
+    assert late.action[1] - start.action[1] == pytest.approx(3 * 0.25 * m.period_s)
+    sm.on_joy(joy(3 * round(m.period_s * 1e9) + 1, deadman=True, a1=1.0))
+    (stalled,) = sm.on_tick(3 * round(m.period_s * 1e9) + m.timeout_ns, STATE)
+    assert stalled.action[1] - late.action[1] <= MAX_TICK_PERIODS * 0.25 * m.period_s + 1e-12
 
 
 def test_a_new_takeover_starts_from_the_measured_state() -> None:

@@ -1,0 +1,113 @@
+"""``sop experiment``: the SOP study in simulation, end to end, from one command.
+
+1. The scripted expert records demonstration bags (cached in the output directory).
+2. The base policy comes from those bags (the packaged one when its recipe
+   matches, else trained here and cached; or ``--base``).
+3. The arms run (see :mod:`sop_ros.experiment.study`), several at once with ``--jobs``.
+4. ``results.md``, ``results.json`` and plots are written next to the arms' own results.
+
+Two sizes: ``full`` (the study as reported, for a GPU) and ``reduced``
+(the same pipeline in about a minute on a CPU, for checks; its numbers mean
+nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sop_ros.demo.base_policy import BaseRecipe, base_policy, sim_policy_config
+from sop_ros.demo.demonstrations import record_demonstrations
+from sop_ros.experiment.report import load_results, write_report
+from sop_ros.experiment.study import ARMS, StudyConfig, run_arms
+
+__all__ = ["SIZES", "ExperimentOptions", "run_experiment"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Size:
+    """Everything that differs between a full and a reduced study."""
+
+    study: StudyConfig
+    recipe: BaseRecipe
+
+
+SIZES = {
+    "full": Size(study=StudyConfig(), recipe=BaseRecipe(demos_per_task=100, train_steps=5000, batch_size=64)),
+    "reduced": Size(
+        study=StudyConfig(
+            budget_s=60.0,
+            learner_steps_per_s=1.0,
+            batch_size=8,
+            eval_every_s=30.0,
+            eval_episodes_per_task=2,
+            final_eval_episodes_per_task=2,
+            device="cpu",
+        ),
+        recipe=BaseRecipe(demos_per_task=2, train_steps=10, batch_size=8),
+    ),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentOptions:
+    """What ``sop experiment`` runs."""
+
+    size: str = "full"
+    arms: tuple[str, ...] = tuple(arm.name for arm in ARMS)
+    out: Path = Path("out/experiment")
+    jobs: int = 1
+    seed: int = 0
+    base: Path | None = None
+    budget_min: float | None = None
+    device: str | None = None
+    # Rebuild results.md, results.json and the plots from the arms already in ``out``.
+    report_only: bool = False
+
+
+def run_experiment(options: ExperimentOptions) -> Path:
+    """Run the study; return the path of ``results.md``."""
+    if options.report_only:
+        return write_report(options.out, load_results(options.out), size=options.size)
+    size = SIZES[options.size]
+    study = replace(size.study, seed=options.seed)
+    if options.budget_min is not None:
+        study = replace(study, budget_s=options.budget_min * 60)
+    if options.device is not None:
+        study = replace(study, device=options.device)
+    by_name = {arm.name: arm for arm in ARMS}
+    unknown = [name for name in options.arms if name not in by_name]
+    if unknown:
+        raise ValueError(f"unknown arms {unknown}; choose from {', '.join(by_name)}")
+    out = options.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    policy_config = sim_policy_config()
+    demos = out / "demos"
+    if not (demos / "ready").is_dir() or not any((demos / "ready").iterdir()):
+        say(f"recording {size.recipe.demos_per_task} expert demonstrations per task")
+        record_demonstrations(demos, episodes_per_task=size.recipe.demos_per_task)
+    base = options.base or base_policy(out / "base", demos / "ready", policy_config, size.recipe)
+    say(f"base policy {base}; arms {', '.join(options.arms)} ({options.jobs} at a time)")
+    started = time.monotonic()
+    run_arms(
+        [by_name[name] for name in options.arms],
+        study,
+        policy_config=policy_config,
+        base_weights=base,
+        demos_dir=demos / "ready",
+        out_dir=out,
+        jobs=options.jobs,
+    )
+    say(f"{len(options.arms)} arms done in {(time.monotonic() - started) / 60:.1f} min")
+    markdown = write_report(out, load_results(out), size=options.size)
+    say(f"results: {markdown}")
+    return markdown
+
+
+def say(message: str) -> None:
+    """Print an experiment progress line."""
+    print(f"[sop experiment] {message}", flush=True)

@@ -1,0 +1,342 @@
+"""The SOP study in simulation: which algorithm, how many robots, which data mix.
+
+Each *arm* runs the whole loop on one simulated clock: a :class:`SimFleet` of
+robots with operators, the real learner (offline buffers from the
+demonstration bags, online buffers fed with every fleet bag, the chosen
+algorithm, weights published every K steps) and, every ``eval_every_s``, a
+closed-loop evaluation of the newest published weights on held-out layouts of
+all three tasks with no operator. The learner gets a fixed number of
+updates per simulated second (``learner_steps_per_s``), the same in every
+arm, so fleets of different sizes share one learner as they would in the
+cloud; a 4-robot fleet simply brings four times the experience.
+
+Runs on the calling thread; :func:`run_arms` may spread arms over processes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import multiprocessing
+import os
+import platform
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.errors import ConfigError
+from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.types import format_version
+from sop_ros.demo.evaluate import TaskScore, evaluate_policy
+from sop_ros.experiment.fleet import ActorPool, EpisodeResult, FleetConfig, SimFleet
+from sop_ros.learner.builder import LearnerSettings, build_learner
+from sop_ros.learner.loop import LearnerConfig
+from sop_ros.learner.sampler import SamplerConfig
+from sop_ros.sim import TASK_NAMES, ExpertConfig, SimConfig
+
+__all__ = ["ARMS", "Arm", "ArmResult", "StudyConfig", "run_arm", "run_arms"]
+
+_log = logging.getLogger(__name__)
+
+MIXING = ("adaptive", "fixed", "online_only")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Arm:
+    """One configuration of the study."""
+
+    name: str
+    algorithm: str = "hg_dagger"
+    robots: int = 4
+    # adaptive: loss-driven p_on (α boost); fixed: p_on = 0.5; online_only: p_on = 1.
+    mixing: str = "adaptive"
+
+    def __post_init__(self) -> None:
+        if self.mixing not in MIXING:
+            raise ConfigError(f"mixing must be one of {MIXING}, got {self.mixing!r}")
+
+
+# Every arm of the study; the first is the reference the others are compared with.
+ARMS = (
+    Arm(name="hg_dagger_4"),
+    Arm(name="recap_4", algorithm="recap"),
+    Arm(name="hg_dagger_2", robots=2),
+    Arm(name="hg_dagger_1", robots=1),
+    Arm(name="hg_dagger_4_fixed", mixing="fixed"),
+    Arm(name="hg_dagger_4_online_only", mixing="online_only"),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyConfig:
+    """Sizes of the study (the same for every arm)."""
+
+    budget_s: float = setting(1200.0, "simulated wall-clock time each arm runs", unit="s", low=1.0)
+    learner_steps_per_s: float = setting(2.0, "learner updates per simulated second", unit="1/s", low=0.0)
+    batch_size: int = setting(64, "samples per learner update", low=1)
+    publish_every_steps: int = setting(25, "publish weights every this many updates", low=1)
+    lr: float = setting(3e-4, "learning rate of the policy", low=0.0)
+    eval_every_s: float = setting(240.0, "simulated time between evaluations", unit="s", low=1.0)
+    eval_episodes_per_task: int = setting(20, "held-out episodes per task at each evaluation", low=1)
+    final_eval_episodes_per_task: int = setting(50, "held-out episodes per task at the end", low=1)
+    target_success: float = setting(0.8, "mean success that counts as reaching the target", low=0.0, high=1.0)
+    reset_s: float = setting(4.0, "scene reset time between episodes", unit="s", low=0.0)
+    replan_steps: int = setting(3, "control steps executed per chunk before replanning", low=1)
+    seed: int = setting(0, "seed of the fleet's layouts and the learner's sampling", low=0)
+    device: str = setting("auto", "torch device of learner and policies", choices=("auto", "cpu", "cuda"))
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evaluation:
+    """Success of the newest weights at one moment of an arm."""
+
+    time_s: float
+    version: str
+    learner_step: int
+    episodes: int
+    success: dict[str, float]
+    # Successes per hour of robot time (episode time plus resets), per task.
+    throughput_per_h: dict[str, float]
+
+    @property
+    def mean_success(self) -> float:
+        """Success averaged over tasks."""
+        return sum(self.success.values()) / len(self.success)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArmResult:
+    """Everything an arm measured."""
+
+    arm: Arm
+    evaluations: list[Evaluation]
+    final: Evaluation
+    # Per fleet episode: (end time s, task, success, human share of steps, autonomous).
+    episodes: list[tuple[float, str, bool, float, bool]]
+    time_to_target_s: float | None
+    learner_steps: int
+    versions: int
+    seconds: float
+    # Where it ran ("NVIDIA H100 80GB HBM3", "CPU, 2 threads") and when (ISO date).
+    machine: str = ""
+    date: str = ""
+    config: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """Plain JSON-able form."""
+        data = asdict(self)
+        data["final"]["mean_success"] = self.final.mean_success
+        for evaluation, raw in zip(self.evaluations, data["evaluations"], strict=True):
+            raw["mean_success"] = evaluation.mean_success
+        return data
+
+
+def run_arm(
+    arm: Arm,
+    study: StudyConfig,
+    *,
+    policy_config: PolicyConfig,
+    base_weights: Path,
+    demos_dir: Path,
+    out_dir: Path,
+    sim: SimConfig | None = None,
+    expert: ExpertConfig | None = None,
+) -> ArmResult:
+    """Run one arm for ``study.budget_s`` simulated seconds; write ``out_dir/result.json``."""
+    started = time.monotonic()
+    sim = sim or SimConfig()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = (
+        "cuda" if study.device == "auto" and _cuda() else ("cpu" if study.device == "auto" else study.device)
+    )
+    policy_config = replace(policy_config, device=device)
+    actor_config = replace(
+        policy_config, inference_advantage="positive" if arm.algorithm == "recap" else "none"
+    )
+    learner_policy = Pi0Policy(policy_config)
+    learner_policy.load_trainable(base_weights)
+    fleet: SimFleet | None = None
+
+    def publish(path: Path, manifest) -> None:
+        if fleet is not None:
+            fleet.publish(format_version(manifest.version), path)
+
+    settings = _learner_settings(arm, study, out_dir, demos_dir)
+    learner = build_learner(settings, learner_policy, publish=publish)
+    learner.start()
+    actors = ActorPool(lambda: Pi0Policy(actor_config))
+    fleet = SimFleet(
+        FleetConfig(
+            robots=arm.robots, replan_steps=study.replan_steps, reset_s=study.reset_s, seed=study.seed
+        ),
+        sim=sim,
+        expert=expert or ExpertConfig(),
+        actors=actors,
+        weights=(format_version(0), base_weights),
+        spool=out_dir / "spool",
+        on_episode=lambda result: learner.submit_episode(result.bag),
+    )
+    evaluations: list[Evaluation] = []
+
+    def evaluate(episodes_per_task: int) -> Evaluation:
+        version, path = fleet.newest
+        scores = evaluate_policy(
+            actors.get(version, path),
+            episodes_per_task=episodes_per_task,
+            sim=sim,
+            replan_steps=study.replan_steps,
+        )
+        evaluation = _evaluation(
+            fleet.now_s, version, learner.step, len(fleet.results), scores, study.reset_s
+        )
+        _log.info(
+            "%s t=%5.0fs %s step %d: %s",
+            arm.name,
+            fleet.now_s,
+            version,
+            learner.step,
+            " ".join(f"{t}={s:.2f}" for t, s in evaluation.success.items()),
+        )
+        return evaluation
+
+    try:
+        next_eval = 0.0
+        while fleet.now_s < study.budget_s - 1e-9:
+            if fleet.now_s >= next_eval - 1e-9:
+                evaluations.append(evaluate(study.eval_episodes_per_task))
+                _write(out_dir / "progress.json", [asdict(e) for e in evaluations])
+                next_eval += study.eval_every_s
+            fleet.tick()
+            owed = math.floor(fleet.now_s * study.learner_steps_per_s + 1e-9) - learner.step
+            for _ in range(owed):
+                learner.train_step()
+        final = evaluate(study.final_eval_episodes_per_task)
+    finally:
+        learner.close()
+    reached = next((e.time_s for e in [*evaluations, final] if e.mean_success >= study.target_success), None)
+    result = ArmResult(
+        arm=arm,
+        evaluations=evaluations,
+        final=final,
+        episodes=[_episode_row(r) for r in fleet.results],
+        time_to_target_s=reached,
+        learner_steps=learner.step,
+        versions=learner.version,
+        seconds=time.monotonic() - started,
+        machine=_machine(device),
+        date=datetime.date.today().isoformat(),
+        config=asdict(study),
+    )
+    _write(out_dir / "result.json", result.to_json())
+    return result
+
+
+def run_arms(
+    arms: Sequence[Arm],
+    study: StudyConfig,
+    *,
+    policy_config: PolicyConfig,
+    base_weights: Path,
+    demos_dir: Path,
+    out_dir: Path,
+    jobs: int = 1,
+) -> list[ArmResult]:
+    """Run ``arms`` (``jobs`` at a time, each in a process of its own when jobs > 1)."""
+    kwargs = dict(study=study, policy_config=policy_config, base_weights=base_weights, demos_dir=demos_dir)
+    if jobs <= 1:
+        return [run_arm(arm, out_dir=out_dir / arm.name, **kwargs) for arm in arms]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
+        futures = [pool.submit(run_arm, arm, out_dir=out_dir / arm.name, **kwargs) for arm in arms]
+        return [future.result() for future in futures]
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(message)s")
+
+
+def _machine(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _learner_settings(arm: Arm, study: StudyConfig, out_dir: Path, demos_dir: Path) -> LearnerSettings:
+    sampler = SamplerConfig(seed=study.seed)
+    if arm.mixing == "fixed":
+        sampler = replace(sampler, p_on_min=0.5, p_on_max=0.5, p_on_default=0.5)
+    elif arm.mixing == "online_only":
+        sampler = replace(sampler, p_on_min=1.0, p_on_max=1.0, p_on_default=1.0)
+    defaults = LearnerSettings()
+    return LearnerSettings(
+        algorithm=arm.algorithm,
+        store_dir=str(out_dir / "store"),
+        offline_dir=str(demos_dir),
+        checkpoint_dir=str(out_dir / "learner"),
+        log_dir="",
+        loop=LearnerConfig(
+            batch_size=study.batch_size,
+            publish_every_steps=study.publish_every_steps,
+            checkpoint_every_steps=10**9,
+            # Episodes join the buffers at the next update: the study is deterministic.
+            load_in_background=False,
+            decode_workers=2,
+            fit_norm_stats=False,
+            progress_bar=False,
+        ),
+        sampler=sampler,
+        hg_dagger=replace(defaults.hg_dagger, lr=study.lr),
+        recap=replace(defaults.recap, lr=study.lr),
+    )
+
+
+def _evaluation(
+    now_s: float, version: str, step: int, episodes: int, scores: dict[str, TaskScore], reset_s: float
+) -> Evaluation:
+    return Evaluation(
+        time_s=round(now_s, 3),
+        version=version,
+        learner_step=step,
+        episodes=episodes,
+        success={task: scores[task].success_rate for task in TASK_NAMES if task in scores},
+        throughput_per_h={
+            task: 3600.0 * score.successes / (score.robot_s + reset_s * score.episodes)
+            for task, score in scores.items()
+        },
+    )
+
+
+def _episode_row(result: EpisodeResult) -> tuple[float, str, bool, float, bool]:
+    return (
+        round(result.end_s, 2),
+        result.task,
+        result.success,
+        result.human_steps / result.steps,
+        result.autonomous,
+    )
+
+
+def _write(path: Path, data: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
