@@ -55,6 +55,9 @@ def write_report(out_dir: Path, results: dict[str, dict], *, size: str) -> Path:
     lines += ["", "## Online/offline mixing (HG-DAgger, 4 robots)", ""]
     lines += _mixing_table(results)
     lines += ["", "![success over time](success_over_time.png)", "", "![per task](success_per_task.png)", ""]
+    notes = out_dir / "notes.md"
+    if notes.exists():  # what the people who ran the study observed, kept next to the numbers
+        lines += ["", notes.read_text().strip(), ""]
     markdown = out_dir / "results.md"
     markdown.write_text("\n".join(lines))
     summary = {
