@@ -136,7 +136,7 @@ class FleetTracker:
         version = self.published[-1][1] if self.published else "v0000"
         line = (
             f"{len(records)} episodes stored, newest weights {version}; last {len(recent)}: "
-            f"autonomous success {auto:.0%}, human time {human:.0%}"
+            f"success without help {auto:.0%}, human time {human:.0%}"
         )
         with self._lock:
             judged = self.evaluations[-1] if self.evaluations else None
@@ -156,7 +156,7 @@ class FleetTracker:
         by_task: dict[str, list[EpisodeRecord]] = defaultdict(list)
         for r in self.records:
             by_task[r.task].append(r)
-        fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
         tasks = sorted(set(by_task) | {task for _, _, success in self.evaluations for task in success})
         for task in tasks:
             points = [(when, success[task]) for when, _, success in self.evaluations if task in success]
@@ -164,15 +164,17 @@ class FleetTracker:
                 top.plot([w / 60 for w, _ in points], [v for _, v in points], marker="o", label=task)
             records = by_task.get(task, [])
             t = [r.arrived_s / 60 for r in records]
+            middle.plot(t, _rolling([float(r.autonomous_success) for r in records], window), label=task)
             bottom.plot(t, _rolling([r.human_fraction for r in records], window), label=task)
         for when, _ in self.published:
-            for ax in (top, bottom):
+            for ax in (top, middle, bottom):
                 ax.axvline(when / 60, color="grey", alpha=0.25, linewidth=0.8)
         top.set_ylabel("success, policy alone\n(held-out layouts)")
+        middle.set_ylabel(f"fleet success without help\n(rolling {window} episodes)")
         bottom.set_ylabel(f"human time share\n(rolling {window} episodes)")
         bottom.set_xlabel("wall-clock time (min); grey lines: new weights published")
-        top.set_ylim(-0.05, 1.05)
-        bottom.set_ylim(-0.05, 1.05)
+        for ax in (top, middle, bottom):
+            ax.set_ylim(-0.05, 1.05)
         top.legend(loc="upper left")
         top.set_title("SOP in simulation: newest weights evaluated alone; fleet interventions")
         fig.tight_layout()

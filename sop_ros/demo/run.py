@@ -67,9 +67,9 @@ class DemoOptions:
     lr: float = 3e-4
     # The newest weights are evaluated alone this often, on this many held-out episodes per task
     # (and on judge_final_episodes per task for the base and the last version).
-    judge_period_s: float = 90.0
+    judge_period_s: float = 120.0
     judge_episodes: int = 10
-    judge_final_episodes: int = 20
+    judge_final_episodes: int = 40
 
 
 def demo_policy_config() -> PolicyConfig:
@@ -313,29 +313,42 @@ def _write_report(out: Path, tracker: FleetTracker, options: DemoOptions, leftov
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     tracker.plot(out / "sop_demo.png")
     evaluations = tracker.evaluations
-    first_version, first_success = (evaluations[0][1], evaluations[0][2]) if evaluations else ("-", {})
-    last_version, last_success = (evaluations[-1][1], evaluations[-1][2]) if evaluations else ("-", {})
+    first_version, first_success = (evaluations[0][1], dict(evaluations[0][2])) if evaluations else ("-", {})
+    last_version, last_success = (evaluations[-1][1], dict(evaluations[-1][2])) if evaluations else ("-", {})
     lines = [
         "",
         f"SOP demo: {options.robots} robots, {options.algorithm}, {options.minutes:g} min, "
         f"{len(tracker.records)} episodes, {len(tracker.published)} weight versions published",
         "",
-        f"{'task':<18}{'episodes':>9}{'success alone, ' + first_version + ' → ' + last_version:>30}"
-        f"{'human time first→last third':>30}",
+        "                            fleet, first → last third of episodes      policy alone, held-out",
+        f"{'task':<18}{'episodes':>9}{'success without help':>24}{'human time':>18}"
+        f"{first_version + ' → ' + last_version:>24}",
     ]
-    for row in phases:
-        task = row["task"]
-        before, after = first_success.get(task, 0.0), last_success.get(task, 0.0)
-        lines.append(
-            f"{task:<18}{row['episodes']:>9}{before:>16.0%} → {after:<4.0%} ({after - before:+.0%})"
-            f"{row['first_human_share']:>18.0%} → {row['last_human_share']:<8.0%}"
+
+    def arrow(before: float | None, after: float | None, width: int) -> str:
+        text = "-" if before is None or after is None else f"{before:.0%} → {after:.0%}"
+        return text.rjust(width)
+
+    def row(task: str, episodes: int, fleet: dict[str, float]) -> str:
+        return (
+            f"{task:<18}{episodes:>9}"
+            + arrow(fleet["first_success_rate"], fleet["last_success_rate"], 24)
+            + arrow(fleet["first_human_share"], fleet["last_human_share"], 18)
+            + arrow(first_success.get(task), last_success.get(task), 24)
         )
-    if first_success and last_success:
-        gain = _mean(last_success) - _mean(first_success)
+
+    for fleet in phases:
+        lines.append(row(fleet["task"], fleet["episodes"], fleet))
+    if phases:
+        keys = ("first_success_rate", "last_success_rate", "first_human_share", "last_human_share")
+        mean = {key: sum(r[key] for r in phases) / len(phases) for key in keys}
+        if first_success and last_success:
+            first_success["mean"], last_success["mean"] = _mean(first_success), _mean(last_success)
         lines += [
+            row("mean", len(tracker.records), mean),
             "",
-            f"mean success of the policy alone: {_mean(first_success):.0%} → {_mean(last_success):.0%} "
-            f"({gain:+.0%}), {options.judge_final_episodes} held-out episodes per task each",
+            "success without help: fleet episodes the policy finished with no takeover; "
+            f"held-out: the policy alone on {options.judge_final_episodes} new layouts per task",
         ]
     lost = summary["episodes_missing_from_store"]
     lines += [

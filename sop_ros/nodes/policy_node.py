@@ -83,6 +83,7 @@ class PolicyNode(LifecycleNode):
         self._gate = SwapGate()
         # Bumped at every episode event: a chunk computed in one episode is never published in the next.
         self._episode_epoch = 0
+        self._inputs_cleared_at = 0.0
         self._inputs_lock = threading.Lock()
         self._images: dict[str, tuple[float, Image | CompressedImage]] = {}
         self._joints: tuple[float, JointState] | None = None
@@ -196,6 +197,11 @@ class PolicyNode(LifecycleNode):
         if msg.kind == EpisodeEvent.START:
             with self._inputs_lock:
                 self._instruction = msg.instruction
+                # Frames and joint states from before the start may show the last episode's
+                # scene (a reset moves things): the first chunk waits for inputs sent since.
+                self._images.clear()
+                self._joints = None
+                self._inputs_cleared_at = time.monotonic()
             self._gate.episode_started()
             self.policy.reset()
             self._wake.set()
@@ -245,7 +251,9 @@ class PolicyNode(LifecycleNode):
             observation, why = self._observation()
             if observation is None:
                 self._hold_reason = why
-                self.get_logger().warning(f"not acting: {why}", throttle_duration_sec=5.0)
+                # Right after an episode starts, waiting for its first inputs is normal.
+                if time.monotonic() - self._inputs_cleared_at > self.config.max_input_age_s:
+                    self.get_logger().warning(f"not acting: {why}", throttle_duration_sec=5.0)
                 self._stop.wait(0.05)
                 continue
             try:

@@ -64,7 +64,7 @@ class ScriptedExpert:
         return self.gate.active
 
     def should_intervene(
-        self, policy_action: np.ndarray, expert_action: np.ndarray, state: np.ndarray
+        self, policy_action: np.ndarray | None, expert_action: np.ndarray, state: np.ndarray
     ) -> bool:
         """Return whether the operator controls this step; see :class:`InterventionGate`."""
         return self.gate.should_intervene(policy_action, expert_action, state)
@@ -153,25 +153,29 @@ class InterventionGate:
         self._last_state: np.ndarray | None = None
 
     def should_intervene(
-        self, policy_action: Sequence[float], expert_action: Sequence[float], state: Sequence[float]
+        self, policy_action: Sequence[float] | None, expert_action: Sequence[float], state: Sequence[float]
     ) -> bool:
         """Feed one control step and return whether the operator controls it.
 
         Args:
-            policy_action: The policy's target (ee_x, ee_y, gripper) for this step.
+            policy_action: The policy's target (ee_x, ee_y, gripper) for this step; None while
+                the policy has sent nothing yet (the robot holds still: only the stuck rule
+                applies, as a person waits for a robot that has not started to move).
             expert_action: The expert's target for the same step.
             state: The robot's measured (ee_x, ee_y, gripper) before the step.
         """
         cfg = self.config
-        p = np.asarray(policy_action, dtype=np.float64)
         e = np.asarray(expert_action, dtype=np.float64)
         s = np.asarray(state, dtype=np.float64)
+        p = s if policy_action is None else np.asarray(policy_action, dtype=np.float64)
         pos_err = math.hypot(p[0] - e[0], p[1] - e[1])
         grip_err = abs(p[2] - e[2])
         moved = math.inf if self._last_state is None else float(np.max(np.abs(s - self._last_state)))
         self._last_state = s
         if not self.active:
-            drifting = pos_err > cfg.drift_threshold_m or grip_err > cfg.gripper_threshold_m
+            drifting = policy_action is not None and (
+                pos_err > cfg.drift_threshold_m or grip_err > cfg.gripper_threshold_m
+            )
             self._drift = self._drift + 1 if drifting else 0
             motion_due = math.hypot(e[0] - s[0], e[1] - s[1]) > cfg.stuck_motion_m or abs(e[2] - s[2]) > 0.01
             self._stuck = self._stuck + 1 if motion_due and moved < cfg.stuck_motion_m else 0

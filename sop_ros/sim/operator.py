@@ -75,8 +75,7 @@ class JoystickOperator:
         """
         state = np.asarray(world.robot_state, dtype=np.float64)
         wanted = self.expert.act(world)
-        proposed = state if policy_action is None else np.asarray(policy_action, dtype=np.float64)
-        intervening = self.expert.should_intervene(proposed, wanted, state)
+        intervening = self.expert.should_intervene(policy_action, wanted, state)
         expert_action = tuple(float(v) for v in wanted)
         if not intervening:
             released = joy_buttons(self.mapping, num_buttons=NUM_BUTTONS)
