@@ -60,6 +60,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         budget_min=args.budget_min,
         device=args.device,
         report_only=args.report_only,
+        overrides=_parse_sets(args.set),
     )
     run_experiment(options)
     return 0
@@ -222,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget-min", type=float, help="simulated minutes per arm (default: the size's)"
     )
     experiment.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train and infer")
+    experiment.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change one study setting, e.g. learner_steps_per_s=4",
+    )
     experiment.add_argument(
         "--report-only", action="store_true", help="rebuild the report from the arms already in --out"
     )

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from sop_ros.core.config import config_from_flat, flatten_config
+from sop_ros.core.errors import ConfigError
 from sop_ros.demo.base_policy import BaseRecipe, base_policy, sim_policy_config
 from sop_ros.demo.demonstrations import record_demonstrations
 from sop_ros.experiment.report import load_results, write_report
@@ -67,6 +69,8 @@ class ExperimentOptions:
     device: str | None = None
     # Rebuild results.md, results.json and the plots from the arms already in ``out``.
     report_only: bool = False
+    # StudyConfig fields to change, e.g. {"learner_steps_per_s": 4.0}.
+    overrides: dict = field(default_factory=dict)
 
 
 def run_experiment(options: ExperimentOptions) -> Path:
@@ -79,6 +83,12 @@ def run_experiment(options: ExperimentOptions) -> Path:
         study = replace(study, budget_s=options.budget_min * 60)
     if options.device is not None:
         study = replace(study, device=options.device)
+    if options.overrides:
+        current = {setting.name: setting.value for setting in flatten_config(study)}
+        unknown = sorted(set(options.overrides) - set(current))
+        if unknown:
+            raise ConfigError(f"unknown study settings {unknown}; known: {', '.join(sorted(current))}")
+        study = config_from_flat(StudyConfig, {**current, **options.overrides})
     by_name = {arm.name: arm for arm in ARMS}
     unknown = [name for name in options.arms if name not in by_name]
     if unknown:

@@ -154,25 +154,13 @@ def run_arm(
     started = time.monotonic()
     sim = sim or SimConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = (
-        "cuda" if study.device == "auto" and _cuda() else ("cpu" if study.device == "auto" else study.device)
-    )
+    device = study.device if study.device != "auto" else ("cuda" if _cuda() else "cpu")
     policy_config = replace(policy_config, device=device)
-    actor_config = replace(
-        policy_config, inference_advantage="positive" if arm.algorithm == "recap" else "none"
-    )
-    learner_policy = Pi0Policy(policy_config)
-    learner_policy.load_trainable(base_weights)
-    fleet: SimFleet | None = None
-
-    def publish(path: Path, manifest) -> None:
-        if fleet is not None:
-            fleet.publish(format_version(manifest.version), path)
-
-    settings = _learner_settings(arm, study, out_dir, demos_dir)
-    learner = build_learner(settings, learner_policy, publish=publish)
-    learner.start()
-    actors = ActorPool(lambda: Pi0Policy(actor_config))
+    # RECAP's policy acts on "advantage: positive" prompts; the learner trains on both.
+    advantage = "positive" if arm.algorithm == "recap" else "none"
+    actors = ActorPool(lambda: Pi0Policy(replace(policy_config, inference_advantage=advantage)))
+    # The fleet and the learner call each other: fleet episodes go to the learner, the
+    # learner's published weights to the fleet (both callbacks run on this thread).
     fleet = SimFleet(
         FleetConfig(
             robots=arm.robots, replan_steps=study.replan_steps, reset_s=study.reset_s, seed=study.seed
@@ -184,6 +172,14 @@ def run_arm(
         spool=out_dir / "spool",
         on_episode=lambda result: learner.submit_episode(result.bag),
     )
+    learner_policy = Pi0Policy(policy_config)
+    learner_policy.load_trainable(base_weights)
+    learner = build_learner(
+        _learner_settings(arm, study, out_dir, demos_dir),
+        learner_policy,
+        publish=lambda path, manifest: fleet.publish(format_version(manifest.version), path),
+    )
+    learner.start()
     evaluations: list[Evaluation] = []
 
     def evaluate(episodes_per_task: int) -> Evaluation:
