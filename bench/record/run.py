@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sop_ros.nodes.registry import NODES
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "out" / "record"
 
@@ -60,19 +62,13 @@ def main() -> int:
     cameras = "head,hand_left,hand_right"
     with tempfile.TemporaryDirectory() as tmp:
         spool = Path(tmp) / "spool"
+        params = {
+            "spool_dir": str(spool),
+            "cameras": f"[{cameras}]",
+            "compressed_images": "false" if args.raw else "true",
+        }
         recorder = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sop_ros.nodes.recorder_node",
-                "--ros-args",
-                "-p",
-                f"spool_dir:={spool}",
-                "-p",
-                f"cameras:=[{cameras}]",
-                "-p",
-                f"compressed_images:={'false' if args.raw else 'true'}",
-            ],
+            NODES["recorder"].command(params),
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -8,6 +8,7 @@ params files against the nodes that really exist.
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 
 from sop_ros.core.errors import ConfigError
@@ -24,6 +25,15 @@ class NodeSpec:
     module: str
     node_class: str
     config_class: str
+
+    def command(self, params: dict[str, str] | None = None, *, namespace: str = "") -> list[str]:
+        """The command line that runs this node with this Python, parameters given as ROS strings."""
+        command = [sys.executable, "-m", self.module, "--ros-args"]
+        for name, value in (params or {}).items():
+            command += ["-p", f"{name}:={value}"]
+        if namespace:
+            command += ["-r", f"__ns:={namespace}"]
+        return command
 
     def load(self) -> tuple[type, type]:
         """Import and return (node class, config class)."""

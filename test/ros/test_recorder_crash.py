@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,22 +15,12 @@ from sop_msgs.msg import EpisodeEvent
 
 from sop_ros.core import topics
 from sop_ros.nodes.common import COMMAND_QOS, SENSOR_QOS
+from sop_ros.nodes.registry import NODES
 
 
 def start_recorder(spool: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sop_ros.nodes.recorder_node",
-            "--ros-args",
-            "-p",
-            f"spool_dir:={spool}",
-            "-p",
-            "flush_period_s:=0.1",
-            "-r",
-            "__ns:=/crash",
-        ],
+        NODES["recorder"].command({"spool_dir": str(spool), "flush_period_s": "0.1"}, namespace="/crash"),
         env=dict(os.environ),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
