@@ -96,8 +96,8 @@ def _how(study: dict) -> list[str]:
         f"{study['eval_episodes_per_task']} episodes per task every {study['eval_every_s']:g} s and "
         f"{study['final_eval_episodes_per_task']} per task at the end. Throughput: successes per hour "
         "of robot time in that evaluation (episode time plus resets).",
-        f"- Time to target: first evaluation whose mean success over the three tasks is ≥ "
-        f"{study['target_success']:g}. Seed {study['seed']}.",
+        f"- Time to target: first evaluation from which the mean success over the three tasks is ≥ "
+        f"{study['target_success']:g} at that evaluation and the next. Seed {study['seed']}.",
     ]
 
 

@@ -39,7 +39,7 @@ from sop_ros.learner.loop import LearnerConfig
 from sop_ros.learner.sampler import SamplerConfig
 from sop_ros.sim import TASK_NAMES, ExpertConfig, SimConfig
 
-__all__ = ["ARMS", "Arm", "ArmResult", "StudyConfig", "run_arm", "run_arms"]
+__all__ = ["ARMS", "Arm", "ArmResult", "StudyConfig", "run_arm", "run_arms", "time_to_target"]
 
 _log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def run_arm(
         final = evaluate(study.final_eval_episodes_per_task)
     finally:
         learner.close()
-    reached = next((e.time_s for e in [*evaluations, final] if e.mean_success >= study.target_success), None)
+    reached = time_to_target([*evaluations, final], study.target_success)
     result = ArmResult(
         arm=arm,
         evaluations=evaluations,
@@ -233,6 +233,19 @@ def run_arm(
     )
     _write(out_dir / "result.json", result.to_json())
     return result
+
+
+def time_to_target(evaluations: Sequence[Evaluation], target: float) -> float | None:
+    """First evaluation time from which mean success stays ≥ ``target`` at the next evaluation too.
+
+    One evaluation sees 20-odd episodes per task, so a single lucky one does not count;
+    the last evaluation counts alone (nothing follows it).
+    """
+    for i, evaluation in enumerate(evaluations):
+        following = evaluations[i + 1 : i + 2]
+        if all(e.mean_success >= target for e in (evaluation, *following)):
+            return evaluation.time_s
+    return None
 
 
 def run_arms(

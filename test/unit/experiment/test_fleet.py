@@ -72,3 +72,18 @@ def test_fleet_records_every_episode_and_swaps_weights_only_between_episodes(tmp
     # Robots on one version share one batched call; at most old + new copies exist.
     assert StandStill.built <= 2
     assert max(max(a.batches) for a in actors._loaded.values()) >= 2
+
+
+def test_time_to_target_needs_two_evaluations_in_a_row() -> None:
+    from sop_ros.experiment.study import Evaluation, time_to_target
+
+    def at(t: float, mean: float) -> Evaluation:
+        rates = dict.fromkeys(TASK_NAMES, mean)
+        return Evaluation(
+            time_s=t, version="v", learner_step=0, episodes=0, success=rates, throughput_per_h=rates
+        )
+
+    lucky = [at(0, 0.3), at(240, 0.85), at(480, 0.6), at(720, 0.82), at(960, 0.9)]
+    assert time_to_target(lucky, 0.8) == 720
+    assert time_to_target([at(0, 0.3), at(240, 0.81)], 0.8) == 240  # the last one stands alone
+    assert time_to_target(lucky, 0.95) is None
