@@ -11,6 +11,8 @@ Runs on the calling thread.
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,10 +22,29 @@ from sop_ros.demo.sim_bags import SimStep, record_sim_episode
 from sop_ros.sim import TASK_NAMES, ScriptedExpert, SimConfig, SimEnv
 from sop_ros.storage import EpisodeRecorder
 
-__all__ = ["record_demonstrations"]
+__all__ = ["demonstrations", "record_demonstrations"]
 
 _EPOCH_NS = 1_767_225_600 * 1_000_000_000  # 2026-01-01: demonstrations get fixed, readable stamps
 _NAMESPACE = "/expert"
+
+
+def demonstrations(out_dir: Path, *, episodes_per_task: int, say=print) -> Path:
+    """Return the directory of ``episodes_per_task`` demonstration bags per task, recording them once.
+
+    The count is stamped next to the bags; a directory recorded with another count is
+    recorded again rather than silently reused.
+    """
+    ready = out_dir / "ready"
+    stamp = out_dir / "demonstrations.json"
+    wanted = {"episodes_per_task": episodes_per_task}
+    if ready.is_dir() and stamp.exists() and json.loads(stamp.read_text()) == wanted:
+        return ready
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    say(f"recording {episodes_per_task} expert demonstrations per task as bags")
+    record_demonstrations(out_dir, episodes_per_task=episodes_per_task)
+    stamp.write_text(json.dumps(wanted))
+    return ready
 
 
 def record_demonstrations(

@@ -35,7 +35,7 @@ from sop_ros.core.config import config_from_flat
 from sop_ros.core.policy import Pi0Policy, PolicyConfig
 from sop_ros.core.types import format_version
 from sop_ros.demo.base_policy import BaseRecipe, base_policy
-from sop_ros.demo.demonstrations import record_demonstrations
+from sop_ros.demo.demonstrations import demonstrations
 from sop_ros.demo.evaluate import VersionJudge
 from sop_ros.demo.progress import FleetTracker
 from sop_ros.learner.builder import LearnerSettings
@@ -92,16 +92,13 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
         policy_config = replace(policy_config, inference_advantage="positive")
     say(f"output in {out}")
 
-    demos = out / "demos"
-    if not (demos / "ready").is_dir() or not any((demos / "ready").iterdir()):
-        say(f"recording {options.demos_per_task} expert demonstrations per task as bags")
-        record_demonstrations(demos, episodes_per_task=options.demos_per_task)
+    demos = demonstrations(out / "demos", episodes_per_task=options.demos_per_task, say=say)
     recipe = BaseRecipe(
         demos_per_task=options.demos_per_task,
         train_steps=options.base_steps,
         batch_size=options.base_batch_size,
     )
-    base = base_policy(out / "base", demos / "ready", policy_config, recipe)
+    base = base_policy(out / "base", demos, policy_config, recipe)
     origin = json.loads((out / "base" / "base.json").read_text()).get("trained_on")
     say(
         f"base policy: π0 (tiny) trained offline on the demonstration bags, {recipe.train_steps} steps"
@@ -125,7 +122,7 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
     settings = LearnerSettings(
         algorithm=options.algorithm,
         store_dir=str(out / "store"),
-        offline_dir=str(demos / "ready"),
+        offline_dir=str(demos),
         checkpoint_dir=str(out / "learner"),
         log_dir=str(out / "tensorboard"),
         loop=LearnerConfig(

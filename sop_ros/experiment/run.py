@@ -21,7 +21,7 @@ from pathlib import Path
 from sop_ros.core.config import config_from_flat, flatten_config
 from sop_ros.core.errors import ConfigError
 from sop_ros.demo.base_policy import BaseRecipe, base_policy, sim_policy_config
-from sop_ros.demo.demonstrations import record_demonstrations
+from sop_ros.demo.demonstrations import demonstrations
 from sop_ros.experiment.report import load_results, write_report
 from sop_ros.experiment.study import ARMS, StudyConfig, run_arms
 
@@ -96,11 +96,8 @@ def run_experiment(options: ExperimentOptions) -> Path:
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     policy_config = sim_policy_config()
-    demos = out / "demos"
-    if not (demos / "ready").is_dir() or not any((demos / "ready").iterdir()):
-        say(f"recording {size.recipe.demos_per_task} expert demonstrations per task")
-        record_demonstrations(demos, episodes_per_task=size.recipe.demos_per_task)
-    base = options.base or base_policy(out / "base", demos / "ready", policy_config, size.recipe)
+    demos = demonstrations(out / "demos", episodes_per_task=size.recipe.demos_per_task, say=say)
+    base = options.base or base_policy(out / "base", demos, policy_config, size.recipe)
     say(f"base policy {base}; arms {', '.join(options.arms)} ({options.jobs} at a time)")
     started = time.monotonic()
     run_arms(
@@ -108,7 +105,7 @@ def run_experiment(options: ExperimentOptions) -> Path:
         study,
         policy_config=policy_config,
         base_weights=base,
-        demos_dir=demos / "ready",
+        demos_dir=demos,
         out_dir=out,
         jobs=options.jobs,
     )

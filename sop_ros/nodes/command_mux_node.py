@@ -31,6 +31,9 @@ from sop_ros.nodes.params import declare_config
 
 __all__ = ["CommandMuxConfig", "CommandMuxNode", "main"]
 
+# Holding position longer than this (no valid chunk, no human) is logged as a warning.
+HOLD_WARNING_NS = 1_000_000_000
+
 
 @dataclass(frozen=True, kw_only=True)
 class CommandMuxConfig:
@@ -54,6 +57,7 @@ class CommandMuxNode(Node):
         self._sent = RateMeter()
         self._last = Source.HOLD
         self._hold_reason = "starting"
+        self._holding_since_ns: int | None = None
         self._command = self.create_publisher(JointState, topics.COMMAND, COMMAND_QOS)
         self.create_subscription(ActionChunkMsg, topics.ACTION_CHUNK, self._on_chunk, COMMAND_QOS)
         self.create_subscription(Intervention, topics.INTERVENTION, self._on_intervention, COMMAND_QOS)
@@ -96,8 +100,13 @@ class CommandMuxNode(Node):
             self._last = out.source
         if out.action is None:
             self._hold_reason = out.reason
-            self.get_logger().warning(f"holding position: {out.reason}", throttle_duration_sec=5.0)
+            if self._holding_since_ns is None:
+                self._holding_since_ns = now_ns
+            # A short hold is normal (an episode starts before its first chunk); a long one is not.
+            if now_ns - self._holding_since_ns > HOLD_WARNING_NS:
+                self.get_logger().warning(f"holding position: {out.reason}", throttle_duration_sec=5.0)
             return
+        self._holding_since_ns = None
         msg = JointState(name=list(self.config.action_names), position=out.action.astype(float).tolist())
         msg.header.stamp = ns_to_stamp(now_ns)
         msg.header.frame_id = out.source.value

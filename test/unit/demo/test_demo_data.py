@@ -52,3 +52,18 @@ def test_evaluation_counts_episodes_and_successes() -> None:
     for score in scores.values():
         assert (score.episodes, score.successes, score.success_rate) == (2, 0, 0.0)
     assert policy.calls > 2 * len(TASK_NAMES)
+
+
+def test_demonstrations_are_recorded_once_per_count(tmp_path: Path) -> None:
+    from sop_ros.demo.demonstrations import demonstrations
+
+    said: list[str] = []
+    ready = demonstrations(tmp_path / "demos", episodes_per_task=1, say=said.append)
+    first = sorted(p.name for p in ready.iterdir())
+    assert len(first) == len(TASK_NAMES) and len(said) == 1
+    assert demonstrations(tmp_path / "demos", episodes_per_task=1, say=said.append) == ready
+    assert len(said) == 1  # reused
+    again = demonstrations(tmp_path / "demos", episodes_per_task=2, say=said.append)
+    assert (
+        len(list(again.iterdir())) == 2 * len(TASK_NAMES) and len(said) == 2
+    )  # another count: recorded anew
