@@ -132,9 +132,9 @@ def _cmd_train_offline(args: argparse.Namespace) -> int:
     from sop_ros.learner.offline import train_offline
 
     if args.sim:
-        from sop_ros.demo.run import demo_policy_config
+        from sop_ros.sim.policy import sim_policy_config
 
-        base = flatten_mapping({k: v for k, v in vars(demo_policy_config()).items()})
+        base = flatten_mapping(vars(sim_policy_config()))
     else:
         base = {}
     values = flatten_mapping(yaml.safe_load(Path(args.config).read_text()) or {}) if args.config else {}

@@ -17,30 +17,13 @@ from pathlib import Path
 
 from sop_ros.core.policy import PolicyConfig
 from sop_ros.learner.offline import train_offline
-from sop_ros.sim import ACTION_NAMES
 
-__all__ = ["BaseRecipe", "base_policy", "sim_policy_config"]
+__all__ = ["BaseRecipe", "base_policy"]
 
 _log = logging.getLogger(__name__)
 
 # Weights shipped with the package (see assets/README.md for how they were made).
 ASSETS = Path(__file__).resolve().parent / "assets"
-
-
-def sim_policy_config() -> PolicyConfig:
-    """The policy simulated robots run: tiny π0, the head camera, the simulator's action space.
-
-    The robot nodes get the same values from ``sim_parameters`` (a test keeps the two equal).
-    """
-    return PolicyConfig(
-        model="tiny",
-        camera_names=("head",),
-        action_names=ACTION_NAMES,
-        state_names=ACTION_NAMES,
-        horizon=10,
-        control_period_s=0.1,
-        denoising_steps=5,
-    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -159,6 +159,12 @@ class VersionJudge:
         with self._lock:
             self._offered = (version, Path(path))
 
+    @property
+    def newest_offered(self) -> tuple[str, Path] | None:
+        """The last version offered and its weights file, or None."""
+        with self._lock:
+            return self._offered
+
     def judge(
         self, version: str, path: Path, *, episodes_per_task: int | None = None
     ) -> dict[str, TaskScore]:
@@ -185,8 +191,7 @@ class VersionJudge:
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
-            with self._lock:
-                offered = self._offered
+            offered = self.newest_offered
             if offered is None or offered[0] in self._judged:
                 continue
             try:

@@ -31,8 +31,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sop_ros.core.config import config_from_flat
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.policy import Pi0Policy
 from sop_ros.core.types import format_version
 from sop_ros.demo.base_policy import BaseRecipe, base_policy
 from sop_ros.demo.demonstrations import demonstrations
@@ -41,8 +40,8 @@ from sop_ros.demo.progress import FleetTracker
 from sop_ros.learner.builder import LearnerSettings
 from sop_ros.learner.loop import LearnerConfig
 from sop_ros.learner.service import CloudConfig, CloudLearner
-from sop_ros.nodes.robot_graph import sim_parameters
 from sop_ros.nodes.share import share_path
+from sop_ros.sim.policy import sim_policy_config
 from sop_ros.transport import BagUploader, SpoolUploader, UploadConfig, open_session
 
 __all__ = ["DemoOptions", "run_demo"]
@@ -72,21 +71,11 @@ class DemoOptions:
     judge_final_episodes: int = 40
 
 
-def demo_policy_config() -> PolicyConfig:
-    """The policy every simulated robot runs (and the learner trains)."""
-    flat = {
-        key.removeprefix("policy."): value
-        for key, value in sim_parameters("robot", spool_dir="")["policy"].items()
-        if key.startswith("policy.")
-    }
-    return config_from_flat(PolicyConfig, flat)
-
-
 def run_demo(options: DemoOptions) -> dict[str, object]:
     """Run the demo; returns the summary that was also written to ``out/summary.json``."""
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    policy_config = demo_policy_config()
+    policy_config = sim_policy_config()
     if options.algorithm == "recap":
         # RECAP's policy acts on "advantage: positive" prompts at run time.
         policy_config = replace(policy_config, inference_advantage="positive")
@@ -141,7 +130,7 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
         config,
         zenoh_config=share_path("config/zenoh/test_router.json5"),
         on_episode=lambda stored: tracker.add(stored.meta),
-        on_publish=lambda manifest: _published(manifest, tracker, judge, out / "learner" / "weights"),
+        on_publish=lambda path, manifest: _published(path, manifest, tracker, judge),
     )
     stop = threading.Event()
     trainer = threading.Thread(target=cloud.run, args=(stop,), name="demo-learner", daemon=True)
@@ -170,23 +159,19 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
         stop.set()
         trainer.join(timeout=120)
         cloud.close()
-    if tracker.published:
-        last = tracker.published[-1][1]
+    if judge.newest_offered is not None:
+        last, path = judge.newest_offered
         say(f"evaluating the last weights {last} alone on held-out layouts")
-        judge.judge(
-            last,
-            out / "learner" / "weights" / f"{last}.safetensors",
-            episodes_per_task=options.judge_final_episodes,
-        )
+        judge.judge(last, path, episodes_per_task=options.judge_final_episodes)
 
     summary = _write_report(out, tracker, options, leftover)
     return summary
 
 
-def _published(manifest, tracker: FleetTracker, judge: VersionJudge, weights_dir: Path) -> None:
+def _published(path: Path, manifest, tracker: FleetTracker, judge: VersionJudge) -> None:
     version = format_version(manifest.version)
     tracker.add_publish(version)
-    judge.offer(version, weights_dir / f"{version}.safetensors")
+    judge.offer(version, path)
 
 
 def _mean(success: dict[str, float]) -> float:

@@ -22,7 +22,7 @@ import numpy as np
 from sop_ros.core import topics
 from sop_ros.core.types import EpisodeMeta, InterventionSegment, Outcome
 from sop_ros.sim import ACTION_NAMES, SimObservation
-from sop_ros.storage import EpisodeRecorder
+from sop_ros.storage import EpisodeRecorder, intervention_segments
 from sop_ros.storage.typestore import (
     COMPRESSED_IMAGE,
     EPISODE_EVENT,
@@ -55,18 +55,8 @@ def intervention_segments_of(
     steps: Sequence[SimStep], *, start_ns: int, period_ns: int
 ) -> tuple[InterventionSegment, ...]:
     """Spans of consecutive human steps, from the first human command to the next policy one."""
-    segments = []
-    opened: int | None = None
-    for i, step in enumerate(steps):
-        stamp = _command_ns(start_ns, i, period_ns)
-        if step.human and opened is None:
-            opened = stamp
-        elif not step.human and opened is not None:
-            segments.append(InterventionSegment(start_ns=opened, end_ns=stamp))
-            opened = None
-    if opened is not None:
-        segments.append(InterventionSegment(start_ns=opened, end_ns=start_ns + len(steps) * period_ns))
-    return tuple(segments)
+    events = [(_command_ns(start_ns, i, period_ns), step.human) for i, step in enumerate(steps)]
+    return intervention_segments(events, end_ns=start_ns + len(steps) * period_ns)
 
 
 def record_sim_episode(

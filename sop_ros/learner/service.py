@@ -25,6 +25,7 @@ from sop_ros.core.policy import Pi0Policy, PolicyConfig
 from sop_ros.core.weights import WeightsManifest
 from sop_ros.learner.builder import LearnerSettings, build_learner
 from sop_ros.learner.distributed import DistContext
+from sop_ros.learner.loop import PublishFn
 from sop_ros.storage import validate_bag
 from sop_ros.transport import (
     IngestConfig,
@@ -64,7 +65,7 @@ class CloudLearner:
         config: Cloud settings.
         zenoh_config: Path of the json5 session config (the caller resolves defaults).
         on_episode: Extra listener told of every newly stored episode (any thread).
-        on_publish: Extra listener told of every published version (training thread).
+        on_publish: Extra listener given every published weights file and manifest (training thread).
         dist: Rank and device when run under torchrun; rank 0 alone serves the fleet.
     """
 
@@ -74,7 +75,7 @@ class CloudLearner:
         *,
         zenoh_config: Path,
         on_episode: Callable[[StoredEpisode], None] | None = None,
-        on_publish: Callable[[WeightsManifest], None] | None = None,
+        on_publish: PublishFn | None = None,
         dist: DistContext | None = None,
     ) -> None:
         self.config = config
@@ -107,7 +108,7 @@ class CloudLearner:
         self.publisher.publish(path, manifest)
         _log.info("published v%04d (step %d, %d bytes)", manifest.version, manifest.step, manifest.size_bytes)
         if self._on_publish_listener is not None:
-            self._on_publish_listener(manifest)
+            self._on_publish_listener(path, manifest)
 
     def _on_episode(self, stored: StoredEpisode) -> None:
         self.learner.submit_episode(stored.path)

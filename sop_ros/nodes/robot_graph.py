@@ -22,8 +22,11 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from sop_ros.core.config import flatten_config
+from sop_ros.core.policy.config import PolicyConfig
 from sop_ros.nodes.registry import NODES
 from sop_ros.sim import ACTION_NAMES, TASK_NAMES, get_task
+from sop_ros.sim.policy import sim_policy_config
 
 __all__ = ["RobotGraph", "RobotGraphConfig", "sim_parameters"]
 
@@ -49,6 +52,13 @@ def sim_parameters(
     """Settings that make the robot nodes fit the simulator (tasks, action names, rates)."""
     tasks = [get_task(name) for name in TASK_NAMES]
     names = list(ACTION_NAMES)
+    # The policy's settings where the simulator's differ from the defaults, as ROS parameters.
+    defaults = {s.name: s.value for s in flatten_config(PolicyConfig())}
+    policy = {
+        f"policy.{s.name}": list(s.value) if isinstance(s.value, tuple) else s.value
+        for s in flatten_config(sim_policy_config(control_period_s))
+        if s.value != defaults[s.name]
+    }
     return {
         "episode_manager": {
             "auto_start": True,
@@ -59,16 +69,7 @@ def sim_parameters(
             "episodes.time_budgets_s": [float(task.budget_s) for task in tasks],
         },
         "recorder": {"spool_dir": spool_dir, "cameras": ["head"]},
-        "policy": {
-            "replan_period_s": 0.3,
-            "policy.model": "tiny",
-            "policy.camera_names": ["head"],
-            "policy.action_names": names,
-            "policy.state_names": names,
-            "policy.horizon": 10,
-            "policy.control_period_s": control_period_s,
-            "policy.denoising_steps": 5,
-        },
+        "policy": {"replan_period_s": 0.3, **policy},
         "command_mux": {"control_rate_hz": 1.0 / control_period_s, "action_names": names},
         "sim_robot": {"sim.control_period_s": control_period_s},
         "bridge": {"spool_dir": spool_dir, "upload.robot_id": robot_id, "spool.poll_period_s": 0.5},

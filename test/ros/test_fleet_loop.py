@@ -16,11 +16,11 @@ from ros_helpers import chunk_versions, free_port, wait_for
 from sop_msgs.msg import PolicyStatus
 
 from sop_ros.core import topics
-from sop_ros.core.config import config_from_flat
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.policy import Pi0Policy
 from sop_ros.core.weights import WeightsManifest
 from sop_ros.nodes.common import LATCHED_QOS
-from sop_ros.nodes.robot_graph import RobotGraph, RobotGraphConfig, sim_parameters
+from sop_ros.nodes.robot_graph import RobotGraph, RobotGraphConfig
+from sop_ros.sim.policy import sim_policy_config
 from sop_ros.storage import validate_bag
 from sop_ros.transport import IngestServer, WeightsPublisher, open_session
 
@@ -65,12 +65,7 @@ def test_bags_flow_up_and_weights_flow_down(ros_context, tmp_path: Path) -> None
         assert {e.meta.robot_id for e in stored} == {"g1_a"}
 
         # The learner publishes v0001 for exactly this policy config.
-        flat = {
-            k.removeprefix("policy."): v
-            for k, v in sim_parameters("g1_a", spool_dir="")["policy"].items()
-            if k.startswith("policy.")
-        }
-        donor = Pi0Policy(config_from_flat(PolicyConfig, flat))
+        donor = Pi0Policy(sim_policy_config())
         state = donor.trainable_state()
         name = next(iter(state))
         donor.load_trainable_state({**state, name: state[name] * 0.5})

@@ -7,7 +7,7 @@ import pytest
 from sop_ros.cli import build_parser, main
 from sop_ros.core.policy import Pi0Policy
 from sop_ros.demo.demonstrations import record_demonstrations
-from sop_ros.demo.run import demo_policy_config
+from sop_ros.sim.policy import sim_policy_config
 
 
 def test_help_lists_every_subcommand(capsys) -> None:
@@ -26,7 +26,7 @@ def test_train_offline_turns_bags_into_weights_a_robot_loads(tmp_path: Path, cap
     )
     assert code == 0 and out.is_file()
     assert f"trainable weights written to {out}" in capsys.readouterr().out
-    robot = Pi0Policy(demo_policy_config())
+    robot = Pi0Policy(sim_policy_config())
     robot.load_trainable(out)  # same config: accepted
     assert robot.active_version == "v0000"
 

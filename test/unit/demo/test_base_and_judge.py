@@ -7,9 +7,10 @@ import numpy as np
 
 from sop_ros.core.policy import Pi0Policy
 from sop_ros.core.types import ActionChunk
-from sop_ros.demo.base_policy import BaseRecipe, base_policy, sim_policy_config
+from sop_ros.demo.base_policy import BaseRecipe, base_policy
 from sop_ros.demo.evaluate import VersionJudge
 from sop_ros.sim import ACTION_NAMES, TASK_NAMES
+from sop_ros.sim.policy import sim_policy_config
 
 
 def test_the_packaged_base_is_used_when_its_recipe_matches(tmp_path: Path) -> None:
