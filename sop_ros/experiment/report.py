@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sop_ros.core.errors import ConfigError
 from sop_ros.sim import TASK_NAMES
 
 __all__ = ["load_results", "write_report"]
@@ -33,7 +34,7 @@ def load_results(out_dir: Path) -> dict[str, dict]:
 def write_report(out_dir: Path, results: dict[str, dict], *, size: str) -> Path:
     """Write ``results.md``, ``results.json`` and the plots into ``out_dir``; return the markdown path."""
     if not results:
-        raise ValueError(f"no arm results under {out_dir}")
+        raise ConfigError(f"no arm results (<arm>/result.json) under {out_dir}")
     any_arm = next(iter(results.values()))
     study = any_arm["config"]
     base = any_arm["evaluations"][0]

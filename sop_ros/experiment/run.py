@@ -93,7 +93,7 @@ def run_experiment(options: ExperimentOptions) -> Path:
     by_name = {arm.name: arm for arm in ARMS}
     unknown = [name for name in options.arms if name not in by_name]
     if unknown:
-        raise ValueError(f"unknown arms {unknown}; choose from {', '.join(by_name)}")
+        raise ConfigError(f"unknown arms {unknown}; choose from {', '.join(by_name)}")
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     policy_config = sim_policy_config()

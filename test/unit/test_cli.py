@@ -36,3 +36,12 @@ def test_train_offline_explains_an_empty_directory(tmp_path: Path, capsys) -> No
     code = main(["train-offline", "--bags", str(tmp_path / "empty"), "--out", str(tmp_path / "w"), "--sim"])
     assert code == 1
     assert "empty" in capsys.readouterr().err
+
+
+def test_experiment_explains_bad_arms_settings_and_empty_reports(tmp_path: Path, capsys) -> None:
+    assert main(["experiment", "--size", "reduced", "--arms", "bogus", "--out", str(tmp_path / "a")]) == 1
+    assert "unknown arms ['bogus']" in capsys.readouterr().err
+    assert main(["experiment", "--size", "reduced", "--set", "nope=1", "--out", str(tmp_path / "b")]) == 1
+    assert "unknown study settings ['nope']" in capsys.readouterr().err
+    assert main(["experiment", "--report-only", "--out", str(tmp_path)]) == 1
+    assert "no arm results" in capsys.readouterr().err
