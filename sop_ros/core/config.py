@@ -167,6 +167,12 @@ def _coerce(name: str, value: Any, type_: type) -> Any:
         return tuple(value)
     if type_ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if type_ is float and isinstance(value, str):
+        # YAML 1.1 reads "5e-4" (no dot) as a string; people write learning rates that way.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if type(value) is not type_:
         raise ConfigError(f"{name} must be {type_.__name__}, got {value!r}")
     return value

@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+import yaml
 
 from sop_ros.core.config import check_ranges, config_from_flat, flatten_config, setting
 from sop_ros.core.errors import ConfigError
@@ -42,6 +43,10 @@ def test_from_flat_coerces_and_validates() -> None:
         config_from_flat(Outer, {"sampler.beta": 1.0})
     with pytest.raises(ConfigError, match="must be int"):
         config_from_flat(Outer, {"sampler.window": "64"})
+    # YAML reads 5e-4 without a dot as a string; a float setting still takes it.
+    assert config_from_flat(Outer, {"sampler.alpha": yaml.safe_load("2e0")}).sampler.alpha == 2.0
+    with pytest.raises(ConfigError, match=r"sampler\.alpha must be float, got 'high'"):
+        config_from_flat(Outer, {"sampler.alpha": "high"})
 
 
 def test_direct_construction_is_checked_too() -> None:
