@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sop_ros.core.errors import ConfigError
+from sop_ros.experiment.report import write_report
+from sop_ros.sim import TASK_NAMES
+
+
+def _evaluation(time_s: float, mean: float) -> dict:
+    return {
+        "time_s": time_s,
+        "success": dict.fromkeys(TASK_NAMES, mean),
+        "throughput_per_h": dict.fromkeys(TASK_NAMES, 100.0),
+        "mean_success": mean,
+    }
+
+
+def _result(name: str, robots: int, budget_s: float, reached: float | None, **config) -> dict:
+    return {
+        "arm": {"name": name, "algorithm": "hg_dagger", "robots": robots, "mixing": "adaptive"},
+        "evaluations": [_evaluation(0.0, 0.3), _evaluation(budget_s / 2, 0.6)],
+        "final": _evaluation(budget_s, 0.85 if reached is not None else 0.6),
+        "episodes": [[1.0, TASK_NAMES[0], True, 0.5, False]] * robots,
+        "time_to_target_s": reached,
+        "learner_steps": 10,
+        "seconds": 60.0,
+        "machine": "NVIDIA H100 80GB HBM3",
+        "date": "2026-11-25",
+        "config": {
+            "budget_s": budget_s,
+            "learner_steps_per_s": 1.0,
+            "batch_size": 256,
+            "lr": 1e-3,
+            "publish_every_steps": 25,
+            "reset_s": 4.0,
+            "eval_episodes_per_task": 20,
+            "eval_every_s": 240.0,
+            "final_eval_episodes_per_task": 50,
+            "target_success": 0.8,
+            "seed": 0,
+            **config,
+        },
+    }
+
+
+def test_report_bounds_the_scaling_ratio_when_one_robot_never_reaches_the_target(tmp_path: Path) -> None:
+    results = {
+        "hg_dagger_4": _result("hg_dagger_4", 4, 1200.0, 600.0),
+        "hg_dagger_1": _result("hg_dagger_1", 1, 2400.0, None),
+    }
+    text = write_report(tmp_path, results, size="full").read_text()
+    assert "Arms run hg_dagger_4 20 min, hg_dagger_1 40 min" in text
+    assert "| 1 | not reached | 40 min | 0.60 | 1 |" in text
+    assert "1 robot had not reached it after 40 min, so 4 robots need less than 0.25× the time" in text
+
+
+def test_report_gives_the_ratio_when_both_reach_the_target(tmp_path: Path) -> None:
+    results = {
+        "hg_dagger_4": _result("hg_dagger_4", 4, 1200.0, 480.0),
+        "hg_dagger_1": _result("hg_dagger_1", 1, 1200.0, 960.0),
+    }
+    text = write_report(tmp_path, results, size="full").read_text()
+    assert "Every arm runs 20 min" in text
+    assert "4 robots need 0.50× the time of 1 robot" in text
+
+
+def test_report_refuses_arms_run_with_different_settings(tmp_path: Path) -> None:
+    results = {
+        "hg_dagger_4": _result("hg_dagger_4", 4, 1200.0, 480.0),
+        "hg_dagger_1": _result("hg_dagger_1", 1, 1200.0, None, lr=3e-4),
+    }
+    with pytest.raises(ConfigError, match=r"different settings \(lr\)"):
+        write_report(tmp_path, results, size="full")
