@@ -100,9 +100,12 @@ def _budgets_min(results: dict[str, dict]) -> dict[str, float]:
 
 
 def _budget_text(budgets: dict[str, float]) -> str:
-    if len(set(budgets.values())) == 1:
-        return f"Every arm runs {next(iter(budgets.values())):g} min"
-    return "Arms run " + ", ".join(f"{name} {minutes:g} min" for name, minutes in budgets.items())
+    values = list(budgets.values())
+    usual = max(values, key=values.count)  # the commonest; the first arm's on a tie
+    others = [f"{name}: {minutes:g} min" for name, minutes in budgets.items() if minutes != usual]
+    if not others:
+        return f"Every arm runs {usual:g} min"
+    return f"Arms run {usual:g} min ({', '.join(others)})"
 
 
 def _how(study: dict, budgets: dict[str, float]) -> list[str]:
@@ -113,7 +116,8 @@ def _how(study: dict, budgets: dict[str, float]) -> list[str]:
         f"simulator's 10 Hz and spend {study['reset_s']:g} s resetting the scene between episodes; tasks "
         "rotate per robot and episode; the scripted expert watches every robot as its operator and takes "
         "over when the policy drifts (HG-DAgger's human gate).",
-        f"- One learner serves the fleet with {study['learner_steps_per_s']:g} updates per simulated second "
+        f"- One learner serves the fleet with {study['learner_steps_per_s']:g} "
+        f"update{'' if study['learner_steps_per_s'] == 1 else 's'} per simulated second "
         f"(batch {study['batch_size']}, lr {study['lr']:g}), whatever the fleet size; weights are published "
         f"every {study['publish_every_steps']} updates and robots take them only at an episode start.",
         "- Every fleet episode is a rosbag2 MCAP bag that the learner loads like any robot's; "

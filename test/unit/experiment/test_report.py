@@ -52,7 +52,7 @@ def test_report_bounds_the_scaling_ratio_when_one_robot_never_reaches_the_target
         "hg_dagger_1": _result("hg_dagger_1", 1, 2400.0, None),
     }
     text = write_report(tmp_path, results, size="full").read_text()
-    assert "Arms run hg_dagger_4 20 min, hg_dagger_1 40 min" in text
+    assert "Arms run 20 min (hg_dagger_1: 40 min)" in text
     assert "| 1 | not reached | 40 min | 0.60 | 1 |" in text
     assert "1 robot had not reached it after 40 min, so 4 robots need less than 0.25× the time" in text
 
