@@ -28,6 +28,7 @@ __all__ = [
     "ns_to_stamp",
     "outcome_from_msg",
     "outcome_to_msg",
+    "received_ns",
     "stamp_to_ns",
 ]
 
@@ -51,6 +52,27 @@ def stamp_to_ns(stamp: Time) -> int:
 def ns_to_stamp(stamp_ns: int) -> Time:
     """Convert ns since the epoch to ROS time."""
     return Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+
+
+def received_ns(received_timestamp_ns: int, *, now_ns: int, wall_now_ns: int) -> int:
+    """When a message reached this process, on the node's clock.
+
+    A callback on a busy executor runs long after its message arrived (half a
+    second on a loaded two-core robot), so ``now`` in the callback is late.
+    The middleware stamps each message on arrival (``MessageInfo``'s
+    ``received_timestamp``, system time; the stamp ``ros2 bag record`` logs
+    since Jazzy). The wait it measured is taken off the node's clock, which
+    may run simulated time.
+
+    Args:
+        received_timestamp_ns: The middleware's arrival stamp, ns since the epoch
+            (0 from a middleware that does not stamp arrivals).
+        now_ns: The node clock's time now.
+        wall_now_ns: System time now (the clock of ``received_timestamp_ns``).
+    """
+    if received_timestamp_ns <= 0:
+        return now_ns
+    return now_ns - max(0, wall_now_ns - received_timestamp_ns)
 
 
 def chunk_to_msg(chunk: ActionChunk) -> ActionChunkMsg:

@@ -6,6 +6,13 @@ messages, to open and close bags and to build the episode's metadata
 (outcome, policy versions; intervention segments come from the recorded
 ``intervention`` messages), which the bag carries in its ``custom_data``.
 
+Log times are arrival times: when the middleware received each message,
+not when the executor got round to its callback, which on a loaded robot
+can be half a second later and out of order across topics. So intervention
+segments say when the operator held control, and a message that arrived
+before an episode's START (the previous episode's hand-back, say) stays out
+of its bag even when its callback runs after the START's.
+
 At start-up the recorder recovers bags a crash left half-written: each is
 either salvaged into a readable bag marked ``outcome=incomplete`` or kept in
 quarantine with a reason; the log says which. When the spool's quota is
@@ -20,8 +27,10 @@ is thread-safe as well.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
@@ -35,9 +44,16 @@ from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import SopError
 from sop_ros.core.types import EpisodeMeta
 from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, RECORD_SENSOR_QOS, Diagnostics, RateMeter, run_node
-from sop_ros.nodes.convert import outcome_from_msg, stamp_to_ns
+from sop_ros.nodes.convert import outcome_from_msg, received_ns, stamp_to_ns
 from sop_ros.nodes.params import declare_config
 from sop_ros.storage import EpisodeRecorder, SpoolFullError, episode_meta, recover_spool
+
+try:  # rclpy 3.4+ (Iron and newer) hands a two-argument callback the middleware's MessageInfo
+    from rclpy.subscription import MessageInfo
+
+    _ARRIVAL_STAMPS = True
+except ImportError:  # Humble: a callback only knows when it runs
+    _ARRIVAL_STAMPS = False
 
 __all__ = ["RecorderConfig", "RecorderNode", "main"]
 
@@ -88,8 +104,8 @@ class RecorderNode(Node):
         self._record(topics.COMMAND, JointState, COMMAND_QOS)
         self._record(topics.ACTION_CHUNK, ActionChunk, COMMAND_QOS)
         self._record(topics.INSTRUCTION, String, LATCHED_QOS)
-        self.create_subscription(Intervention, topics.INTERVENTION, self._on_intervention, COMMAND_QOS)
-        self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_episode, COMMAND_QOS)
+        self._subscribe(Intervention, topics.INTERVENTION, self._on_intervention, COMMAND_QOS)
+        self._subscribe(EpisodeEvent, topics.EPISODE_EVENTS, self._on_episode, COMMAND_QOS)
         self._diagnostics = Diagnostics(self, self._report)
 
     def _recover(self) -> None:
@@ -102,14 +118,32 @@ class RecorderNode(Node):
     def _record(self, topic: str, msg_type: type, qos) -> None:
         msgtype = _type_name(msg_type)
 
-        def on_message(data: bytes) -> None:
-            self._write(topic, msgtype, data)
+        def on_message(data: bytes, log_ns: int) -> None:
+            self._write(topic, msgtype, data, log_ns)
 
-        self.create_subscription(msg_type, topic, on_message, qos, raw=True)
+        self._subscribe(msg_type, topic, on_message, qos, raw=True)
 
-    def _write(self, topic: str, msgtype: str, data: bytes) -> None:
+    def _subscribe(
+        self, msg_type: type, topic: str, handle: Callable[[Any, int], None], qos, *, raw: bool = False
+    ) -> None:
+        """Subscribe so that ``handle(msg, log_ns)`` learns when the message arrived."""
+
+        def with_info(msg: Any, info: MessageInfo) -> None:
+            handle(msg, self._log_ns(info["received_timestamp"]))
+
+        def without_info(msg: Any) -> None:
+            handle(msg, self._log_ns(0))
+
+        callback = with_info if _ARRIVAL_STAMPS else without_info
+        self.create_subscription(msg_type, topic, callback, qos, raw=raw)
+
+    def _log_ns(self, received_timestamp_ns: int) -> int:
+        now_ns = self.get_clock().now().nanoseconds
+        return received_ns(received_timestamp_ns, now_ns=now_ns, wall_now_ns=time.time_ns())
+
+    def _write(self, topic: str, msgtype: str, data: bytes, log_ns: int) -> None:
         try:
-            self._recorder.write(self._resolved(topic), msgtype, data, self.get_clock().now().nanoseconds)
+            self._recorder.write(self._resolved(topic), msgtype, data, log_ns)
         except SopError as err:
             self._last_error = str(err)
             self.get_logger().error(str(err), throttle_duration_sec=5.0)
@@ -121,20 +155,22 @@ class RecorderNode(Node):
         # Bags hold absolute names, as `ros2 bag record` writes them.
         return self.resolve_topic_name(topic)
 
-    def _on_intervention(self, msg: Intervention) -> None:
-        self._write(topics.INTERVENTION, _type_name(Intervention), serialize_message(msg))
+    def _on_intervention(self, msg: Intervention, log_ns: int) -> None:
+        self._write(topics.INTERVENTION, _type_name(Intervention), serialize_message(msg), log_ns)
 
-    def _on_episode(self, msg: EpisodeEvent) -> None:
+    def _on_episode(self, msg: EpisodeEvent, log_ns: int) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
         if msg.kind == EpisodeEvent.START:
-            self._start(msg, stamp_ns)
-        self._write(topics.EPISODE_EVENTS, _type_name(EpisodeEvent), serialize_message(msg))
+            # The episode began at its stamp (its instruction, published just before the event, is
+            # part of it); the START itself is kept even if the manager's clock runs a little ahead.
+            self._start(msg, stamp_ns, since_ns=min(stamp_ns, log_ns))
+        self._write(topics.EPISODE_EVENTS, _type_name(EpisodeEvent), serialize_message(msg), log_ns)
         if msg.kind == EpisodeEvent.END:
             self._finish(msg, stamp_ns)
         elif msg.kind == EpisodeEvent.ABORT:
             self._abort()
 
-    def _start(self, msg: EpisodeEvent, stamp_ns: int) -> None:
+    def _start(self, msg: EpisodeEvent, stamp_ns: int, *, since_ns: int) -> None:
         if self._recorder.recording:
             self._abort(f"episode {msg.episode_id} started before this one ended")
         self._meta = EpisodeMeta(
@@ -146,7 +182,7 @@ class RecorderNode(Node):
             start_ns=stamp_ns,
         )
         try:
-            path = self._recorder.start(self._meta)
+            path = self._recorder.start(self._meta, since_ns=since_ns)
         except SpoolFullError as err:
             self._meta, self._last_error = None, str(err)
             self.get_logger().error(f"not recording: {err}")

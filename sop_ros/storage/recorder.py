@@ -7,7 +7,9 @@ message.
 
 Life of a bag: :meth:`EpisodeRecorder.start` opens
 ``recording/<episode_id>.partial/`` and writes the episode's metadata beside
-the bag (for crash recovery); :meth:`~EpisodeRecorder.write` appends;
+the bag (for crash recovery); :meth:`~EpisodeRecorder.write` appends (leaving
+out messages that arrived before the episode began, however late they are
+handed over);
 :meth:`~EpisodeRecorder.finish` stores the final metadata in the bag's
 ``custom_data``, syncs files and directory to disk and renames the bag to
 ``ready/<episode_id>/`` in one step. A crash leaves the ``.partial`` folder
@@ -80,10 +82,13 @@ class EpisodeRecorder:
         self._connections: dict[str, Connection] = {}
         self._last_flush_ns = 0
         self._last_stamp_ns = 0
+        # Messages logged earlier than this arrived before the running episode began.
+        self._since_ns = 0
         # (log time, active) of every Intervention message of the running episode.
         self._events: list[tuple[int, bool]] = []
         self.message_count = 0
-        # Messages that arrived while no episode ran (expected between episodes).
+        # Messages that arrived while no episode ran (expected between episodes), or
+        # that were handed over only after the next episode had begun.
         self.ignored_count = 0
 
     @property
@@ -96,8 +101,15 @@ class EpisodeRecorder:
         """Id of the running episode, None when idle."""
         return self._meta.episode_id if self._meta else None
 
-    def start(self, meta: EpisodeMeta) -> Path:
+    def start(self, meta: EpisodeMeta, *, since_ns: int = 0) -> Path:
         """Open the bag of a new episode; returns its ``.partial`` directory.
+
+        Args:
+            meta: The episode as it starts (id, robot, task, start time).
+            since_ns: Earliest log time that belongs to this episode. A message
+                logged earlier reached the robot before the episode began (say, the
+                previous episode's hand-back, handled late by a busy executor)
+                and is ignored rather than recorded into this bag. 0 keeps all.
 
         Raises:
             SpoolFullError: un-uploaded bags exceed the quota (nothing is deleted).
@@ -128,6 +140,7 @@ class EpisodeRecorder:
             self._connections = {}
             self._last_flush_ns = self._clock()
             self._last_stamp_ns = 0
+            self._since_ns = since_ns
             self._events = []
             self.message_count = 0
             return path
@@ -135,11 +148,15 @@ class EpisodeRecorder:
     def write(self, topic: str, msgtype: str, data: bytes | memoryview, stamp_ns: int) -> None:
         """Append one serialised (CDR) message; ignored when no episode is running.
 
+        A message logged before the running episode's ``since_ns`` (see
+        :meth:`start`) is ignored as well: it arrived before the episode began.
+
         Args:
             topic: Topic name as it should appear in the bag.
             msgtype: ROS type name, e.g. ``sensor_msgs/msg/JointState``.
             data: The message's CDR bytes, as received.
-            stamp_ns: Receive time (ns since the epoch), the bag's log time.
+            stamp_ns: Receive time (ns since the epoch), the bag's log time: when the
+                message reached the robot, not when a callback got round to it.
 
         Raises:
             BagError: unknown type, a topic changing type, or a write failure (the
@@ -147,7 +164,7 @@ class EpisodeRecorder:
         """
         with self._lock:
             writer = self._writer
-            if writer is None:
+            if writer is None or stamp_ns < self._since_ns:
                 self.ignored_count += 1
                 return
             connection = self._connections.get(topic)

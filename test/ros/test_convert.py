@@ -67,3 +67,13 @@ def test_event_enums_map_both_ways() -> None:
     assert convert.outcome_to_msg(Outcome.SUCCESS) == EpisodeEvent.OUTCOME_SUCCESS
     assert convert.outcome_to_msg(Outcome.ABORTED) == EpisodeEvent.OUTCOME_UNKNOWN
     assert convert.outcome_from_msg(EpisodeEvent.OUTCOME_FAILURE) is Outcome.FAILURE
+
+
+def test_received_ns_is_the_arrival_not_the_late_callback() -> None:
+    # Arrived 0.5 s before the callback ran: the log time is the arrival, on the node's clock.
+    assert convert.received_ns(9_500, now_ns=10_000, wall_now_ns=10_000) == 9_500
+    # Simulated node clock: the wait measured on system time comes off the node's time.
+    assert convert.received_ns(1_700_000_000_000, now_ns=42_000, wall_now_ns=1_700_000_000_300) == 41_700
+    # No arrival stamp from the middleware, or one from the future: the callback's time.
+    assert convert.received_ns(0, now_ns=10_000, wall_now_ns=10_000) == 10_000
+    assert convert.received_ns(10_200, now_ns=10_000, wall_now_ns=10_000) == 10_000

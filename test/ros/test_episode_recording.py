@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import rclpy
 import yaml
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, JointState
 from sop_msgs.msg import ActionChunk, EpisodeEvent, Intervention
@@ -28,6 +28,7 @@ from sop_ros.nodes.command_mux_node import CommandMuxNode
 from sop_ros.nodes.common import COMMAND_QOS, SENSOR_QOS
 from sop_ros.nodes.episode_manager_node import EpisodeManagerNode
 from sop_ros.nodes.recorder_node import RecorderNode
+from sop_ros.storage import episode_meta
 
 mcap_reader = pytest.importorskip("mcap.reader")
 mcap_ros2 = pytest.importorskip("mcap_ros2.decoder")
@@ -182,3 +183,71 @@ def test_an_episode_becomes_one_readable_bag_with_its_interventions(ros_context,
     assert counts["/g1_test/intervention"] == len(graph.heard) == sent + 1  # every command and the stop
     assert counts["/g1_test/episode/events"] == 2  # START and END, both in the bag
     assert counts["/g1_test/command"] == len(graph.commands)  # every executed command is in the bag
+
+
+def test_a_busy_recorder_logs_when_messages_arrived_not_when_it_got_to_them(
+    ros_context, tmp_path: Path
+) -> None:
+    # The recorder's executor is busy for the whole of the operator's hold: both Intervention
+    # messages are handled together, long after they arrived. The segment still spans the hold.
+    spool = tmp_path / "spool"
+    recorder = RecorderNode(
+        context=ros_context,
+        namespace="/g1_busy",
+        parameter_overrides=[Parameter("spool_dir", value=str(spool))],
+    )
+    driver = rclpy.create_node("driver", context=ros_context, namespace="/g1_busy")
+    events = driver.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, COMMAND_QOS)
+    human = driver.create_publisher(Intervention, topics.INTERVENTION, COMMAND_QOS)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(recorder)
+
+    def stamped(msg):
+        msg.header.stamp = driver.get_clock().now().to_msg()
+        return msg
+
+    def event(kind: int) -> None:
+        events.publish(
+            stamped(
+                EpisodeEvent(
+                    kind=kind,
+                    episode_id="g1_busy-ep",
+                    robot_id="g1_busy",
+                    task="grocery_restock",
+                    outcome=EpisodeEvent.OUTCOME_SUCCESS,
+                )
+            )
+        )
+
+    def intervene(active: bool) -> int:
+        msg = stamped(
+            Intervention(active=active, source="joystick", action=[1.0, 1.0, 0.0] if active else [])
+        )
+        human.publish(msg)
+        return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+    def spin_until(done, timeout_s: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not done() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        return done()
+
+    try:
+        assert spin_until(lambda: events.get_subscription_count() and human.get_subscription_count())
+        event(EpisodeEvent.START)
+        assert spin_until(lambda: (spool / "recording" / "g1_busy-ep.partial").exists())
+        pressed = intervene(True)
+        time.sleep(0.6)
+        released = intervene(False)
+        time.sleep(0.4)
+        spin_until(lambda: False, timeout_s=0.5)
+        event(EpisodeEvent.END)
+        assert spin_until(lambda: (spool / "ready" / "g1_busy-ep").exists())
+    finally:
+        executor.shutdown()
+        recorder.destroy_node()
+        driver.destroy_node()
+
+    (segment,) = episode_meta(spool / "ready" / "g1_busy-ep").interventions
+    assert abs(segment.start_ns - pressed) < 0.1e9, (segment, pressed)
+    assert abs(segment.end_ns - released) < 0.1e9, (segment, released)

@@ -3,6 +3,9 @@
 The scripted operator intervenes through a simulated joystick; the test
 listens to that ``joy`` topic itself and checks that every intervention
 segment recorded in a bag matches a span during which the deadman was held.
+The spans come from the Joy messages' stamps (when the joystick reported the
+deadman), not from when the listener's callback ran: the listener shares the
+loaded executor, and its callbacks can run a quarter of a second late.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sensor_msgs.msg import Joy
 
 from sop_ros.core import topics
 from sop_ros.nodes.common import SENSOR_QOS
+from sop_ros.nodes.convert import stamp_to_ns
 from sop_ros.nodes.robot_graph import RobotGraph, RobotGraphConfig
 from sop_ros.storage import load_episode
 
@@ -57,7 +61,7 @@ def test_three_sim_episodes_become_matching_bags(ros_context, tmp_path: Path) ->
     listener.create_subscription(
         Joy,
         topics.JOY,
-        lambda m: joys.append((listener.get_clock().now().nanoseconds, bool(m.buttons[DEADMAN]))),
+        lambda m: joys.append((stamp_to_ns(m.header.stamp), bool(m.buttons[DEADMAN]))),
         SENSOR_QOS,
     )
     graph.executor.add_node(listener)

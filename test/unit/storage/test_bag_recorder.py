@@ -231,6 +231,26 @@ def test_finish_fills_end_and_segments_from_what_was_recorded(recorder: EpisodeR
     )
 
 
+def test_messages_that_arrived_before_the_episode_began_stay_out_of_its_bag(
+    recorder: EpisodeRecorder,
+) -> None:
+    # A busy executor hands over the previous episode's last teleop command and hand-back
+    # (arrived at 150 and 160) only after the START that arrived at 200.
+    recorder.start(make_meta(start_ns=200), since_ns=200)
+    bag = BagWriter(recorder)
+    bag.command(210, [0.0])
+    bag.intervention(150, True)
+    bag.intervention(160, False)
+    bag.intervention(300, True)
+    bag.command(350, [0.0])
+    path = recorder.finish(make_meta(start_ns=200, end_ns=400))
+    assert recorder.ignored_count == 2
+    assert info(path)["message_count"] == 3
+    # One segment, the one that happened in this episode; the open one lasts to the end.
+    meta = EpisodeMeta.from_custom_data(info(path)["custom_data"])
+    assert meta.interventions == (InterventionSegment(start_ns=300, end_ns=400),)
+
+
 def test_finish_from_another_thread_while_writes_continue(recorder: EpisodeRecorder) -> None:
     recorder.start(make_meta())
     bag = BagWriter(recorder)
