@@ -55,7 +55,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         arms=arms,
         out=Path(args.out),
         jobs=args.jobs,
-        seed=args.seed,
+        seeds=_parse_seeds(args.seed),
         base=Path(args.base) if args.base else None,
         budget_min=args.budget_min,
         device=args.device,
@@ -85,6 +85,13 @@ def _cmd_params(args: argparse.Namespace) -> int:
     else:
         print("\n".join(params_yaml(node) for node in nodes), end="")
     return 0
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise SopError(f"--seed {text!r}: expected integers separated by commas, e.g. 0,1,2") from None
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, object]:
@@ -217,7 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--arms", help="comma-separated arms to run (default: all)")
     experiment.add_argument("--out", default="out/experiment", help="results, bags and plots go here")
     experiment.add_argument("--jobs", type=int, default=1, help="arms run at once, one process each")
-    experiment.add_argument("--seed", type=int, default=0, help="seed of layouts and sampling")
+    experiment.add_argument(
+        "--seed",
+        default="0",
+        help="seed of layouts and sampling; several, comma-separated (0,1,2), run every arm once per seed",
+    )
     experiment.add_argument("--base", help="base weights to start from (default: packaged or trained)")
     experiment.add_argument(
         "--budget-min", type=float, help="simulated minutes per arm (default: the size's)"

@@ -23,11 +23,10 @@ _MIXING = {
 
 
 def load_results(out_dir: Path) -> dict[str, dict]:
-    """Read every ``<arm>/result.json`` under ``out_dir``, by arm name."""
+    """Read every ``<run>/result.json`` under ``out_dir``, by run directory (arm name, plus seed)."""
     results = {}
     for path in sorted(out_dir.glob("*/result.json")):
-        data = json.loads(path.read_text())
-        results[data["arm"]["name"]] = data
+        results[path.parent.name] = json.loads(path.read_text())
     return results
 
 
@@ -35,27 +34,31 @@ def write_report(out_dir: Path, results: dict[str, dict], *, size: str) -> Path:
     """Write ``results.md``, ``results.json`` and the plots into ``out_dir``; return the markdown path."""
     if not results:
         raise ConfigError(f"no arm results (<arm>/result.json) under {out_dir}")
-    any_arm = next(iter(results.values()))
-    study = any_arm["config"]
     _check_same_settings(results)
-    base = any_arm["evaluations"][0]
+    arms = _by_arm(results)
+    study = next(iter(results.values()))["config"]
+    # Every run starts from the same base weights; RECAP's runs judge them with their own prompt.
+    reference = next((r for r in results.values() if r["arm"]["algorithm"] != "recap"), None)
+    base = (reference or next(iter(results.values())))["evaluations"][0]
     machines = sorted({r["machine"] for r in results.values()})
     compute_min = sum(r["seconds"] for r in results.values()) / 60
+    seeds = sorted({r["config"]["seed"] for r in results.values()})
+    runs = f"{len(arms)} arms" + (f", {len(results)} runs (seeds {_join(seeds)})" if len(seeds) > 1 else "")
     lines = [
         f"# SOP in simulation: {size} study",
         "",
         f"Run on {max(r['date'] for r in results.values())} on {', '.join(machines)}: "
-        f"{len(results)} arms, {compute_min:.0f} min of compute in all. "
-        f"Reproduce: `sop experiment --size {size} --seed {study['seed']}`.",
+        f"{runs}, {compute_min:.0f} min of compute in all. "
+        f"Reproduce: `sop experiment --size {size} --seed {','.join(str(s) for s in seeds)}`.",
         "",
     ]
-    lines += _how(study, _budgets_min(results))
+    lines += _how(study, _budgets_min(arms), several_seeds=len(seeds) > 1)
     lines += ["", "## Success per task (held-out layouts, policy alone)", ""]
-    lines += _success_table(results, base)
+    lines += _success_table(arms, base)
     lines += ["", "## Fleet scaling (HG-DAgger, adaptive mixing)", ""]
-    lines += _scaling_table(results, study)
+    lines += _scaling_table(arms, study)
     lines += ["", "## Online/offline mixing (HG-DAgger, 4 robots)", ""]
-    lines += _mixing_table(results)
+    lines += _mixing_table(arms)
     lines += ["", "![success over time](success_over_time.png)", "", "![per task](success_per_task.png)", ""]
     notes = out_dir / "notes.md"
     if notes.exists():  # what the people who ran the study observed, kept next to the numbers
@@ -64,29 +67,49 @@ def write_report(out_dir: Path, results: dict[str, dict], *, size: str) -> Path:
     markdown.write_text("\n".join(lines))
     summary = {
         name: {
-            "arm": r["arm"],
-            "final_success": r["final"]["success"],
-            "final_mean_success": r["final"]["mean_success"],
-            "final_throughput_per_h": r["final"]["throughput_per_h"],
-            "time_to_target_s": r["time_to_target_s"],
-            "learner_steps": r["learner_steps"],
-            "fleet_episodes": len(r["episodes"]),
-            "compute_seconds": r["seconds"],
+            "arm": group[0]["arm"],
+            "final_mean_success": _mean([r["final"]["mean_success"] for r in group]),
+            "final_success": _mean_success(group),
+            "runs": [
+                {
+                    "seed": r["config"]["seed"],
+                    "final_success": r["final"]["success"],
+                    "final_mean_success": r["final"]["mean_success"],
+                    "final_throughput_per_h": r["final"]["throughput_per_h"],
+                    "time_to_target_s": r["time_to_target_s"],
+                    "learner_steps": r["learner_steps"],
+                    "fleet_episodes": len(r["episodes"]),
+                    "compute_seconds": r["seconds"],
+                }
+                for r in group
+            ],
         }
-        for name, r in results.items()
+        for name, group in arms.items()
     }
     summary["base"] = {"success": base["success"], "throughput_per_h": base["throughput_per_h"]}
     (out_dir / "results.json").write_text(json.dumps({"study": study, "arms": summary}, indent=2))
-    _plot(out_dir, results, study)
+    _plot(out_dir, arms, study)
     return markdown
 
 
+def _by_arm(results: dict[str, dict]) -> dict[str, list[dict]]:
+    """Runs grouped by arm name (in first-seen order), each group sorted by seed."""
+    arms: dict[str, list[dict]] = {}
+    for result in results.values():
+        arms.setdefault(result["arm"]["name"], []).append(result)
+    return {name: sorted(group, key=lambda r: r["config"]["seed"]) for name, group in arms.items()}
+
+
 def _check_same_settings(results: dict[str, dict]) -> None:
-    """Arms compare only when they ran with the same settings (the budget aside)."""
+    """Runs compare only when they ran with the same settings (budget and seed aside)."""
     names = list(results)
-    first = {k: v for k, v in results[names[0]]["config"].items() if k != "budget_s"}
+
+    def settings(name: str) -> dict:
+        return {k: v for k, v in results[name]["config"].items() if k not in ("budget_s", "seed")}
+
+    first = settings(names[0])
     for name in names[1:]:
-        other = {k: v for k, v in results[name]["config"].items() if k != "budget_s"}
+        other = settings(name)
         differing = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
         if differing:
             raise ConfigError(
@@ -95,8 +118,29 @@ def _check_same_settings(results: dict[str, dict]) -> None:
             )
 
 
-def _budgets_min(results: dict[str, dict]) -> dict[str, float]:
-    return {name: r["config"]["budget_s"] / 60 for name, r in results.items()}
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _join(values: list) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def _mean_success(group: list[dict]) -> dict[str, float]:
+    """Final success per task, averaged over an arm's runs."""
+    return {task: _mean([r["final"]["success"][task] for r in group]) for task in TASK_NAMES}
+
+
+def _success_cell(group: list[dict]) -> str:
+    """Mean final success over an arm's runs, with each run's value when there are several."""
+    values = [r["final"]["mean_success"] for r in group]
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{_mean(values):.2f} ({' / '.join(f'{v:.2f}' for v in values)})"
+
+
+def _budgets_min(arms: dict[str, list[dict]]) -> dict[str, float]:
+    return {name: max(r["config"]["budget_s"] for r in group) / 60 for name, group in arms.items()}
 
 
 def _budget_text(budgets: dict[str, float]) -> str:
@@ -108,7 +152,13 @@ def _budget_text(budgets: dict[str, float]) -> str:
     return f"Arms run {usual:g} min ({', '.join(others)})"
 
 
-def _how(study: dict, budgets: dict[str, float]) -> list[str]:
+def _how(study: dict, budgets: dict[str, float], *, several_seeds: bool) -> list[str]:
+    seeds = (
+        "Each arm ran once per seed (fleet layouts and learner sampling differ; the evaluation "
+        "layouts do not); tables give the mean over runs and, in brackets, each run's value."
+        if several_seeds
+        else f"Seed {study['seed']}."
+    )
     return [
         "## How this was measured",
         "",
@@ -127,7 +177,7 @@ def _how(study: dict, budgets: dict[str, float]) -> list[str]:
         f"{study['final_eval_episodes_per_task']} per task at the end. Throughput: successes per hour "
         "of robot time in that evaluation (episode time plus resets).",
         f"- Time to target: first evaluation from which the mean success over the three tasks is ≥ "
-        f"{study['target_success']:g} at that evaluation and the next. Seed {study['seed']}.",
+        f"{study['target_success']:g} at that evaluation and the next. {seeds}",
     ]
 
 
@@ -135,79 +185,102 @@ def _fmt_time(seconds: float | None) -> str:
     return "not reached" if seconds is None else f"{seconds / 60:.1f} min"
 
 
-def _success_table(results: dict[str, dict], base: dict) -> list[str]:
+def _times_cell(group: list[dict]) -> str:
+    return " / ".join(_fmt_time(r["time_to_target_s"]) for r in group)
+
+
+def _success_table(arms: dict[str, list[dict]], base: dict) -> list[str]:
     head = "| policy | " + " | ".join(TASK_NAMES) + " | mean | throughput (successes/h, mean) |"
     rows = [head, "|" + "---|" * (len(TASK_NAMES) + 3)]
 
-    def row(name: str, evaluation: dict) -> str:
-        cells = " | ".join(f"{evaluation['success'][t]:.2f}" for t in TASK_NAMES)
-        mean = sum(evaluation["success"].values()) / len(evaluation["success"])
-        throughput = sum(evaluation["throughput_per_h"].values()) / len(evaluation["throughput_per_h"])
-        return f"| {name} | {cells} | {mean:.2f} | {throughput:.0f} |"
+    def throughput(evaluation: dict) -> float:
+        return _mean(list(evaluation["throughput_per_h"].values()))
 
-    rows.append(row("base (offline demonstrations only)", base))
-    for name in ("hg_dagger_4", "recap_4"):
-        if name in results:
-            label = {"hg_dagger_4": "SOP + HG-DAgger, 4 robots", "recap_4": "SOP + RECAP, 4 robots"}[name]
-            rows.append(row(label, results[name]["final"]))
+    cells = " | ".join(f"{base['success'][t]:.2f}" for t in TASK_NAMES)
+    mean = _mean(list(base["success"].values()))
+    rows.append(f"| base (offline demonstrations only) | {cells} | {mean:.2f} | {throughput(base):.0f} |")
+    labels = {"hg_dagger_4": "SOP + HG-DAgger, 4 robots", "recap_4": "SOP + RECAP, 4 robots"}
+    for name, label in labels.items():
+        if name in arms:
+            group = arms[name]
+            per_task = _mean_success(group)
+            cells = " | ".join(f"{per_task[t]:.2f}" for t in TASK_NAMES)
+            rate = _mean([throughput(r["final"]) for r in group])
+            rows.append(f"| {label} | {cells} | {_success_cell(group)} | {rate:.0f} |")
     return rows
 
 
-def _scaling_table(results: dict[str, dict], study: dict) -> list[str]:
+def _scaling_table(arms: dict[str, list[dict]], study: dict) -> list[str]:
     rows = [
         f"| robots | time to mean success ≥ {study['target_success']:g} | budget | final mean success "
         "| fleet episodes |",
         "|---|---|---|---|---|",
     ]
     for name in _SCALING:
-        if name in results:
-            r = results[name]
+        if name in arms:
+            group = arms[name]
+            budget = max(r["config"]["budget_s"] for r in group) / 60
+            episodes = _mean([len(r["episodes"]) for r in group])
             rows.append(
-                f"| {r['arm']['robots']} | {_fmt_time(r['time_to_target_s'])} | "
-                f"{r['config']['budget_s'] / 60:g} min | {r['final']['mean_success']:.2f} | "
-                f"{len(r['episodes'])} |"
+                f"| {group[0]['arm']['robots']} | {_times_cell(group)} | {budget:g} min | "
+                f"{_success_cell(group)} | {episodes:.0f} |"
             )
-    one, four = results.get("hg_dagger_1"), results.get("hg_dagger_4")
-    if one and four and four["time_to_target_s"] is not None:
-        reached = four["time_to_target_s"]
-        if one["time_to_target_s"] is None:
-            # 1 robot's time is only known to exceed its budget, so the ratio is an upper bound.
-            bound = reached / one["config"]["budget_s"]
-            rows += [
-                "",
-                f"4 robots reached the target in {_fmt_time(reached)}; 1 robot had not reached it after "
-                f"{one['config']['budget_s'] / 60:g} min, so 4 robots need less than {bound:.2f}× the time "
-                "of 1 robot.",
-            ]
-        else:
-            ratio = reached / one["time_to_target_s"]
-            rows += ["", f"4 robots need {ratio:.2f}× the time of 1 robot to reach the target."]
+    rows += _scaling_verdict(arms.get("hg_dagger_1"), arms.get("hg_dagger_4"))
     return rows
 
 
-def _mixing_table(results: dict[str, dict]) -> list[str]:
+def _scaling_verdict(one: list[dict] | None, four: list[dict] | None) -> list[str]:
+    """The 4-robot / 1-robot time ratio, or its upper bound when 1 robot never got there."""
+    if not one or not four or any(r["time_to_target_s"] is None for r in four):
+        return []
+    reached = max(r["time_to_target_s"] for r in four)  # the slowest 4-robot run
+    runs = "" if len(four) == 1 else f" in all {len(four)} runs"
+    if all(r["time_to_target_s"] is None for r in one):
+        # 1 robot's time is only known to exceed its budget, so the ratio is an upper bound.
+        budget = min(r["config"]["budget_s"] for r in one)
+        return [
+            "",
+            f"4 robots reached the target in {_fmt_time(reached)}{runs}; 1 robot had not reached it "
+            f"after {budget / 60:g} min, so 4 robots need less than {reached / budget:.2f}× the time "
+            "of 1 robot.",
+        ]
+    if all(r["time_to_target_s"] is not None for r in one):
+        ratio = _mean([r["time_to_target_s"] for r in four]) / _mean([r["time_to_target_s"] for r in one])
+        return ["", f"4 robots need {ratio:.2f}× the time of 1 robot to reach the target (mean over runs)."]
+    return ["", "1 robot reached the target in some runs and not in others: no ratio is given."]
+
+
+def _mixing_table(arms: dict[str, list[dict]]) -> list[str]:
     rows = ["| mixing | final mean success | time to target |", "|---|---|---|"]
     for name, label in _MIXING.items():
-        if name in results:
-            r = results[name]
-            rows.append(
-                f"| {label} | {r['final']['mean_success']:.2f} | {_fmt_time(r['time_to_target_s'])} |"
-            )
+        if name in arms:
+            rows.append(f"| {label} | {_success_cell(arms[name])} | {_times_cell(arms[name])} |")
     return rows
 
 
-def _plot(out_dir: Path, results: dict[str, dict], study: dict) -> None:
+def _plot(out_dir: Path, arms: dict[str, list[dict]], study: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colours = dict(zip(arms, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4, strict=False))
+
+    def curves(ax, name: str, value) -> None:
+        for i, r in enumerate(arms[name]):
+            points = [*r["evaluations"], r["final"]]
+            label = (name if len(arms[name]) == 1 else f"{name} ({len(arms[name])} runs)") if i == 0 else None
+            ax.plot(
+                [p["time_s"] / 60 for p in points],
+                [value(p) for p in points],
+                marker=".",
+                color=colours[name],
+                label=label,
+            )
+
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for name, r in results.items():
-        points = [*r["evaluations"], r["final"]]
-        ax.plot(
-            [p["time_s"] / 60 for p in points], [p["mean_success"] for p in points], marker=".", label=name
-        )
+    for name in arms:
+        curves(ax, name, lambda p: p["mean_success"])
     ax.axhline(study["target_success"], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="simulated wall-clock time (min)", ylabel="mean success (3 tasks)", ylim=(0, 1.02))
     ax.set_title("SOP in simulation: success of the newest weights")
@@ -217,12 +290,11 @@ def _plot(out_dir: Path, results: dict[str, dict], study: dict) -> None:
     fig.savefig(out_dir / "success_over_time.png", dpi=120)
     plt.close(fig)
 
-    shown = [name for name in ("hg_dagger_4", "recap_4", "hg_dagger_1") if name in results] or list(results)
+    shown = [name for name in ("hg_dagger_4", "recap_4", "hg_dagger_1") if name in arms] or list(arms)
     fig, axes = plt.subplots(1, len(TASK_NAMES), figsize=(12, 3.8), sharey=True)
     for ax, task in zip(axes, TASK_NAMES, strict=True):
         for name in shown:
-            points = [*results[name]["evaluations"], results[name]["final"]]
-            ax.plot([p["time_s"] / 60 for p in points], [p["success"][task] for p in points], label=name)
+            curves(ax, name, lambda p, task=task: p["success"][task])
         ax.set(title=task, xlabel="simulated time (min)", ylim=(0, 1.02))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("success")

@@ -64,7 +64,8 @@ class ExperimentOptions:
     arms: tuple[str, ...] = tuple(arm.name for arm in ARMS)
     out: Path = Path("out/experiment")
     jobs: int = 1
-    seed: int = 0
+    # One run of every arm per seed; the report gives their mean and each run's result.
+    seeds: tuple[int, ...] = (0,)
     base: Path | None = None
     budget_min: float | None = None
     device: str | None = None
@@ -79,7 +80,9 @@ def run_experiment(options: ExperimentOptions) -> Path:
     if options.report_only:
         return write_report(options.out, load_results(options.out), size=options.size)
     size = SIZES[options.size]
-    study = replace(size.study, seed=options.seed)
+    if not options.seeds or len(set(options.seeds)) != len(options.seeds):
+        raise ConfigError(f"seeds must be distinct and at least one, got {list(options.seeds)}")
+    study = size.study
     if options.budget_min is not None:
         study = replace(study, budget_s=options.budget_min * 60)
     if options.device is not None:
@@ -99,18 +102,20 @@ def run_experiment(options: ExperimentOptions) -> Path:
     policy_config = sim_policy_config()
     demos = demonstrations(out / "demos", episodes_per_task=size.recipe.demos_per_task, say=say)
     base = options.base or base_policy(out / "base", demos, policy_config, size.recipe)
-    say(f"base policy {base}; arms {', '.join(options.arms)} ({options.jobs} at a time)")
+    seeds = ", ".join(str(seed) for seed in options.seeds)
+    say(f"base policy {base}; arms {', '.join(options.arms)}, seeds {seeds} ({options.jobs} at a time)")
     started = time.monotonic()
-    run_arms(
+    results = run_arms(
         [by_name[name] for name in options.arms],
         study,
         policy_config=policy_config,
         base_weights=base,
         demos_dir=demos,
         out_dir=out,
+        seeds=options.seeds,
         jobs=options.jobs,
     )
-    say(f"{len(options.arms)} arms done in {(time.monotonic() - started) / 60:.1f} min")
+    say(f"{len(results)} runs done in {(time.monotonic() - started) / 60:.1f} min")
     markdown = write_report(out, load_results(out), size=options.size)
     say(f"results: {markdown}")
     return markdown

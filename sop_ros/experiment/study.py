@@ -40,7 +40,7 @@ from sop_ros.learner.loop import LearnerConfig
 from sop_ros.learner.sampler import SamplerConfig
 from sop_ros.sim import TASK_NAMES, ExpertConfig, SimConfig
 
-__all__ = ["ARMS", "Arm", "ArmResult", "StudyConfig", "run_arm", "run_arms", "time_to_target"]
+__all__ = ["ARMS", "Arm", "ArmResult", "StudyConfig", "run_arm", "run_arms", "run_dir_name", "time_to_target"]
 
 _log = logging.getLogger(__name__)
 
@@ -256,6 +256,11 @@ def time_to_target(evaluations: Sequence[Evaluation], target: float) -> float | 
     return None
 
 
+def run_dir_name(arm: Arm, seed: int) -> str:
+    """Directory of one run of ``arm``: its name, with the seed appended unless it is 0."""
+    return arm.name if seed == 0 else f"{arm.name}_seed{seed}"
+
+
 def run_arms(
     arms: Sequence[Arm],
     study: StudyConfig,
@@ -264,16 +269,22 @@ def run_arms(
     base_weights: Path,
     demos_dir: Path,
     out_dir: Path,
+    seeds: Sequence[int] = (0,),
     jobs: int = 1,
 ) -> list[ArmResult]:
-    """Run ``arms`` (``jobs`` at a time, each in a process of its own when jobs > 1)."""
-    kwargs = dict(study=study, policy_config=policy_config, base_weights=base_weights, demos_dir=demos_dir)
+    """Run every arm once per seed (``jobs`` runs at a time, each in a process of its own when jobs > 1)."""
+    kwargs = dict(policy_config=policy_config, base_weights=base_weights, demos_dir=demos_dir)
+    runs = [
+        dict(arm=arm, study=replace(study, seed=seed), out_dir=out_dir / run_dir_name(arm, seed), **kwargs)
+        for seed in seeds
+        for arm in arms
+    ]
     if jobs <= 1:
-        return [run_arm(arm, out_dir=out_dir / arm.name, **kwargs) for arm in arms]
+        return [run_arm(**run) for run in runs]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
-        futures = [pool.submit(run_arm, arm, out_dir=out_dir / arm.name, **kwargs) for arm in arms]
+        futures = [pool.submit(run_arm, **run) for run in runs]
         return [future.result() for future in futures]
 
 

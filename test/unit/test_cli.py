@@ -45,3 +45,7 @@ def test_experiment_explains_bad_arms_settings_and_empty_reports(tmp_path: Path,
     assert "unknown study settings ['nope']" in capsys.readouterr().err
     assert main(["experiment", "--report-only", "--out", str(tmp_path)]) == 1
     assert "no arm results" in capsys.readouterr().err
+    assert main(["experiment", "--size", "reduced", "--seed", "0,x", "--out", str(tmp_path / "c")]) == 1
+    assert "expected integers separated by commas" in capsys.readouterr().err
+    assert main(["experiment", "--size", "reduced", "--seed", "1,1", "--out", str(tmp_path / "d")]) == 1
+    assert "seeds must be distinct" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,14 @@ def _evaluation(time_s: float, mean: float) -> dict:
     }
 
 
-def _result(name: str, robots: int, budget_s: float, reached: float | None, **config) -> dict:
+def _result(
+    name: str, robots: int, budget_s: float, reached: float | None, final: float | None = None, **config
+) -> dict:
+    final = final if final is not None else (0.85 if reached is not None else 0.6)
     return {
         "arm": {"name": name, "algorithm": "hg_dagger", "robots": robots, "mixing": "adaptive"},
         "evaluations": [_evaluation(0.0, 0.3), _evaluation(budget_s / 2, 0.6)],
-        "final": _evaluation(budget_s, 0.85 if reached is not None else 0.6),
+        "final": _evaluation(budget_s, final),
         "episodes": [[1.0, TASK_NAMES[0], True, 0.5, False]] * robots,
         "time_to_target_s": reached,
         "learner_steps": 10,
@@ -74,3 +78,20 @@ def test_report_refuses_arms_run_with_different_settings(tmp_path: Path) -> None
     }
     with pytest.raises(ConfigError, match=r"different settings \(lr\)"):
         write_report(tmp_path, results, size="full")
+
+
+def test_report_gives_the_mean_over_seeds_and_every_run(tmp_path: Path) -> None:
+    results = {
+        "hg_dagger_4": _result("hg_dagger_4", 4, 1200.0, 480.0, final=0.9),
+        "hg_dagger_4_seed1": _result("hg_dagger_4", 4, 1200.0, None, final=0.7, seed=1),
+        "hg_dagger_1": _result("hg_dagger_1", 1, 1200.0, None),
+        "hg_dagger_1_seed1": _result("hg_dagger_1", 1, 1200.0, None, seed=1),
+    }
+    text = write_report(tmp_path, results, size="full").read_text()
+    assert "2 arms, 4 runs (seeds 0, 1)" in text and "--seed 0,1" in text
+    assert "| SOP + HG-DAgger, 4 robots | 0.80 | 0.80 | 0.80 | 0.80 (0.90 / 0.70) |" in text
+    assert "| 4 | 8.0 min / not reached | 20 min | 0.80 (0.90 / 0.70) | 4 |" in text
+    assert "4 robots need" not in text, "one 4-robot run never reached the target: no ratio"
+    summary = json.loads((tmp_path / "results.json").read_text())["arms"]["hg_dagger_4"]
+    assert [run["seed"] for run in summary["runs"]] == [0, 1]
+    assert summary["final_mean_success"] == pytest.approx(0.8)
