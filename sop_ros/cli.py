@@ -60,6 +60,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         budget_min=args.budget_min,
         device=args.device,
         report_only=args.report_only,
+        resume=args.resume,
         overrides=_parse_sets(args.set),
     )
     run_experiment(options)
@@ -243,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     experiment.add_argument(
         "--report-only", action="store_true", help="rebuild the report from the arms already in --out"
+    )
+    experiment.add_argument(
+        "--resume",
+        action="store_true",
+        help="arms already run in --out continue to a longer --budget-min instead of starting over",
     )
     experiment.set_defaults(handler=_cmd_experiment)
 

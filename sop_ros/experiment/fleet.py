@@ -20,10 +20,11 @@ Threads: a fleet belongs to the thread that calls :meth:`SimFleet.tick`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.errors import ConfigError
 from sop_ros.core.types import ActionChunk, EpisodeMeta, Outcome
 from sop_ros.demo.evaluate import infer_many
 from sop_ros.demo.sim_bags import SimStep, record_sim_episode
@@ -167,6 +168,37 @@ class SimFleet:
     def publish(self, version: str, path: Path) -> None:
         """Make ``version`` the weights every robot takes at its next episode start."""
         self.newest = (version, path)
+
+    def state_dict(self) -> dict:
+        """Clock, robots' progress, newest weights and finished episodes, as plain JSON.
+
+        An episode still running is not part of the state: a fleet restored from it
+        replays that episode from its start (same layout) at the restored time.
+        """
+        return {
+            "ticks": self._ticks,
+            "newest": [self.newest[0], str(self.newest[1])],
+            "robots": [
+                {"episodes": r.episodes, "idle_until_s": r.idle_until_s if r.env is None else self.now_s}
+                for r in self._robots
+            ],
+            "results": [{**asdict(r), "bag": str(r.bag)} for r in self.results],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict` output (of a fleet with as many robots)."""
+        if len(state["robots"]) != len(self._robots):
+            raise ConfigError(
+                f"the saved fleet has {len(state['robots'])} robots, this one {len(self._robots)}"
+            )
+        self._ticks = int(state["ticks"])
+        self.now_s = self._ticks * self.period_s
+        self.newest = (state["newest"][0], Path(state["newest"][1]))
+        for robot, saved in zip(self._robots, state["robots"], strict=True):
+            robot.env, robot.obs, robot.chunk, robot.steps = None, None, None, []
+            robot.episodes = int(saved["episodes"])
+            robot.idle_until_s = float(saved["idle_until_s"])
+        self.results = [EpisodeResult(**{**r, "bag": Path(r["bag"])}) for r in state["results"]]
 
     def tick(self) -> None:
         """Advance every robot by one control period."""

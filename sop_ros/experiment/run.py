@@ -71,6 +71,8 @@ class ExperimentOptions:
     device: str | None = None
     # Rebuild results.md, results.json and the plots from the arms already in ``out``.
     report_only: bool = False
+    # Runs already in ``out`` continue to the (longer) budget instead of starting over.
+    resume: bool = False
     # StudyConfig fields to change, e.g. {"learner_steps_per_s": 4.0}.
     overrides: dict = field(default_factory=dict)
 
@@ -114,6 +116,7 @@ def run_experiment(options: ExperimentOptions) -> Path:
         out_dir=out,
         seeds=options.seeds,
         jobs=options.jobs,
+        resume=options.resume,
     )
     say(f"{len(results)} runs done in {(time.monotonic() - started) / 60:.1f} min")
     markdown = write_report(out, load_results(out), size=options.size)

@@ -44,6 +44,9 @@ __all__ = ["ARMS", "Arm", "ArmResult", "StudyConfig", "run_arm", "run_arms", "ru
 
 _log = logging.getLogger(__name__)
 
+# What a finished arm leaves behind for --resume (beside its learner checkpoint).
+_STATE = "state.json"
+
 MIXING = ("adaptive", "fixed", "online_only")
 
 
@@ -154,14 +157,26 @@ def run_arm(
     out_dir: Path,
     sim: SimConfig | None = None,
     expert: ExpertConfig | None = None,
+    resume: bool = False,
 ) -> ArmResult:
-    """Run one arm for ``study.budget_s`` simulated seconds; write ``out_dir/result.json``."""
+    """Run one arm for ``study.budget_s`` simulated seconds; write ``out_dir/result.json``.
+
+    With ``resume``, an arm that already ran in ``out_dir`` with the same settings and
+    a shorter budget continues where it stopped (learner checkpoint, fleet clock and
+    episodes, evaluations so far); an episode that was running then is replayed.
+    Without it, an earlier run in ``out_dir`` is replaced.
+
+    Raises:
+        ConfigError: resuming a run made with other settings, or one already at the budget.
+    """
     started = time.monotonic()
     sim = sim or SimConfig()
-    if out_dir.exists():  # an arm starts from its base weights: bags and weights of an old run go
-        _log.info("%s: replacing the earlier run in %s", arm.name, out_dir)
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    saved = _saved_state(out_dir, arm, study) if resume else None
+    if saved is None:
+        if out_dir.exists():  # an arm starts from its base weights: bags and weights of an old run go
+            _log.info("%s: replacing the earlier run in %s", arm.name, out_dir)
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
     device = study.device if study.device != "auto" else ("cuda" if _cuda() else "cpu")
     policy_config = replace(policy_config, device=device)
     # RECAP's policy acts on "advantage: positive" prompts; the learner trains on both.
@@ -187,8 +202,17 @@ def run_arm(
         learner_policy,
         publish=lambda path, manifest: fleet.publish(format_version(manifest.version), path),
     )
-    learner.start()
+    learner.start()  # resumes from the checkpoint a resumed arm left behind
     evaluations: list[Evaluation] = []
+    next_eval, spent_s = 0.0, 0.0
+    if saved is not None:
+        fleet.load_state_dict(saved["fleet"])
+        for episode in fleet.results:  # in the order they first arrived
+            learner.submit_episode(episode.bag)
+        learner.sync_ingest()
+        evaluations = [Evaluation(**e) for e in saved["evaluations"]]
+        next_eval, spent_s = saved["next_eval_s"], saved["seconds"]
+        _log.info("%s: continuing at t=%.0fs, learner step %d", arm.name, fleet.now_s, learner.step)
 
     def evaluate(episodes_per_task: int) -> Evaluation:
         version, path = fleet.newest
@@ -212,7 +236,6 @@ def run_arm(
         return evaluation
 
     try:
-        next_eval = 0.0
         while fleet.now_s < study.budget_s - 1e-9:
             if fleet.now_s >= next_eval - 1e-9:
                 evaluations.append(evaluate(study.eval_episodes_per_task))
@@ -223,6 +246,22 @@ def run_arm(
             for _ in range(owed):
                 learner.train_step()
         final = evaluate(study.final_eval_episodes_per_task)
+        learner.save_checkpoint()
+        _write(
+            out_dir / _STATE,
+            {
+                "arm": asdict(arm),
+                "study": asdict(study),
+                "time_s": fleet.now_s,
+                "fleet": fleet.state_dict(),
+                # A continued run counts this final evaluation as one of its regular ones.
+                "evaluations": [asdict(e) for e in [*evaluations, final]],
+                "next_eval_s": next_eval
+                if next_eval > fleet.now_s + 1e-9
+                else next_eval + study.eval_every_s,
+                "seconds": spent_s + time.monotonic() - started,
+            },
+        )
     finally:
         learner.close()
     reached = time_to_target([*evaluations, final], study.target_success)
@@ -234,13 +273,36 @@ def run_arm(
         time_to_target_s=reached,
         learner_steps=learner.step,
         versions=learner.version,
-        seconds=time.monotonic() - started,
+        seconds=spent_s + time.monotonic() - started,
         machine=_machine(device),
         date=datetime.date.today().isoformat(),
         config=asdict(study),
     )
     _write(out_dir / "result.json", result.to_json())
     return result
+
+
+def _saved_state(out_dir: Path, arm: Arm, study: StudyConfig) -> dict | None:
+    """The state an earlier run of ``arm`` left in ``out_dir``, if it can continue to ``study``'s budget."""
+    path = out_dir / _STATE
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    ran_s = saved["time_s"]
+    mine = {k: v for k, v in asdict(study).items() if k != "budget_s"}
+    theirs = {k: v for k, v in saved["study"].items() if k != "budget_s"}
+    differing = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    if saved["arm"] != asdict(arm) or differing:
+        raise ConfigError(
+            f"cannot continue {arm.name} in {out_dir}: it ran with other settings "
+            f"({', '.join(differing) or 'arm'}); run it without --resume to start over"
+        )
+    if study.budget_s <= ran_s + 1e-9:
+        raise ConfigError(
+            f"{arm.name} in {out_dir} already ran {ran_s / 60:g} simulated minutes; "
+            "give a longer budget to continue it"
+        )
+    return saved
 
 
 def time_to_target(evaluations: Sequence[Evaluation], target: float) -> float | None:
@@ -271,9 +333,13 @@ def run_arms(
     out_dir: Path,
     seeds: Sequence[int] = (0,),
     jobs: int = 1,
+    resume: bool = False,
 ) -> list[ArmResult]:
-    """Run every arm once per seed (``jobs`` runs at a time, each in a process of its own when jobs > 1)."""
-    kwargs = dict(policy_config=policy_config, base_weights=base_weights, demos_dir=demos_dir)
+    """Run every arm once per seed (``jobs`` runs at a time, each in a process of its own when jobs > 1).
+
+    With ``resume``, runs already in ``out_dir`` continue to the budget (see :func:`run_arm`).
+    """
+    kwargs = dict(policy_config=policy_config, base_weights=base_weights, demos_dir=demos_dir, resume=resume)
     runs = [
         dict(arm=arm, study=replace(study, seed=seed), out_dir=out_dir / run_dir_name(arm, seed), **kwargs)
         for seed in seeds

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from sop_ros.core.errors import ConfigError
 from sop_ros.experiment.run import ExperimentOptions, run_experiment
 from sop_ros.storage import validate_bag
 
@@ -40,3 +42,29 @@ def test_reduced_study_runs_every_stage_and_writes_the_report(tmp_path: Path) ->
     assert "## Fleet scaling" in text and "SOP + RECAP, 4 robots" in text
     assert (tmp_path / "success_over_time.png").stat().st_size > 10_000
     assert (tmp_path / "success_per_task.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_resumed_arm_continues_where_it_stopped(tmp_path: Path) -> None:
+    options = ExperimentOptions(size="reduced", arms=("hg_dagger_1",), out=tmp_path, budget_min=0.5)
+    run_experiment(options)
+    first = json.loads((tmp_path / "hg_dagger_1" / "result.json").read_text())
+    assert first["learner_steps"] == 30
+
+    run_experiment(replace(options, budget_min=1.0, resume=True))
+    second = json.loads((tmp_path / "hg_dagger_1" / "result.json").read_text())
+    # The learner went on from its checkpoint at step 30 (v0001) and published once more at 50;
+    # one started over would have published at 25 and 50 (v0003).
+    assert second["learner_steps"] == 60 and second["versions"] == 2
+    assert second["evaluations"][: len(first["evaluations"])] == first["evaluations"]
+    assert second["evaluations"][len(first["evaluations"])] == first["final"]
+    assert second["episodes"][: len(first["episodes"])] == first["episodes"]
+    assert len(second["episodes"]) > len(first["episodes"])
+    bags = sorted((tmp_path / "hg_dagger_1" / "spool" / "ready").iterdir())
+    assert len(bags) == len(second["episodes"])
+    assert second["seconds"] > first["seconds"]
+
+    with pytest.raises(ConfigError, match="already ran 1 simulated minutes"):
+        run_experiment(replace(options, budget_min=1.0, resume=True))
+    with pytest.raises(ConfigError, match=r"other settings \(lr\)"):
+        run_experiment(replace(options, budget_min=2.0, resume=True, overrides={"lr": 0.01}))
