@@ -46,6 +46,7 @@ _log = logging.getLogger(__name__)
 
 # What a finished arm leaves behind for --resume (beside its learner checkpoint).
 _STATE = "state.json"
+_STATE_WEIGHTS = "state_weights.safetensors"
 
 MIXING = ("adaptive", "fixed", "online_only")
 
@@ -206,13 +207,43 @@ def run_arm(
     evaluations: list[Evaluation] = []
     next_eval, spent_s = 0.0, 0.0
     if saved is not None:
+        if learner.step != saved["learner_step"]:
+            learner.close()
+            raise ConfigError(
+                f"cannot continue {arm.name} in {out_dir}: its learner checkpoint is at step "
+                f"{learner.step}, its saved state at step {saved['learner_step']}; "
+                "run it without --resume to start over"
+            )
         fleet.load_state_dict(saved["fleet"])
+        _drop_later_bags(out_dir / "spool", fleet.results)
         for episode in fleet.results:  # in the order they first arrived
             learner.submit_episode(episode.bag)
         learner.sync_ingest()
         evaluations = [Evaluation(**e) for e in saved["evaluations"]]
         next_eval, spent_s = saved["next_eval_s"], saved["seconds"]
         _log.info("%s: continuing at t=%.0fs, learner step %d", arm.name, fleet.now_s, learner.step)
+
+    def save_state(done: list[Evaluation], next_eval_s: float) -> None:
+        """Checkpoint the learner and write what a resumed run needs next to it."""
+        learner.save_checkpoint()
+        fleet_state = fleet.state_dict()
+        # The learner prunes old weights files; the robots' newest must outlive that.
+        version, path = fleet.newest
+        kept = out_dir / f"{_STATE_WEIGHTS}.tmp"
+        shutil.copyfile(path, kept)
+        kept.replace(out_dir / _STATE_WEIGHTS)
+        fleet_state["newest"] = [version, str(out_dir / _STATE_WEIGHTS)]
+        state = {
+            "arm": asdict(arm),
+            "study": asdict(study),
+            "time_s": fleet.now_s,
+            "learner_step": learner.step,
+            "fleet": fleet_state,
+            "evaluations": [asdict(e) for e in done],
+            "next_eval_s": next_eval_s,
+            "seconds": spent_s + time.monotonic() - started,
+        }
+        _write(out_dir / _STATE, state)
 
     def evaluate(episodes_per_task: int) -> Evaluation:
         version, path = fleet.newest
@@ -241,27 +272,17 @@ def run_arm(
                 evaluations.append(evaluate(study.eval_episodes_per_task))
                 _write(out_dir / "progress.json", [asdict(e) for e in evaluations])
                 next_eval += study.eval_every_s
+                # A run stopped from outside (a job's time limit) can go on from here.
+                save_state(evaluations, next_eval)
             fleet.tick()
             owed = math.floor(fleet.now_s * study.learner_steps_per_s + 1e-9) - learner.step
             for _ in range(owed):
                 learner.train_step()
         final = evaluate(study.final_eval_episodes_per_task)
-        learner.save_checkpoint()
-        _write(
-            out_dir / _STATE,
-            {
-                "arm": asdict(arm),
-                "study": asdict(study),
-                "time_s": fleet.now_s,
-                "fleet": fleet.state_dict(),
-                # A continued run counts this final evaluation as one of its regular ones.
-                "evaluations": [asdict(e) for e in [*evaluations, final]],
-                "next_eval_s": next_eval
-                if next_eval > fleet.now_s + 1e-9
-                else next_eval + study.eval_every_s,
-                "seconds": spent_s + time.monotonic() - started,
-            },
-        )
+        # A continued run counts this final evaluation as one of its regular ones.
+        if next_eval <= fleet.now_s + 1e-9:
+            next_eval += study.eval_every_s
+        save_state([*evaluations, final], next_eval)
     finally:
         learner.close()
     reached = time_to_target([*evaluations, final], study.target_success)
@@ -280,6 +301,16 @@ def run_arm(
     )
     _write(out_dir / "result.json", result.to_json())
     return result
+
+
+def _drop_later_bags(spool: Path, kept: Sequence[EpisodeResult]) -> None:
+    """Delete bags of episodes that ended after the saved state: the resumed fleet replays them."""
+    names = {result.bag.name for result in kept}
+    for folder in ("ready", "recording"):
+        for bag in (spool / folder).iterdir() if (spool / folder).is_dir() else ():
+            if bag.name not in names:
+                _log.info("dropping %s: it ended after the saved state and will be replayed", bag.name)
+                shutil.rmtree(bag)
 
 
 def _saved_state(out_dir: Path, arm: Arm, study: StudyConfig) -> dict | None:

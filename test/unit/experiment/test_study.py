@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from sop_ros.core.errors import ConfigError
+from sop_ros.experiment.fleet import SimFleet
 from sop_ros.experiment.run import ExperimentOptions, run_experiment
 from sop_ros.storage import validate_bag
 
@@ -51,7 +53,11 @@ def test_resumed_arm_continues_where_it_stopped(tmp_path: Path) -> None:
     first = json.loads((tmp_path / "hg_dagger_1" / "result.json").read_text())
     assert first["learner_steps"] == 30
 
+    # An episode that ended after the state was saved (the run was stopped from outside) is replayed.
+    later = tmp_path / "hg_dagger_1" / "spool" / "ready" / "robot_1-09999"
+    later.mkdir()
     run_experiment(replace(options, budget_min=1.0, resume=True))
+    assert not later.exists()
     second = json.loads((tmp_path / "hg_dagger_1" / "result.json").read_text())
     # The learner went on from its checkpoint at step 30 (v0001) and published once more at 50;
     # one started over would have published at 25 and 50 (v0003).
@@ -68,3 +74,32 @@ def test_resumed_arm_continues_where_it_stopped(tmp_path: Path) -> None:
         run_experiment(replace(options, budget_min=1.0, resume=True))
     with pytest.raises(ConfigError, match=r"other settings \(lr\)"):
         run_experiment(replace(options, budget_min=2.0, resume=True, overrides={"lr": 0.01}))
+    shutil.rmtree(tmp_path / "hg_dagger_1" / "learner")
+    with pytest.raises(ConfigError, match="checkpoint is at step 0, its saved state at step 60"):
+        run_experiment(replace(options, budget_min=2.0, resume=True))
+
+
+@pytest.mark.slow
+def test_arm_stopped_from_outside_resumes_from_its_last_evaluation(tmp_path: Path, monkeypatch) -> None:
+    tick = SimFleet.tick
+
+    def killed_at_45_s(fleet: SimFleet) -> None:
+        if fleet.now_s >= 45.0:
+            raise KeyboardInterrupt("job time limit")
+        tick(fleet)
+
+    options = ExperimentOptions(size="reduced", arms=("hg_dagger_1",), out=tmp_path, budget_min=1.0)
+    with monkeypatch.context() as patch:
+        patch.setattr(SimFleet, "tick", killed_at_45_s)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(options)
+    assert not (tmp_path / "hg_dagger_1" / "result.json").exists()
+
+    run_experiment(replace(options, resume=True))
+    result = json.loads((tmp_path / "hg_dagger_1" / "result.json").read_text())
+    # Continued from the state saved at the 30 s evaluation: nothing counted twice, nothing lost.
+    assert [e["time_s"] for e in result["evaluations"]] == [0.0, 30.0]
+    assert result["learner_steps"] == 60 and result["versions"] == 2
+    bags = sorted((tmp_path / "hg_dagger_1" / "spool" / "ready").iterdir())
+    assert len(bags) == len(result["episodes"]) > 0
+    assert [row[0] for row in result["episodes"]] == sorted(row[0] for row in result["episodes"])
