@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument(
         "--resume",
         action="store_true",
-        help="arms already run in --out continue to a longer --budget-min instead of starting over",
+        help="arms in --out go on from their last saved evaluation (to a longer --budget-min, or "
+        "after being stopped) instead of starting over",
     )
     experiment.set_defaults(handler=_cmd_experiment)
 
