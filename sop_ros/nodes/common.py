@@ -29,6 +29,7 @@ from sop_ros.core import topics
 __all__ = [
     "COMMAND_QOS",
     "LATCHED_QOS",
+    "RECORD_COMMAND_QOS",
     "RECORD_SENSOR_QOS",
     "SENSOR_QOS",
     "Diagnostics",
@@ -52,6 +53,14 @@ RECORD_SENSOR_QOS = QoSProfile(
 COMMAND_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=20,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+# What the recorder asks of command topics: reliable, with a queue deep enough (20 s of
+# commands at 50 Hz) that a busy executor handing them over late drops none.
+RECORD_COMMAND_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1000,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
 )

@@ -43,7 +43,14 @@ from sop_ros.core import topics
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import SopError
 from sop_ros.core.types import EpisodeMeta
-from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, RECORD_SENSOR_QOS, Diagnostics, RateMeter, run_node
+from sop_ros.nodes.common import (
+    LATCHED_QOS,
+    RECORD_COMMAND_QOS,
+    RECORD_SENSOR_QOS,
+    Diagnostics,
+    RateMeter,
+    run_node,
+)
 from sop_ros.nodes.convert import outcome_from_msg, received_ns, stamp_to_ns
 from sop_ros.nodes.params import declare_config
 from sop_ros.storage import EpisodeRecorder, SpoolFullError, episode_meta, recover_spool
@@ -73,6 +80,14 @@ class RecorderConfig:
     flush_period_s: float = setting(
         1.0, "longest time recorded data stays in memory only", unit="s", low=0.05
     )
+    end_grace_s: float = setting(
+        0.5,
+        "a bag closes this long after its END, taking messages that arrived before the END "
+        "but were handed over late",
+        unit="s",
+        low=0.0,
+        high=10.0,
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -91,6 +106,9 @@ class RecorderNode(Node):
             flush_period_s=self.config.flush_period_s,
         )
         self._meta: EpisodeMeta | None = None
+        # An ended episode whose bag closes when its grace timer fires: (END event, its stamp).
+        self._closing: tuple[EpisodeEvent, int] | None = None
+        self._close_timer = None
         self._versions: list[str] = []
         self._written = RateMeter()
         self._finished = 0
@@ -101,11 +119,11 @@ class RecorderNode(Node):
             topic = topics.camera_topic(camera, compressed=self.config.compressed_images)
             self._record(topic, image_type, RECORD_SENSOR_QOS)
         self._record(topics.JOINT_STATES, JointState, RECORD_SENSOR_QOS)
-        self._record(topics.COMMAND, JointState, COMMAND_QOS)
-        self._record(topics.ACTION_CHUNK, ActionChunk, COMMAND_QOS)
+        self._record(topics.COMMAND, JointState, RECORD_COMMAND_QOS)
+        self._record(topics.ACTION_CHUNK, ActionChunk, RECORD_COMMAND_QOS)
         self._record(topics.INSTRUCTION, String, LATCHED_QOS)
-        self._subscribe(Intervention, topics.INTERVENTION, self._on_intervention, COMMAND_QOS)
-        self._subscribe(EpisodeEvent, topics.EPISODE_EVENTS, self._on_episode, COMMAND_QOS)
+        self._subscribe(Intervention, topics.INTERVENTION, self._on_intervention, RECORD_COMMAND_QOS)
+        self._subscribe(EpisodeEvent, topics.EPISODE_EVENTS, self._on_episode, RECORD_COMMAND_QOS)
         self._diagnostics = Diagnostics(self, self._report)
 
     def _recover(self) -> None:
@@ -161,14 +179,37 @@ class RecorderNode(Node):
     def _on_episode(self, msg: EpisodeEvent, log_ns: int) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
         if msg.kind == EpisodeEvent.START:
+            self._close_now()
             # The episode began at its stamp (its instruction, published just before the event, is
             # part of it); the START itself is kept even if the manager's clock runs a little ahead.
             self._start(msg, stamp_ns, since_ns=min(stamp_ns, log_ns))
         self._write(topics.EPISODE_EVENTS, _type_name(EpisodeEvent), serialize_message(msg), log_ns)
         if msg.kind == EpisodeEvent.END:
-            self._finish(msg, stamp_ns)
+            self._close_soon(msg, stamp_ns, log_ns)
         elif msg.kind == EpisodeEvent.ABORT:
+            self._close_now()
             self._abort()
+
+    def _close_soon(self, msg: EpisodeEvent, stamp_ns: int, log_ns: int) -> None:
+        """Stop taking messages that arrived after the END; close the bag after the grace time."""
+        if self._meta is None or msg.episode_id != self._meta.episode_id:
+            return
+        self._close_now()
+        self._recorder.close_after(log_ns)
+        self._closing = (msg, stamp_ns)
+        if self.config.end_grace_s <= 0.0:
+            self._close_now()
+            return
+        self._close_timer = self.create_timer(self.config.end_grace_s, self._close_now)
+
+    def _close_now(self) -> None:
+        """Close the bag of an ended episode, if one is waiting (grace timer, next START, shutdown)."""
+        if self._close_timer is not None:
+            self.destroy_timer(self._close_timer)
+            self._close_timer = None
+        closing, self._closing = self._closing, None
+        if closing is not None:
+            self._finish(*closing)
 
     def _start(self, msg: EpisodeEvent, stamp_ns: int, *, since_ns: int) -> None:
         if self._recorder.recording:
@@ -234,7 +275,8 @@ class RecorderNode(Node):
         self.get_logger().info(f"episode aborted ({reason}); bag kept at {path}")
 
     def destroy_node(self) -> None:
-        """Close a running bag as aborted so a clean shutdown never leaves a partial bag."""
+        """Close an ended episode's bag, and a running one as aborted: shutdown never leaves a partial bag."""
+        self._close_now()
         self._abort("recorder shut down mid-episode")
         super().destroy_node()
 

@@ -84,6 +84,8 @@ class EpisodeRecorder:
         self._last_stamp_ns = 0
         # Messages logged earlier than this arrived before the running episode began.
         self._since_ns = 0
+        # Once the episode has ended: messages logged later than this arrived after its END.
+        self._until_ns: int | None = None
         # (log time, active) of every Intervention message of the running episode.
         self._events: list[tuple[int, bool]] = []
         self.message_count = 0
@@ -141,6 +143,7 @@ class EpisodeRecorder:
             self._last_flush_ns = self._clock()
             self._last_stamp_ns = 0
             self._since_ns = since_ns
+            self._until_ns = None
             self._events = []
             self.message_count = 0
             return path
@@ -149,7 +152,8 @@ class EpisodeRecorder:
         """Append one serialised (CDR) message; ignored when no episode is running.
 
         A message logged before the running episode's ``since_ns`` (see
-        :meth:`start`) is ignored as well: it arrived before the episode began.
+        :meth:`start`) is ignored as well: it arrived before the episode began;
+        so is one logged after the time given to :meth:`close_after`.
 
         Args:
             topic: Topic name as it should appear in the bag.
@@ -164,7 +168,8 @@ class EpisodeRecorder:
         """
         with self._lock:
             writer = self._writer
-            if writer is None or stamp_ns < self._since_ns:
+            late = self._until_ns is not None and stamp_ns > self._until_ns
+            if writer is None or stamp_ns < self._since_ns or late:
                 self.ignored_count += 1
                 return
             connection = self._connections.get(topic)
@@ -187,6 +192,16 @@ class EpisodeRecorder:
                     self._last_flush_ns = now
             except (WriterError, OSError) as err:
                 raise BagError(f"cannot write to bag {writer.path}: {err}; the bag so far is kept") from None
+
+    def close_after(self, until_ns: int) -> None:
+        """The running episode ended at log time ``until_ns``: take only what arrived by then.
+
+        Call it when the END arrives and :meth:`finish` a little later: a message
+        that reached the robot before the END but is handed over after it (a busy
+        executor) still goes into the bag; one that arrived later does not.
+        """
+        with self._lock:
+            self._until_ns = until_ns
 
     def write_message(self, topic: str, msg: Any, stamp_ns: int) -> None:
         """Serialise a rosbags message object and :meth:`write` it (for tools and tests)."""

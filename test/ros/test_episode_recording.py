@@ -25,7 +25,7 @@ from std_srvs.srv import Trigger
 
 from sop_ros.core import topics
 from sop_ros.nodes.command_mux_node import CommandMuxNode
-from sop_ros.nodes.common import COMMAND_QOS, SENSOR_QOS
+from sop_ros.nodes.common import COMMAND_QOS, RECORD_COMMAND_QOS, SENSOR_QOS
 from sop_ros.nodes.episode_manager_node import EpisodeManagerNode
 from sop_ros.nodes.recorder_node import RecorderNode
 from sop_ros.storage import episode_meta
@@ -51,16 +51,33 @@ class Graph:
             ],
             **common,
         )
-        self.mux = CommandMuxNode(parameter_overrides=[Parameter("control_rate_hz", value=50.0)], **common)
-        self.recorder = RecorderNode(parameter_overrides=[Parameter("spool_dir", value=str(spool))], **common)
+        # Four nodes and the test's driver share one executor, which on two busy cores hands over some
+        # messages a second or more after they arrived. The mux's staleness limits and the recorder's
+        # grace after END are widened so that this test checks what gets recorded, not that latency.
+        self.mux = CommandMuxNode(
+            parameter_overrides=[
+                Parameter("control_rate_hz", value=50.0),
+                Parameter("control.max_command_age_s", value=3.0),
+                Parameter("control.max_chunk_age_s", value=3.0),
+            ],
+            **common,
+        )
+        self.recorder = RecorderNode(
+            parameter_overrides=[
+                Parameter("spool_dir", value=str(spool)),
+                Parameter("end_grace_s", value=3.0),
+            ],
+            **common,
+        )
         self.driver = rclpy.create_node("driver", **common)
         self.events: list[EpisodeEvent] = []
         self.commands: list[JointState] = []
         d = self.driver
-        d.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self.events.append, COMMAND_QOS)
-        d.create_subscription(JointState, topics.COMMAND, self.commands.append, COMMAND_QOS)
+        # The test listens as the recorder does: a queue deep enough that a late executor drops nothing.
+        d.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self.events.append, RECORD_COMMAND_QOS)
+        d.create_subscription(JointState, topics.COMMAND, self.commands.append, RECORD_COMMAND_QOS)
         self.heard: list[Intervention] = []
-        d.create_subscription(Intervention, topics.INTERVENTION, self.heard.append, COMMAND_QOS)
+        d.create_subscription(Intervention, topics.INTERVENTION, self.heard.append, RECORD_COMMAND_QOS)
         self.joints = d.create_publisher(JointState, topics.JOINT_STATES, SENSOR_QOS)
         self.image = d.create_publisher(CompressedImage, topics.camera_topic("head"), SENSOR_QOS)
         self.chunks = d.create_publisher(ActionChunk, topics.ACTION_CHUNK, COMMAND_QOS)

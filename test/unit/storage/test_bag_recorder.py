@@ -251,6 +251,20 @@ def test_messages_that_arrived_before_the_episode_began_stay_out_of_its_bag(
     assert meta.interventions == (InterventionSegment(start_ns=300, end_ns=400),)
 
 
+def test_messages_that_arrived_before_the_end_but_came_late_still_go_into_the_bag(
+    recorder: EpisodeRecorder,
+) -> None:
+    recorder.start(make_meta())
+    bag = BagWriter(recorder)
+    bag.command(100, [0.0])
+    recorder.close_after(200)  # the END arrived at 200
+    bag.command(190, [0.0])  # arrived before the END, handed over after it: kept
+    bag.command(210, [0.0])  # arrived after the END: not this episode's
+    path = recorder.finish(make_meta(end_ns=200))
+    assert info(path)["message_count"] == 2
+    assert recorder.ignored_count == 1
+
+
 def test_finish_from_another_thread_while_writes_continue(recorder: EpisodeRecorder) -> None:
     recorder.start(make_meta())
     bag = BagWriter(recorder)
