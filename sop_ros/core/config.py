@@ -21,6 +21,7 @@ __all__ = [
     "FlatSetting",
     "check_ranges",
     "config_from_flat",
+    "differing_settings",
     "flatten_config",
     "flatten_mapping",
     "setting",
@@ -129,6 +130,13 @@ def flatten_mapping(values: Mapping[str, Any], prefix: str = "") -> dict[str, An
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def differing_settings(
+    a: Mapping[str, Any], b: Mapping[str, Any], *, ignore: tuple[str, ...] = ()
+) -> list[str]:
+    """Names whose values differ between two settings mappings (or are in one only), sorted."""
+    return sorted(k for k in a.keys() | b.keys() if k not in ignore and a.get(k) != b.get(k))
 
 
 def config_from_flat(cls: type[C], values: Mapping[str, Any], prefix: str = "") -> C:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sop_ros.core.config import differing_settings
 from sop_ros.core.errors import ConfigError
 from sop_ros.sim import TASK_NAMES
 
@@ -103,14 +104,9 @@ def _by_arm(results: dict[str, dict]) -> dict[str, list[dict]]:
 def _check_same_settings(results: dict[str, dict]) -> None:
     """Runs compare only when they ran with the same settings (budget and seed aside)."""
     names = list(results)
-
-    def settings(name: str) -> dict:
-        return {k: v for k, v in results[name]["config"].items() if k not in ("budget_s", "seed")}
-
-    first = settings(names[0])
+    first = results[names[0]]["config"]
     for name in names[1:]:
-        other = settings(name)
-        differing = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+        differing = differing_settings(first, results[name]["config"], ignore=("budget_s", "seed"))
         if differing:
             raise ConfigError(
                 f"arms {names[0]} and {name} ran with different settings ({', '.join(differing)}); "

@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.config import check_ranges, differing_settings, setting
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.policy import Pi0Policy, PolicyConfig
 from sop_ros.core.types import format_version
@@ -172,7 +172,7 @@ def run_arm(
     """
     started = time.monotonic()
     sim = sim or SimConfig()
-    saved = _saved_state(out_dir, arm, study) if resume else None
+    saved = _saved_state(out_dir, arm, study, sim.control_period_s) if resume else None
     if saved is None:
         if out_dir.exists():  # an arm starts from its base weights: bags and weights of an old run go
             _log.info("%s: replacing the earlier run in %s", arm.name, out_dir)
@@ -236,7 +236,6 @@ def run_arm(
         state = {
             "arm": asdict(arm),
             "study": asdict(study),
-            "time_s": fleet.now_s,
             "learner_step": learner.step,
             "fleet": fleet_state,
             "evaluations": [asdict(e) for e in done],
@@ -313,16 +312,14 @@ def _drop_later_bags(spool: Path, kept: Sequence[EpisodeResult]) -> None:
                 shutil.rmtree(bag)
 
 
-def _saved_state(out_dir: Path, arm: Arm, study: StudyConfig) -> dict | None:
+def _saved_state(out_dir: Path, arm: Arm, study: StudyConfig, period_s: float) -> dict | None:
     """The state an earlier run of ``arm`` left in ``out_dir``, if it can continue to ``study``'s budget."""
     path = out_dir / _STATE
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
-    ran_s = saved["time_s"]
-    mine = {k: v for k, v in asdict(study).items() if k != "budget_s"}
-    theirs = {k: v for k, v in saved["study"].items() if k != "budget_s"}
-    differing = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    ran_s = saved["fleet"]["ticks"] * period_s
+    differing = differing_settings(asdict(study), saved["study"], ignore=("budget_s",))
     if saved["arm"] != asdict(arm) or differing:
         raise ConfigError(
             f"cannot continue {arm.name} in {out_dir}: it ran with other settings "

@@ -90,7 +90,7 @@ class EpisodeRecorder:
         self._events: list[tuple[int, bool]] = []
         self.message_count = 0
         # Messages that arrived while no episode ran (expected between episodes), or
-        # that were handed over only after the next episode had begun.
+        # were handed over late: after the next episode began, or after the END.
         self.ignored_count = 0
 
     @property
