@@ -31,8 +31,12 @@ def load_results(out_dir: Path) -> dict[str, dict]:
     return results
 
 
-def write_report(out_dir: Path, results: dict[str, dict], *, size: str) -> Path:
-    """Write ``results.md``, ``results.json`` and the plots into ``out_dir``; return the markdown path."""
+def write_report(out_dir: Path, results: dict[str, dict], *, size: str, defaults: dict | None = None) -> Path:
+    """Write ``results.md``, ``results.json`` and the plots into ``out_dir``; return the markdown path.
+
+    ``defaults`` are the size's study settings: the commands that reproduce the runs
+    name every setting that differs from them.
+    """
     if not results:
         raise ConfigError(f"no arm results (<arm>/result.json) under {out_dir}")
     _check_same_settings(results)
@@ -49,8 +53,7 @@ def write_report(out_dir: Path, results: dict[str, dict], *, size: str) -> Path:
         f"# SOP in simulation: {size} study",
         "",
         f"Run on {max(r['date'] for r in results.values())} on {', '.join(machines)}: "
-        f"{runs}, {compute_min:.0f} min of compute in all. "
-        f"Reproduce: `sop experiment --size {size} --seed {','.join(str(s) for s in seeds)}`.",
+        f"{runs}, {compute_min:.0f} min of compute in all. Reproduce: {_reproduce(arms, size, defaults)}.",
         "",
     ]
     lines += _how(study, _budgets_min(arms), several_seeds=len(seeds) > 1)
@@ -61,6 +64,8 @@ def write_report(out_dir: Path, results: dict[str, dict], *, size: str) -> Path:
     lines += ["", "## Online/offline mixing (HG-DAgger, 4 robots)", ""]
     lines += _mixing_table(arms)
     lines += ["", "![success over time](success_over_time.png)", "", "![per task](success_per_task.png)", ""]
+    if any(name in arms for name in _SCALING):
+        lines += ["![success against fleet episodes](success_over_episodes.png)", ""]
     notes = out_dir / "notes.md"
     if notes.exists():  # what the people who ran the study observed, kept next to the numbers
         lines += ["", notes.read_text().strip(), ""]
@@ -148,6 +153,29 @@ def _budget_text(budgets: dict[str, float]) -> str:
     return f"Arms run {usual:g} min ({', '.join(others)})"
 
 
+def _reproduce(arms: dict[str, list[dict]], size: str, defaults: dict | None) -> str:
+    """The ``sop experiment`` commands that ran these arms: one per budget and set of seeds."""
+    study = next(iter(arms.values()))[0]["config"]
+    changed = []
+    if defaults is not None:
+        for name in differing_settings(study, defaults, ignore=("budget_s", "seed", "device")):
+            changed.append(
+                f" --set {name}={study[name]:g}"
+                if isinstance(study[name], float)
+                else f" --set {name}={study[name]}"
+            )
+    groups: dict[tuple[float, str], list[str]] = {}
+    for name, group in arms.items():
+        seeds = ",".join(str(r["config"]["seed"]) for r in group)
+        groups.setdefault((max(r["config"]["budget_s"] for r in group), seeds), []).append(name)
+    commands = []
+    for (budget_s, seeds), names in groups.items():
+        budget = "" if defaults and budget_s == defaults["budget_s"] else f" --budget-min {budget_s / 60:g}"
+        arms_seeds = f"--arms {','.join(names)} --seed {seeds}"
+        commands.append(f"`sop experiment --size {size} {arms_seeds}{budget}{''.join(changed)}`")
+    return ", ".join(commands) + (" (into one --out directory)" if len(commands) > 1 else "")
+
+
 def _how(study: dict, budgets: dict[str, float], *, several_seeds: bool) -> list[str]:
     seeds = (
         "Each arm ran once per seed (fleet layouts and learner sampling differ; the evaluation "
@@ -181,6 +209,26 @@ def _fmt_time(seconds: float | None) -> str:
     return "not reached" if seconds is None else f"{seconds / 60:.1f} min"
 
 
+def _at(result: dict, time_s: float) -> dict:
+    """The last evaluation of a run made at or before ``time_s``."""
+    points = [*result["evaluations"], result["final"]]
+    return [p for p in points if p["time_s"] <= time_s + 1e-6][-1]
+
+
+def _common_time_s(groups: list[list[dict]]) -> float | None:
+    """The shortest budget among ``groups`` when their budgets differ, else None."""
+    budgets = {r["config"]["budget_s"] for group in groups for r in group}
+    return min(budgets) if len(budgets) > 1 else None
+
+
+def _at_cell(group: list[dict], time_s: float) -> str:
+    """Mean success of an arm's runs at ``time_s``, with each run's value when there are several."""
+    values = [_at(r, time_s)["mean_success"] for r in group]
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{_mean(values):.2f} ({' / '.join(f'{v:.2f}' for v in values)})"
+
+
 def _times_cell(group: list[dict]) -> str:
     return " / ".join(_fmt_time(r["time_to_target_s"]) for r in group)
 
@@ -207,20 +255,22 @@ def _success_table(arms: dict[str, list[dict]], base: dict) -> list[str]:
 
 
 def _scaling_table(arms: dict[str, list[dict]], study: dict) -> list[str]:
+    shown = [arms[name] for name in _SCALING if name in arms]
+    common = _common_time_s(shown)
+    at_head, at_rule = (f" mean success at {common / 60:g} min |", "---|") if common else ("", "")
     rows = [
-        f"| robots | time to mean success ≥ {study['target_success']:g} | budget | final mean success "
-        "| fleet episodes |",
-        "|---|---|---|---|---|",
+        f"| robots | time to mean success ≥ {study['target_success']:g} | budget |{at_head} "
+        "final mean success | fleet episodes |",
+        "|---|---|---|" + at_rule + "---|---|",
     ]
-    for name in _SCALING:
-        if name in arms:
-            group = arms[name]
-            budget = max(r["config"]["budget_s"] for r in group) / 60
-            episodes = _mean([len(r["episodes"]) for r in group])
-            rows.append(
-                f"| {group[0]['arm']['robots']} | {_times_cell(group)} | {budget:g} min | "
-                f"{_success_cell(group)} | {episodes:.0f} |"
-            )
+    for group in shown:
+        budget = max(r["config"]["budget_s"] for r in group) / 60
+        episodes = _mean([len(r["episodes"]) for r in group])
+        at = f" {_at_cell(group, common)} |" if common else ""
+        rows.append(
+            f"| {group[0]['arm']['robots']} | {_times_cell(group)} | {budget:g} min |{at} "
+            f"{_success_cell(group)} | {episodes:.0f} |"
+        )
     rows += _scaling_verdict(arms.get("hg_dagger_1"), arms.get("hg_dagger_4"))
     return rows
 
@@ -247,10 +297,25 @@ def _scaling_verdict(one: list[dict] | None, four: list[dict] | None) -> list[st
 
 
 def _mixing_table(arms: dict[str, list[dict]]) -> list[str]:
-    rows = ["| mixing | final mean success | time to target |", "|---|---|---|"]
-    for name, label in _MIXING.items():
-        if name in arms:
-            rows.append(f"| {label} | {_success_cell(arms[name])} | {_times_cell(arms[name])} |")
+    shown = {label: arms[name] for name, label in _MIXING.items() if name in arms}
+    common = _common_time_s(list(shown.values()))
+    if common is None:
+        rows = ["| mixing | final mean success | time to target |", "|---|---|---|"]
+    else:
+        rows = [
+            f"| mixing | budget | mean success at {common / 60:g} min | final mean success "
+            "| time to target |",
+            "|---|---|---|---|---|",
+        ]
+    for label, group in shown.items():
+        if common is None:
+            rows.append(f"| {label} | {_success_cell(group)} | {_times_cell(group)} |")
+        else:
+            budget = max(r["config"]["budget_s"] for r in group) / 60
+            rows.append(
+                f"| {label} | {budget:g} min | {_at_cell(group, common)} | {_success_cell(group)} | "
+                f"{_times_cell(group)} |"
+            )
     return rows
 
 
@@ -285,6 +350,28 @@ def _plot(out_dir: Path, arms: dict[str, list[dict]], study: dict) -> None:
     fig.tight_layout()
     fig.savefig(out_dir / "success_over_time.png", dpi=120)
     plt.close(fig)
+
+    scaling = [name for name in _SCALING if name in arms]
+    if scaling:  # the same fleet episodes make the same policy when the learner keeps pace
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for name in scaling:
+            for i, r in enumerate(arms[name]):
+                points = [*r["evaluations"], r["final"]]
+                ax.plot(
+                    [p["episodes"] for p in points],
+                    [p["mean_success"] for p in points],
+                    marker=".",
+                    color=colours[name],
+                    label=f"{r['arm']['robots']} robot{'s' * (r['arm']['robots'] > 1)}" if i == 0 else None,
+                )
+        ax.axhline(study["target_success"], color="grey", linestyle=":", linewidth=1)
+        ax.set(xlabel="fleet episodes so far", ylabel="mean success (3 tasks)", ylim=(0, 1.02))
+        ax.set_title("Fleet scaling: success against the experience collected")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / "success_over_episodes.png", dpi=120)
+        plt.close(fig)
 
     shown = [name for name in ("hg_dagger_4", "recap_4", "hg_dagger_1") if name in arms] or list(arms)
     fig, axes = plt.subplots(1, len(TASK_NAMES), figsize=(12, 3.8), sharey=True)

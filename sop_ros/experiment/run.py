@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from sop_ros.core.config import config_from_flat, flatten_config
@@ -79,8 +79,9 @@ class ExperimentOptions:
 
 def run_experiment(options: ExperimentOptions) -> Path:
     """Run the study; return the path of ``results.md``."""
+    defaults = asdict(SIZES[options.size].study)
     if options.report_only:
-        return write_report(options.out, load_results(options.out), size=options.size)
+        return write_report(options.out, load_results(options.out), size=options.size, defaults=defaults)
     size = SIZES[options.size]
     if not options.seeds or len(set(options.seeds)) != len(options.seeds):
         raise ConfigError(f"seeds must be distinct and at least one, got {list(options.seeds)}")
@@ -119,7 +120,7 @@ def run_experiment(options: ExperimentOptions) -> Path:
         resume=options.resume,
     )
     say(f"{len(results)} runs done in {(time.monotonic() - started) / 60:.1f} min")
-    markdown = write_report(out, load_results(out), size=options.size)
+    markdown = write_report(out, load_results(out), size=options.size, defaults=defaults)
     say(f"results: {markdown}")
     return markdown
 

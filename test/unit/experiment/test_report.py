@@ -13,6 +13,7 @@ from sop_ros.sim import TASK_NAMES
 def _evaluation(time_s: float, mean: float) -> dict:
     return {
         "time_s": time_s,
+        "episodes": int(time_s / 10),
         "success": dict.fromkeys(TASK_NAMES, mean),
         "throughput_per_h": dict.fromkeys(TASK_NAMES, 100.0),
         "mean_success": mean,
@@ -57,7 +58,10 @@ def test_report_bounds_the_scaling_ratio_when_one_robot_never_reaches_the_target
     }
     text = write_report(tmp_path, results, size="full").read_text()
     assert "Arms run 20 min (hg_dagger_1: 40 min)" in text
-    assert "| 1 | not reached | 40 min | 0.60 | 1 |" in text
+    # Budgets differ, so the table also compares the arms at the shorter one.
+    assert "| budget | mean success at 20 min | final mean success |" in text
+    assert "| 1 | not reached | 40 min | 0.60 | 0.60 | 1 |" in text
+    assert "| 4 | 10.0 min | 20 min | 0.85 | 0.85 | 4 |" in text
     assert "1 robot had not reached it after 40 min, so 4 robots need less than 0.25× the time" in text
 
 
@@ -95,3 +99,19 @@ def test_report_gives_the_mean_over_seeds_and_every_run(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "results.json").read_text())["arms"]["hg_dagger_4"]
     assert [run["seed"] for run in summary["runs"]] == [0, 1]
     assert summary["final_mean_success"] == pytest.approx(0.8)
+
+
+def test_report_says_how_to_reproduce_runs_of_other_budgets_and_settings(tmp_path: Path) -> None:
+    results = {
+        "hg_dagger_4": _result("hg_dagger_4", 4, 5400.0, 3600.0, learner_steps_per_s=2.0),
+        "hg_dagger_4_seed1": _result("hg_dagger_4", 4, 5400.0, 3600.0, learner_steps_per_s=2.0, seed=1),
+        "hg_dagger_1": _result("hg_dagger_1", 1, 1200.0, None, learner_steps_per_s=2.0),
+    }
+    defaults = {**results["hg_dagger_1"]["config"], "learner_steps_per_s": 1.0}
+    text = write_report(tmp_path, results, size="full", defaults=defaults).read_text()
+    assert (
+        "`sop experiment --size full --arms hg_dagger_4 --seed 0,1 --budget-min 90 "
+        "--set learner_steps_per_s=2`, `sop experiment --size full --arms hg_dagger_1 --seed 0 "
+        "--set learner_steps_per_s=2` (into one --out directory)"
+    ) in text
+    assert (tmp_path / "success_over_episodes.png").stat().st_size > 0
