@@ -56,6 +56,8 @@ class MuxOutput:
     source: Source
     action: np.ndarray | None
     reason: str = ""
+    # Set on the tick that ended an intervention because the human's newest command was this old.
+    expired_command_age_s: float | None = None
 
 
 class ChunkBroker:
@@ -147,15 +149,17 @@ class CommandMux:
 
     def tick(self, now_ns: int) -> MuxOutput:
         """Decide the command for the control tick at ``now_ns``."""
+        expired = None
         if self._human is not None:
             age_s = (now_ns - self._human_stamp_ns) / 1e9
             if age_s <= self._config.max_command_age_s:
                 return MuxOutput(source=Source.HUMAN, action=self._human)
+            expired = age_s
             self._hand_back(now_ns)
         action, why = self._broker.action_at(now_ns)
         if action is None:
-            return MuxOutput(source=Source.HOLD, action=None, reason=why)
-        return MuxOutput(source=Source.POLICY, action=action)
+            return MuxOutput(source=Source.HOLD, action=None, reason=why, expired_command_age_s=expired)
+        return MuxOutput(source=Source.POLICY, action=action, expired_command_age_s=expired)
 
     def _hand_back(self, stamp_ns: int) -> None:
         self._human = None

@@ -58,6 +58,8 @@ class CommandMuxNode(Node):
         self._last = Source.HOLD
         self._hold_reason = "starting"
         self._holding_since_ns: int | None = None
+        # Interventions ended because the human's commands stopped arriving in time.
+        self._expired = 0
         self._command = self.create_publisher(JointState, topics.COMMAND, COMMAND_QOS)
         self.create_subscription(ActionChunkMsg, topics.ACTION_CHUNK, self._on_chunk, COMMAND_QOS)
         self.create_subscription(Intervention, topics.INTERVENTION, self._on_intervention, COMMAND_QOS)
@@ -95,6 +97,12 @@ class CommandMuxNode(Node):
     def _tick(self) -> None:
         now_ns = self.get_clock().now().nanoseconds
         out = self._mux.tick(now_ns)
+        if out.expired_command_age_s is not None:
+            self._expired += 1
+            self.get_logger().warning(
+                f"human command went stale ({out.expired_command_age_s:.2f} s old, limit "
+                f"{self.config.control.max_command_age_s:g} s): control goes back to the policy"
+            )
         if out.source is not self._last:
             self.get_logger().info(f"command source: {self._last.value} -> {out.source.value}")
             self._last = out.source
@@ -119,7 +127,11 @@ class CommandMuxNode(Node):
         return (
             level,
             message,
-            [("command_rate_hz", f"{self._sent.rate_hz():.1f}"), ("source", self._last.value)],
+            [
+                ("command_rate_hz", f"{self._sent.rate_hz():.1f}"),
+                ("source", self._last.value),
+                ("stale_human_handbacks", str(self._expired)),
+            ],
         )
 
 

@@ -1,11 +1,14 @@
 """One robot's whole node graph in one process (``sop robot``).
 
 The same nodes that ``ros2 launch sop_ros robot.launch.py`` starts as
-separate processes, here built in one process under the robot's namespace
-and spun by one multi-threaded executor: for the demo, for tests and for
-small machines. With ``sim`` the simulated robot (and its scripted operator)
-replaces the hardware driver and the joystick, and every node gets the
-settings that fit the simulator.
+separate processes, here built in one process under the robot's namespace:
+for the demo, for tests and for small machines. The nodes that keep the
+robot under control (driver, teleop, command mux, episode manager) spin on
+an executor of their own, so their short callbacks never wait in line behind
+policy inference or bag writing (as separate processes they would not
+either); the policy, recorder and fleet link share the other. With ``sim``
+the simulated robot (and its scripted operator) replaces the hardware driver
+and the joystick, and every node gets the settings that fit the simulator.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ __all__ = ["RobotGraph", "RobotGraphConfig", "sim_parameters"]
 
 # Nodes of every robot, in start order; the simulated driver comes last.
 ROBOT_NODES = ("episode_manager", "recorder", "policy", "teleop", "command_mux")
+# Spun apart from the rest: their callbacks are short and must run on time.
+CONTROL_NODES = frozenset({"episode_manager", "teleop", "command_mux", "sim_robot"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +48,7 @@ class RobotGraphConfig:
     # Per node executable: parameter name -> value, applied over the defaults.
     parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     params_file: str = ""
+    # Threads of the executor for the policy, recorder and fleet link (control nodes get 2 more).
     threads: int = 4
 
 
@@ -115,28 +121,35 @@ class RobotGraph:
                 parameter_overrides=overrides,
                 cli_args=cli_args,
             )
+        self.control_executor = MultiThreadedExecutor(num_threads=2, context=context)
         self.executor = MultiThreadedExecutor(num_threads=config.threads, context=context)
-        for node in self.nodes.values():
-            self.executor.add_node(node)
-        self._thread: threading.Thread | None = None
+        for name, node in self.nodes.items():
+            (self.control_executor if name in CONTROL_NODES else self.executor).add_node(node)
+        self._threads: list[threading.Thread] = []
 
     def spin_in_thread(self) -> None:
-        """Spin the executor on a background thread (returns at once)."""
-        self._thread = threading.Thread(target=self.executor.spin, name=f"{self.config.robot_id}-executor")
-        self._thread.daemon = True
-        self._thread.start()
+        """Spin both executors on background threads (returns at once)."""
+        self._start(self.control_executor, "control")
+        self._start(self.executor, "executor")
 
     def spin(self) -> None:
-        """Spin on this thread until shutdown."""
+        """Spin on this thread (and the control executor on another) until shutdown."""
+        self._start(self.control_executor, "control")
         self.executor.spin()
 
     def shutdown(self) -> None:
         """Stop spinning and destroy every node (a recording bag is closed as aborted)."""
-        self.executor.shutdown(timeout_sec=5.0)
-        if self._thread is not None:
-            self._thread.join(timeout=10.0)
+        for executor in (self.executor, self.control_executor):
+            executor.shutdown(timeout_sec=5.0)
+        for thread in self._threads:
+            thread.join(timeout=10.0)
         for node in reversed(list(self.nodes.values())):
             node.destroy_node()
+
+    def _start(self, executor: MultiThreadedExecutor, role: str) -> None:
+        thread = threading.Thread(target=executor.spin, name=f"{self.config.robot_id}-{role}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
 
 def _interrupt(signum: int, frame: object) -> None:

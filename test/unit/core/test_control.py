@@ -60,5 +60,9 @@ def test_a_silent_joystick_hands_control_back() -> None:
     mux = CommandMux(ControlConfig(max_command_age_s=0.5))
     mux.on_intervention(True, np.array([1.0]), stamp_ns=0)
     assert mux.tick(400 * MS).source is Source.HUMAN
-    assert mux.tick(600 * MS).source is Source.HOLD
+    assert mux.tick(400 * MS).expired_command_age_s is None
+    expired = mux.tick(600 * MS)
+    assert expired.source is Source.HOLD
+    assert expired.expired_command_age_s == 0.6, "the tick that ends the intervention says why"
     assert not mux.human_active
+    assert mux.tick(700 * MS).expired_command_age_s is None, "reported once"
