@@ -327,51 +327,54 @@ def _plot(out_dir: Path, arms: dict[str, list[dict]], study: dict) -> None:
 
     colours = dict(zip(arms, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4, strict=False))
 
-    def curves(ax, name: str, value) -> None:
-        for i, r in enumerate(arms[name]):
+    def minutes(point: dict) -> float:
+        return point["time_s"] / 60
+
+    def curves(ax, name: str, value, x=minutes, label: str | None = None) -> None:
+        runs = arms[name]
+        label = label or (name if len(runs) == 1 else f"{name} ({len(runs)} runs)")
+        for i, r in enumerate(runs):
             points = [*r["evaluations"], r["final"]]
-            label = (name if len(arms[name]) == 1 else f"{name} ({len(arms[name])} runs)") if i == 0 else None
             ax.plot(
-                [p["time_s"] / 60 for p in points],
+                [x(p) for p in points],
                 [value(p) for p in points],
                 marker=".",
                 color=colours[name],
-                label=label,
+                label=label if i == 0 else None,
             )
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for name in arms:
-        curves(ax, name, lambda p: p["mean_success"])
-    ax.axhline(study["target_success"], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="simulated wall-clock time (min)", ylabel="mean success (3 tasks)", ylim=(0, 1.02))
-    ax.set_title("SOP in simulation: success of the newest weights")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_dir / "success_over_time.png", dpi=120)
-    plt.close(fig)
-
-    scaling = [name for name in _SCALING if name in arms]
-    if scaling:  # the same fleet episodes make the same policy when the learner keeps pace
+    def mean_success_plot(
+        file: str, title: str, xlabel: str, names: list[str], x=minutes, labels=None
+    ) -> None:
         fig, ax = plt.subplots(figsize=(8, 4.5))
-        for name in scaling:
-            for i, r in enumerate(arms[name]):
-                points = [*r["evaluations"], r["final"]]
-                ax.plot(
-                    [p["episodes"] for p in points],
-                    [p["mean_success"] for p in points],
-                    marker=".",
-                    color=colours[name],
-                    label=f"{r['arm']['robots']} robot{'s' * (r['arm']['robots'] > 1)}" if i == 0 else None,
-                )
+        for name in names:
+            curves(ax, name, lambda p: p["mean_success"], x=x, label=(labels or {}).get(name))
         ax.axhline(study["target_success"], color="grey", linestyle=":", linewidth=1)
-        ax.set(xlabel="fleet episodes so far", ylabel="mean success (3 tasks)", ylim=(0, 1.02))
-        ax.set_title("Fleet scaling: success against the experience collected")
+        ax.set(xlabel=xlabel, ylabel="mean success (3 tasks)", ylim=(0, 1.02))
+        ax.set_title(title)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out_dir / "success_over_episodes.png", dpi=120)
+        fig.savefig(out_dir / file, dpi=120)
         plt.close(fig)
+
+    mean_success_plot(
+        "success_over_time.png",
+        "SOP in simulation: success of the newest weights",
+        "simulated wall-clock time (min)",
+        list(arms),
+    )
+    scaling = [name for name in _SCALING if name in arms]
+    if scaling:  # the same fleet episodes make the same policy when the learner keeps pace
+        robots = {name: arms[name][0]["arm"]["robots"] for name in scaling}
+        mean_success_plot(
+            "success_over_episodes.png",
+            "Fleet scaling: success against the experience collected",
+            "fleet episodes so far",
+            scaling,
+            x=lambda p: p["episodes"],
+            labels={name: f"{n} robot{'s' * (n > 1)}" for name, n in robots.items()},
+        )
 
     shown = [name for name in ("hg_dagger_4", "recap_4", "hg_dagger_1") if name in arms] or list(arms)
     fig, axes = plt.subplots(1, len(TASK_NAMES), figsize=(12, 3.8), sharey=True)
