@@ -55,6 +55,9 @@ def test_bags_flow_up_and_weights_flow_down(ros_context, tmp_path: Path) -> None
         },
     )
     graph = RobotGraph(config, context=ros_context, extra_nodes=("bridge", "param_update"))
+    # Control nodes spin apart from inference, recording and the fleet link.
+    control = {node.get_name() for node in graph.control_executor.get_nodes()}
+    assert control == {"episode_manager", "teleop", "command_mux", "sim_robot"}
     watcher = rclpy.create_node("status_watcher", namespace="g1_a", context=ros_context)
     status: list[PolicyStatus] = []
     watcher.create_subscription(PolicyStatus, topics.POLICY_STATUS, status.append, LATCHED_QOS)
