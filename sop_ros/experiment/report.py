@@ -132,12 +132,16 @@ def _mean_success(group: list[dict]) -> dict[str, float]:
     return {task: _mean([r["final"]["success"][task] for r in group]) for task in TASK_NAMES}
 
 
-def _success_cell(group: list[dict]) -> str:
-    """Mean final success over an arm's runs, with each run's value when there are several."""
-    values = [r["final"]["mean_success"] for r in group]
+def _runs_cell(values: list[float]) -> str:
+    """The mean of one value per run, with each run's value when there are several."""
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{_mean(values):.2f} ({' / '.join(f'{v:.2f}' for v in values)})"
+
+
+def _success_cell(group: list[dict]) -> str:
+    """Final mean success of an arm's runs."""
+    return _runs_cell([r["final"]["mean_success"] for r in group])
 
 
 def _budgets_min(arms: dict[str, list[dict]]) -> dict[str, float]:
@@ -159,10 +163,9 @@ def _reproduce(arms: dict[str, list[dict]], size: str, defaults: dict | None) ->
     changed = []
     if defaults is not None:
         for name in differing_settings(study, defaults, ignore=("budget_s", "seed", "device")):
+            value = study[name]
             changed.append(
-                f" --set {name}={study[name]:g}"
-                if isinstance(study[name], float)
-                else f" --set {name}={study[name]}"
+                f" --set {name}={value:g}" if isinstance(value, float) else f" --set {name}={value}"
             )
     groups: dict[tuple[float, str], list[str]] = {}
     for name, group in arms.items():
@@ -222,11 +225,8 @@ def _common_time_s(groups: list[list[dict]]) -> float | None:
 
 
 def _at_cell(group: list[dict], time_s: float) -> str:
-    """Mean success of an arm's runs at ``time_s``, with each run's value when there are several."""
-    values = [_at(r, time_s)["mean_success"] for r in group]
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{_mean(values):.2f} ({' / '.join(f'{v:.2f}' for v in values)})"
+    """Mean success of an arm's runs at ``time_s``."""
+    return _runs_cell([_at(r, time_s)["mean_success"] for r in group])
 
 
 def _times_cell(group: list[dict]) -> str:
