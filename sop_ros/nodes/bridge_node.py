@@ -91,7 +91,7 @@ class BridgeNode(Node):
             self._uploaded += 1
             self._uploaded_bytes += self._progress.total_bytes if self._progress else 0
             self._progress = None
-        self.get_logger().info(f"uploaded {result}")
+        self.get_logger().info(f"uploaded {result.summary()}")
 
     def _report(self) -> tuple[bytes, str, Sequence[tuple[str, str]]]:
         pending = len(self._spool.pending())

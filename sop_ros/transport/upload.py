@@ -98,6 +98,19 @@ class UploadResult:
     duration_s: float
     stats: UploadStats
 
+    def summary(self) -> str:
+        """One log line: where the episode went and what it took."""
+        stats = self.stats
+        parts = [f"{stats.bytes_sent / 1e6:.2f} MB in {stats.chunks_sent} chunks"]
+        if stats.chunks_skipped:
+            parts.append(f"{stats.chunks_skipped} already held")
+        if stats.chunks_resent:
+            parts.append(f"{stats.chunks_resent} resent")
+        if stats.attempts > 1:
+            parts.append(f"{stats.attempts} attempts")
+        parts.append(f"{self.duration_s:.2f} s")
+        return f"{self.episode_id} {self.state.replace('_', ' ')} as {self.path}: {', '.join(parts)}"
+
 
 @dataclass
 class _InFlight:

@@ -14,7 +14,7 @@ from sop_ros.core.errors import TransportError
 from sop_ros.transport.errors import BagRejectedError
 from sop_ros.transport.ingest import IngestConfig, IngestServer
 from sop_ros.transport.session import RetryPolicy
-from sop_ros.transport.upload import BagUploader, UploadConfig
+from sop_ros.transport.upload import BagUploader, UploadConfig, UploadResult, UploadStats
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -211,3 +211,14 @@ def test_bag_changed_between_attempts_sends_the_changed_chunk_again(fleet, bag_f
     assert second.sends[0] == 0 and 1 not in second.sends and result.stats.chunks_skipped >= 3
     assert tree_digest(store / "pick" / "r1" / meta.episode_id) == tree_digest(path)
     srv.close()
+
+
+def test_an_upload_summary_reads_as_one_log_line() -> None:
+    stats = UploadStats(chunks_sent=5, bytes_sent=2_500_000, chunks_skipped=3, chunks_resent=1, attempts=2)
+    result = UploadResult(
+        episode_id="g1-ep", state="already_stored", path="t/g1/g1-ep", duration_s=3.2, stats=stats
+    )
+    assert result.summary() == (
+        "g1-ep already stored as t/g1/g1-ep: "
+        "2.50 MB in 5 chunks, 3 already held, 1 resent, 2 attempts, 3.20 s"
+    )
