@@ -57,7 +57,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         seeds=_parse_seeds(args.seed),
         base=Path(args.base) if args.base else None,
-        budget_min=args.budget_min,
+        **_parse_budgets(args.budget_min),
         device=args.device,
         report_only=args.report_only,
         resume=args.resume,
@@ -93,6 +93,25 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise SopError(f"--seed {text!r}: expected integers separated by commas, e.g. 0,1,2") from None
+
+
+def _parse_budgets(items: Sequence[str]) -> dict[str, object]:
+    """``--budget-min`` values: a plain number for every arm, ``ARM=MINUTES`` for one."""
+    budget: float | None = None
+    per_arm: dict[str, float] = {}
+    for item in items:
+        arm, _, minutes = item.rpartition("=")
+        try:
+            value = float(minutes)
+        except ValueError:
+            raise SopError(
+                f"--budget-min {item!r}: expected MINUTES or ARM=MINUTES, e.g. hg_dagger_1=120"
+            ) from None
+        if arm:
+            per_arm[arm] = value
+        else:
+            budget = value
+    return {"budget_min": budget, "arm_budget_min": per_arm}
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, object]:
@@ -232,7 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     experiment.add_argument("--base", help="base weights to start from (default: packaged or trained)")
     experiment.add_argument(
-        "--budget-min", type=float, help="simulated minutes per arm (default: the size's)"
+        "--budget-min",
+        action="append",
+        default=[],
+        metavar="[ARM=]MINUTES",
+        help="simulated minutes per arm (default: the size's); ARM=MINUTES for one arm, e.g. hg_dagger_1=120",
     )
     experiment.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train and infer")
     experiment.add_argument(

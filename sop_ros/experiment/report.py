@@ -148,9 +148,14 @@ def _budgets_min(arms: dict[str, list[dict]]) -> dict[str, float]:
     return {name: max(r["config"]["budget_s"] for r in group) / 60 for name, group in arms.items()}
 
 
-def _budget_text(budgets: dict[str, float]) -> str:
+def _usual(budgets: dict[str, float]) -> float:
+    """The commonest budget; the first arm's on a tie."""
     values = list(budgets.values())
-    usual = max(values, key=values.count)  # the commonest; the first arm's on a tie
+    return max(values, key=values.count)
+
+
+def _budget_text(budgets: dict[str, float]) -> str:
+    usual = _usual(budgets)
     others = [f"{name}: {minutes:g} min" for name, minutes in budgets.items() if minutes != usual]
     if not others:
         return f"Every arm runs {usual:g} min"
@@ -158,7 +163,7 @@ def _budget_text(budgets: dict[str, float]) -> str:
 
 
 def _reproduce(arms: dict[str, list[dict]], size: str, defaults: dict | None) -> str:
-    """The ``sop experiment`` commands that ran these arms: one per budget and set of seeds."""
+    """The ``sop experiment`` commands that ran these arms: one per set of seeds."""
     study = next(iter(arms.values()))[0]["config"]
     changed = []
     if defaults is not None:
@@ -167,15 +172,17 @@ def _reproduce(arms: dict[str, list[dict]], size: str, defaults: dict | None) ->
             changed.append(
                 f" --set {name}={value:g}" if isinstance(value, float) else f" --set {name}={value}"
             )
-    groups: dict[tuple[float, str], list[str]] = {}
+    by_seeds: dict[str, dict[str, float]] = {}  # seeds -> arm -> budget (min)
     for name, group in arms.items():
         seeds = ",".join(str(r["config"]["seed"]) for r in group)
-        groups.setdefault((max(r["config"]["budget_s"] for r in group), seeds), []).append(name)
+        by_seeds.setdefault(seeds, {})[name] = max(r["config"]["budget_s"] for r in group) / 60
     commands = []
-    for (budget_s, seeds), names in groups.items():
-        budget = "" if defaults and budget_s == defaults["budget_s"] else f" --budget-min {budget_s / 60:g}"
-        arms_seeds = f"--arms {','.join(names)} --seed {seeds}"
-        commands.append(f"`sop experiment --size {size} {arms_seeds}{budget}{''.join(changed)}`")
+    for seeds, budgets in by_seeds.items():
+        usual = _usual(budgets)
+        flags = "" if defaults and usual * 60 == defaults["budget_s"] else f" --budget-min {usual:g}"
+        flags += "".join(f" --budget-min {name}={m:g}" for name, m in budgets.items() if m != usual)
+        arms_seeds = f"--arms {','.join(budgets)} --seed {seeds}"
+        commands.append(f"`sop experiment --size {size} {arms_seeds}{flags}{''.join(changed)}`")
     return ", ".join(commands) + (" (into one --out directory)" if len(commands) > 1 else "")
 
 

@@ -68,6 +68,8 @@ class ExperimentOptions:
     seeds: tuple[int, ...] = (0,)
     base: Path | None = None
     budget_min: float | None = None
+    # Budgets of single arms (minutes), over ``budget_min``: e.g. {"hg_dagger_1": 120}.
+    arm_budget_min: dict = field(default_factory=dict)
     device: str | None = None
     # Rebuild results.md, results.json and the plots from the arms already in ``out``.
     report_only: bool = False
@@ -100,6 +102,9 @@ def run_experiment(options: ExperimentOptions) -> Path:
     unknown = [name for name in options.arms if name not in by_name]
     if unknown:
         raise ConfigError(f"unknown arms {unknown}; choose from {', '.join(by_name)}")
+    stray = sorted(set(options.arm_budget_min) - set(options.arms))
+    if stray:
+        raise ConfigError(f"budgets given for arms {stray} that this run does not include")
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     policy_config = sim_policy_config()
@@ -118,6 +123,7 @@ def run_experiment(options: ExperimentOptions) -> Path:
         seeds=options.seeds,
         jobs=options.jobs,
         resume=options.resume,
+        budgets_s={name: minutes * 60 for name, minutes in options.arm_budget_min.items()},
     )
     say(f"{len(results)} runs done in {(time.monotonic() - started) / 60:.1f} min")
     markdown = write_report(out, load_results(out), size=options.size, defaults=defaults)

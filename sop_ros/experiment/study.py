@@ -24,7 +24,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -362,14 +362,22 @@ def run_arms(
     seeds: Sequence[int] = (0,),
     jobs: int = 1,
     resume: bool = False,
+    budgets_s: Mapping[str, float] | None = None,
 ) -> list[ArmResult]:
     """Run every arm once per seed (``jobs`` runs at a time, each in a process of its own when jobs > 1).
 
+    ``budgets_s`` gives single arms (by name) a budget other than ``study.budget_s``.
     With ``resume``, runs already in ``out_dir`` continue to the budget (see :func:`run_arm`).
     """
+    budgets_s = budgets_s or {}
     kwargs = dict(policy_config=policy_config, base_weights=base_weights, demos_dir=demos_dir, resume=resume)
     runs = [
-        dict(arm=arm, study=replace(study, seed=seed), out_dir=out_dir / run_dir_name(arm, seed), **kwargs)
+        dict(
+            arm=arm,
+            study=replace(study, seed=seed, budget_s=budgets_s.get(arm.name, study.budget_s)),
+            out_dir=out_dir / run_dir_name(arm, seed),
+            **kwargs,
+        )
         for seed in seeds
         for arm in arms
     ]

@@ -49,3 +49,8 @@ def test_experiment_explains_bad_arms_settings_and_empty_reports(tmp_path: Path,
     assert "expected integers separated by commas" in capsys.readouterr().err
     assert main(["experiment", "--size", "reduced", "--seed", "1,1", "--out", str(tmp_path / "d")]) == 1
     assert "seeds must be distinct" in capsys.readouterr().err
+    out = ["--out", str(tmp_path / "e")]
+    assert main(["experiment", "--arms", "hg_dagger_1", "--budget-min", "hg_dagger_4=90", *out]) == 1
+    assert "budgets given for arms ['hg_dagger_4'] that this run does not include" in capsys.readouterr().err
+    assert main(["experiment", "--budget-min", "hg_dagger_1=long", *out]) == 1
+    assert "expected MINUTES or ARM=MINUTES" in capsys.readouterr().err

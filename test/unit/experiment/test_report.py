@@ -106,12 +106,13 @@ def test_report_says_how_to_reproduce_runs_of_other_budgets_and_settings(tmp_pat
         "hg_dagger_4": _result("hg_dagger_4", 4, 5400.0, 3600.0, learner_steps_per_s=2.0),
         "hg_dagger_4_seed1": _result("hg_dagger_4", 4, 5400.0, 3600.0, learner_steps_per_s=2.0, seed=1),
         "hg_dagger_1": _result("hg_dagger_1", 1, 1200.0, None, learner_steps_per_s=2.0),
+        "hg_dagger_2": _result("hg_dagger_2", 2, 3600.0, None, learner_steps_per_s=2.0),
     }
     defaults = {**results["hg_dagger_1"]["config"], "learner_steps_per_s": 1.0}
     text = write_report(tmp_path, results, size="full", defaults=defaults).read_text()
     assert (
         "`sop experiment --size full --arms hg_dagger_4 --seed 0,1 --budget-min 90 "
-        "--set learner_steps_per_s=2`, `sop experiment --size full --arms hg_dagger_1 --seed 0 "
-        "--set learner_steps_per_s=2` (into one --out directory)"
+        "--set learner_steps_per_s=2`, `sop experiment --size full --arms hg_dagger_1,hg_dagger_2 --seed 0 "
+        "--budget-min hg_dagger_2=60 --set learner_steps_per_s=2` (into one --out directory)"
     ) in text
     assert (tmp_path / "success_over_episodes.png").stat().st_size > 0

@@ -103,3 +103,16 @@ def test_arm_stopped_from_outside_resumes_from_its_last_evaluation(tmp_path: Pat
     bags = sorted((tmp_path / "hg_dagger_1" / "spool" / "ready").iterdir())
     assert len(bags) == len(result["episodes"]) > 0
     assert [row[0] for row in result["episodes"]] == sorted(row[0] for row in result["episodes"])
+
+
+def test_an_arm_can_have_a_budget_of_its_own(tmp_path: Path) -> None:
+    options = ExperimentOptions(
+        size="reduced",
+        arms=("hg_dagger_1",),
+        out=tmp_path,
+        budget_min=1.0,
+        arm_budget_min={"hg_dagger_1": 0.25},
+    )
+    run_experiment(options)
+    result = json.loads((tmp_path / "hg_dagger_1" / "result.json").read_text())
+    assert result["config"]["budget_s"] == 15.0 and result["learner_steps"] == 15
