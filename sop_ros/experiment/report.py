@@ -7,6 +7,7 @@ directory alone (``sop experiment --report-only``).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from sop_ros.core.config import differing_settings
@@ -212,7 +213,23 @@ def _how(study: dict, budgets: dict[str, float], *, several_seeds: bool) -> list
         "of robot time in that evaluation (episode time plus resets).",
         f"- Time to target: first evaluation from which the mean success over the three tasks is ≥ "
         f"{study['target_success']:g} at that evaluation and the next. {seeds}",
+        f"- Sampling error: {_sampling_error(study)}",
     ]
+
+
+def _sampling_error(study: dict) -> str:
+    """95 % interval half-widths of one evaluation's success, at the target rate (normal approximation)."""
+    rate, tasks = study["target_success"], len(TASK_NAMES)
+
+    def half(n: int) -> str:
+        return f"±{1.96 * math.sqrt(rate * (1 - rate) / n):.2f}"
+
+    final, regular = study["final_eval_episodes_per_task"], study["eval_episodes_per_task"]
+    return (
+        f"at a success rate of {rate:g}, one task's success over {final} episodes is known to "
+        f"{half(final)} (95 %) and the mean over {tasks} tasks to {half(final * tasks)}; over "
+        f"{regular} episodes, {half(regular)} and {half(regular * tasks)}."
+    )
 
 
 def _fmt_time(seconds: float | None) -> str:

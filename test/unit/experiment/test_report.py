@@ -58,6 +58,10 @@ def test_report_bounds_the_scaling_ratio_when_one_robot_never_reaches_the_target
     }
     text = write_report(tmp_path, results, size="full").read_text()
     assert "Arms run 20 min (hg_dagger_1: 40 min)" in text
+    assert (
+        "one task's success over 50 episodes is known to ±0.11 (95 %) and the mean over 3 tasks to ±0.06"
+        in text
+    )
     # Budgets differ, so the table also compares the arms at the shorter one.
     assert "| budget | mean success at 20 min | final mean success |" in text
     assert "| 1 | not reached | 40 min | 0.60 | 0.60 | 1 |" in text
