@@ -212,7 +212,8 @@ def _how(study: dict, budgets: dict[str, float], *, several_seeds: bool) -> list
         f"{study['final_eval_episodes_per_task']} per task at the end. Throughput: successes per hour "
         "of robot time in that evaluation (episode time plus resets).",
         f"- Time to target: first evaluation from which the mean success over the three tasks is ≥ "
-        f"{study['target_success']:g} at that evaluation and the next. {seeds}",
+        f"{study['target_success']:g} at that evaluation and the next (the final one, with "
+        f"{study['final_eval_episodes_per_task']} episodes per task, counts alone). {seeds}",
         f"- Sampling error: {_sampling_error(study)}",
     ]
 
