@@ -81,10 +81,10 @@ class ExperimentOptions:
 
 def run_experiment(options: ExperimentOptions) -> Path:
     """Run the study; return the path of ``results.md``."""
-    defaults = asdict(SIZES[options.size].study)
+    size = SIZES[options.size]
+    defaults = asdict(size.study)
     if options.report_only:
         return write_report(options.out, load_results(options.out), size=options.size, defaults=defaults)
-    size = SIZES[options.size]
     if not options.seeds or len(set(options.seeds)) != len(options.seeds):
         raise ConfigError(f"seeds must be distinct and at least one, got {list(options.seeds)}")
     study = size.study
