@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/learner/run.py                 # CPU: tiny π0, 64 px
     python bench/learner/run.py --model full --batch 16   # GPU: full π0, 224 px, bf16
+    python bench/learner/run.py --model tiny --batch 256 --cameras head   # the study's learner
 
 1. Records expert demonstration bags from the simulator (two cameras at the
    model's image size) — the learner's real input.
@@ -9,7 +10,9 @@
    bags (JPEG → arrays, thread pool), as the learner does, no model: samples/s.
 3. Training: ``Learner.train_step`` end to end (sample, decode, π0 flow-matching
    loss, backward, AdamW on the trainable set, frozen language model): samples/s,
-   step time, peak GPU memory.
+   step time, peak GPU memory. On a GPU twice: the update replayed as a CUDA graph
+   (the learner's default) and eager (the baseline), with the ratio, and the
+   parts of a step: collating a batch alone and the update on a collated batch.
 4. Publishing: ``Learner.publish`` (write the trainable safetensors file, hash
    it into a manifest): seconds per version.
 
@@ -37,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from sop_ros.core.policy import Pi0Policy, PolicyConfig  # noqa: E402
 from sop_ros.demo.demonstrations import record_demonstrations  # noqa: E402
+from sop_ros.learner.algorithms import make_algorithm  # noqa: E402
 from sop_ros.learner.builder import LearnerSettings, build_learner  # noqa: E402
 from sop_ros.learner.loop import LearnerConfig  # noqa: E402
 from sop_ros.sim import ACTION_NAMES, SimConfig  # noqa: E402
@@ -49,9 +53,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--model", choices=("tiny", "full"), default="full" if cuda else "tiny")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps (after 2 untimed)")
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps (after 3 untimed)")
     parser.add_argument("--demos-per-task", type=int, default=4)
     parser.add_argument("--decode-workers", type=int, default=8 if cuda else 2)
+    parser.add_argument("--cameras", default="head,wrist", help="comma-separated camera names")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "learner")
     return parser.parse_args()
 
@@ -59,7 +64,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     image_px = 224 if args.model == "full" else 64
-    cameras = ("head", "wrist")
+    cameras = tuple(args.cameras.split(","))
     policy_config = PolicyConfig(
         model=args.model,
         camera_names=cameras,
@@ -110,13 +115,8 @@ def main() -> int:
 
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        for _ in range(2):
-            learner.train_step()  # warm-up (allocations, cuDNN choices)
-        sync()
-        started = time.perf_counter()
-        losses = [learner.train_step().stats["loss"] for _ in range(args.steps)]
-        sync()
-        step_s = (time.perf_counter() - started) / args.steps
+        losses: list[float] = []
+        step_s = timed(lambda: losses.append(learner.train_step().stats["loss"]), args.steps)
         result.update(
             train_step_ms=1e3 * step_s,
             train_samples_per_s=args.batch / step_s,
@@ -124,6 +124,7 @@ def main() -> int:
         )
         if torch.cuda.is_available():
             result["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            result.update(graph_against_eager(learner, args, step_s))
         result["pipeline_over_training"] = result["pipeline_samples_per_s"] / result["train_samples_per_s"]
         print(
             f"training: {result['train_step_ms']:.0f} ms/step = "
@@ -160,6 +161,49 @@ def pipeline_rate(learner, args: argparse.Namespace, batches: int = 10) -> float
             count += len(samples)
             assert all(isinstance(s.state, np.ndarray) for s in samples)
         return count / (time.perf_counter() - started)
+
+
+def graph_against_eager(learner, args: argparse.Namespace, graphed_step_s: float) -> dict:
+    """The same steps with an eager update (the baseline), and a step's parts, on one GPU."""
+    graphed = learner.algorithm
+    assert graphed._graphed_step is not None and graphed._graphed_step.graphs, "the update was not graphed"
+    eager = make_algorithm(
+        graphed.name, learner.policy, config=replace(graphed.config, cuda_graph=False), dist=graphed.dist
+    )
+    learner.algorithm = eager
+    eager_step_s = timed(learner.train_step, args.steps)
+    samples = [learner.buffers.get(ref) for ref in learner.sampler.sample(learner.buffers, args.batch)]
+    collate_s = timed(lambda: learner.policy.collate(samples), args.steps)
+    eager_update_s = timed(lambda: eager.update(samples), args.steps)
+    graphed_update_s = timed(lambda: graphed.update(samples), args.steps)
+    learner.algorithm = graphed
+    figures = {
+        "train_step_eager_ms": 1e3 * eager_step_s,
+        "eager_over_graphed": eager_step_s / graphed_step_s,
+        "collate_ms": 1e3 * collate_s,
+        "update_eager_ms": 1e3 * eager_update_s,
+        "update_graphed_ms": 1e3 * graphed_update_s,
+    }
+    print(
+        f"training, eager update (baseline): {figures['train_step_eager_ms']:.1f} ms/step; "
+        f"graphed is {figures['eager_over_graphed']:.2f}x faster end to end. Parts: collate "
+        f"{figures['collate_ms']:.1f} ms, update on a collated batch (collate included) eager "
+        f"{figures['update_eager_ms']:.1f} ms, graphed {figures['update_graphed_ms']:.1f} ms",
+        flush=True,
+    )
+    return figures
+
+
+def timed(fn, steps: int, warmup: int = 3) -> float:
+    """Seconds per call of ``fn`` after ``warmup`` untimed calls (the GPU drained around the timing)."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    started = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync()
+    return (time.perf_counter() - started) / steps
 
 
 def sync() -> None:

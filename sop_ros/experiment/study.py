@@ -181,8 +181,13 @@ def run_arm(
     device = study.device if study.device != "auto" else ("cuda" if _cuda() else "cpu")
     policy_config = replace(policy_config, device=device)
     # RECAP's policy acts on "advantage: positive" prompts; the learner trains on both.
-    advantage = "positive" if arm.algorithm == "recap" else "none"
-    actors = ActorPool(lambda: Pi0Policy(replace(policy_config, inference_advantage=advantage)))
+    # On a GPU the robots' and evaluations' batched inference replays CUDA graphs.
+    actor_config = replace(
+        policy_config,
+        inference_advantage="positive" if arm.algorithm == "recap" else "none",
+        compile_mode="cuda-graph" if device == "cuda" else "none",
+    )
+    actors = ActorPool(lambda: Pi0Policy(actor_config))
     # The fleet and the learner call each other: fleet episodes go to the learner, the
     # learner's published weights to the fleet (both callbacks run on this thread).
     fleet = SimFleet(

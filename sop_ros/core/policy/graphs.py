@@ -1,65 +1,106 @@
-"""Replaying π0's whole ``sample_actions`` as one captured CUDA graph.
+"""Replaying a whole call (π0's ``sample_actions``, or a training step) as one captured CUDA graph.
 
-Eager π0 is launch-bound at batch 1 (thousands of small kernels per chunk);
-a CUDA graph launches them all at once. Unlike ``torch.compile`` it needs no
-compilation (capture takes about as long as two inferences) but fuses nothing.
-``transformers`` skips its data-dependent mask shortcuts while a stream is
-capturing, which is what makes the capture possible.
+Eager π0 is launch-bound at small batches (thousands of small kernels per chunk
+or per update); a CUDA graph launches them all at once. Unlike ``torch.compile``
+it needs no compilation (capture takes about as long as one call) but fuses
+nothing. ``transformers`` skips its data-dependent mask shortcuts while a stream
+is capturing, which is what makes π0's capture possible.
 
-The graph reads fixed input buffers and the parameters' current addresses:
-weights must be swapped in place while a graph exists. Used only from the
-policy's inference thread (under its lock); not thread-safe by itself.
+A graph reads fixed input buffers and the current addresses of every tensor it
+touched (parameters, gradients, optimizer state): weights must be swapped in
+place while a graph exists, and anything that replaces those tensors (loading
+an optimizer state) must :meth:`GraphedCall.reset` it. Not thread-safe: each
+graph belongs to one thread (inference under the policy's lock, training on the
+training thread).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-__all__ = ["CudaGraphSampler"]
+__all__ = ["GraphedCall"]
 
 
-class CudaGraphSampler:
-    """Call like ``model.sample_actions``; captures on the first call and on any new input shape."""
+@dataclass
+class _Graph:
+    """One input signature's graph, its input buffers and output, or the eager calls made so far."""
 
-    def __init__(self, model: torch.nn.Module, *, warmup_runs: int = 2) -> None:
-        self._model = model
-        self._warmup_runs = warmup_runs
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._key: tuple | None = None
-        self._inputs: dict[str, torch.Tensor] = {}
-        self._output: torch.Tensor | None = None
+    eager_done: int = 0
+    graph: torch.cuda.CUDAGraph | None = None
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    output: Any = None
 
-    def __call__(self, **kwargs: Any) -> torch.Tensor:
-        """Run ``sample_actions`` through the graph; the result is overwritten by the next call."""
+
+class GraphedCall:
+    """Call like ``fn(**kwargs)``: eager for the first calls of each input signature, then a replayed graph.
+
+    The first ``eager_calls`` calls with a new input signature (tensor shapes,
+    dtypes, devices and the other arguments' values) run ``fn`` eagerly on a side
+    stream: lazy initialisations (cuBLAS handles, kernel choices, optimizer state)
+    must happen before capture, as the CUDA graph documentation asks. The next
+    call captures ``fn`` and replays the graph; later calls copy their tensors
+    into the graph's inputs and replay. Every call runs ``fn``'s work exactly
+    once, so ``fn`` may have side effects such as an optimizer step. Outputs are
+    the graph's own buffers: read them before the next call. One graph is kept
+    per signature, up to ``max_graphs`` (the oldest goes first).
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, eager_calls: int = 2, max_graphs: int = 8) -> None:
+        self._fn = fn
+        self._eager_calls = eager_calls
+        self._max_graphs = max_graphs
+        self._graphs: dict[tuple, _Graph] = {}
+
+    def reset(self) -> None:
+        """Drop every graph: the next calls run eagerly, then capture again."""
+        self._graphs.clear()
+
+    @property
+    def graphs(self) -> int:
+        """How many signatures replay a captured graph."""
+        return sum(entry.graph is not None for entry in self._graphs.values())
+
+    def __call__(self, **kwargs: Any) -> Any:
+        """Run ``fn`` once (eagerly, by capture-and-replay, or by replay); return its output."""
         tensors = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
         others = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
         key = (
             tuple(sorted((k, tuple(v.shape), v.dtype, v.device) for k, v in tensors.items())),
             tuple(sorted(others.items())),
         )
-        if key != self._key:
-            self._capture(tensors, others)
-            self._key = key
-        for name, value in tensors.items():
-            self._inputs[name].copy_(value)
-        assert self._graph is not None and self._output is not None
-        self._graph.replay()
-        return self._output
+        entry = self._graphs.get(key)
+        if entry is None:
+            if len(self._graphs) >= self._max_graphs:
+                del self._graphs[next(iter(self._graphs))]
+            entry = self._graphs[key] = _Graph()
+        if entry.graph is None and entry.eager_done < self._eager_calls:
+            entry.eager_done += 1
+            return self._eager(kwargs)
+        if entry.graph is None:
+            self._capture(entry, tensors, others)
+        else:
+            for name, value in tensors.items():
+                entry.inputs[name].copy_(value)
+        assert entry.graph is not None
+        entry.graph.replay()
+        return entry.output
 
-    def _capture(self, tensors: dict[str, torch.Tensor], others: dict[str, Any]) -> None:
-        self._graph = None
-        self._inputs = {name: value.clone() for name, value in tensors.items()}
-        # Lazy initialisations (cuBLAS handles, SDPA kernel choice) must happen
-        # before capture, on a side stream as the CUDA graph documentation asks.
+    def _eager(self, kwargs: dict[str, Any]) -> Any:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            for _ in range(self._warmup_runs):
-                self._model.sample_actions(**self._inputs, **others)
+            output = self._fn(**kwargs)
         torch.cuda.current_stream().wait_stream(side)
+        return output
+
+    def _capture(self, entry: _Graph, tensors: dict[str, torch.Tensor], others: dict[str, Any]) -> None:
+        # Capture records the work without running it; the replay that follows runs it.
+        entry.inputs = {name: value.clone() for name, value in tensors.items()}
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._output = self._model.sample_actions(**self._inputs, **others)
-        self._graph = graph
+            entry.output = self._fn(**entry.inputs, **others)
+        entry.graph = graph

@@ -204,7 +204,8 @@ class PromptLayout:
         self._pad_id = tokenizer.pad_token_id
         self._head = [self.image_token_id] * (num_cameras * tokens_per_image) + [self._bos_id]
         self.length = len(self._head) + max_prompt_tokens
-        self._cache: dict[str, list[int]] = {}
+        # Instructions repeat across every frame of an episode: each prompt's padded row is built once.
+        self._rows: dict[str, tuple[np.ndarray, int]] = {}
 
     def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (input_ids, attention_mask), both int64 (batch, length).
@@ -212,29 +213,31 @@ class PromptLayout:
         Raises:
             ConfigError: a prompt needs more than ``max_prompt_tokens`` tokens.
         """
-        input_ids = torch.full((len(texts), self.length), self._pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(texts), self.length), dtype=torch.long)
-        for row, text in enumerate(texts):
-            ids = self._head + self._text_ids(text)
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
+        rows = [self._row(text) for text in texts]
+        input_ids = torch.from_numpy(np.stack([ids for ids, _ in rows]))
+        lengths = torch.tensor([length for _, length in rows])
+        attention_mask = (torch.arange(self.length) < lengths[:, None]).long()
         return input_ids, attention_mask
 
-    def _text_ids(self, text: str) -> list[int]:
-        # Instructions repeat across every frame of an episode: encode each once.
-        ids = self._cache.get(text)
-        if ids is None:
-            # Special-token text in an instruction ("<image>") must stay plain text.
-            encoded = self._tokenizer(text, add_special_tokens=False, split_special_tokens=True)
-            ids = [*encoded.input_ids, self._end_id]
-            if len(ids) > self._max_prompt_tokens:
-                raise ConfigError(
-                    f"prompt {text!r} needs {len(ids)} tokens, more than max_prompt_tokens="
-                    f"{self._max_prompt_tokens}; shorten it or raise the setting"
-                )
-            if len(self._cache) < 4096:
-                self._cache[text] = ids
-        return ids
+    def _row(self, text: str) -> tuple[np.ndarray, int]:
+        row = self._rows.get(text)
+        if row is not None:
+            return row
+        # Special-token text in an instruction ("<image>") must stay plain text.
+        encoded = self._tokenizer(text, add_special_tokens=False, split_special_tokens=True)
+        ids = [*encoded.input_ids, self._end_id]
+        if len(ids) > self._max_prompt_tokens:
+            raise ConfigError(
+                f"prompt {text!r} needs {len(ids)} tokens, more than max_prompt_tokens="
+                f"{self._max_prompt_tokens}; shorten it or raise the setting"
+            )
+        ids = self._head + ids
+        padded = np.full(self.length, self._pad_id, np.int64)
+        padded[: len(ids)] = ids
+        row = (padded, len(ids))
+        if len(self._rows) < 4096:
+            self._rows[text] = row
+        return row
 
 
 def sample_field(sample: Any, name: str, default: Any = None) -> Any:

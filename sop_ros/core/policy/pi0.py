@@ -39,7 +39,7 @@ from sop_ros.core.policy.config import (
     resolve_device,
     resolve_dtype,
 )
-from sop_ros.core.policy.graphs import CudaGraphSampler
+from sop_ros.core.policy.graphs import GraphedCall
 from sop_ros.core.policy.inputs import InputEncoder, NormStats, PromptLayout, pad_last, sample_field
 from sop_ros.core.policy.swap import ShadowWeights
 from sop_ros.core.policy.tokenizer import IMAGE_TOKEN, TOKENIZER_DIGEST, prompt_text
@@ -148,6 +148,11 @@ class Pi0Policy:
         self._stage_lock = threading.Lock()
         self._generator = torch.Generator().manual_seed(config.seed)
         self._compiled, self.inference_path = self._compile()
+        # Flow-matching times are drawn on the device, so a training step can be one CUDA graph.
+        self._time_dist = torch.distributions.Beta(
+            torch.tensor(self.pi0_config.time_sampling_beta_alpha, device=self.device),
+            torch.tensor(self.pi0_config.time_sampling_beta_beta, device=self.device),
+        )
 
     # ----------------------------------------------------------------- inference
 
@@ -232,6 +237,12 @@ class Pi0Policy:
         try:
             if self.config.compile_mode == "reduce-overhead":
                 torch.compiler.cudagraph_mark_step_begin()
+            if isinstance(self._compiled, GraphedCall):
+                # One graph per batch size: round sizes up to a power of two (repeating the
+                # first observation) so a shrinking batch of evaluation episodes needs few.
+                size = len(noise)
+                kwargs = {k: _pad_batch(v, 1 << (size - 1).bit_length()) for k, v in kwargs.items()}
+                return self._compiled(**kwargs)[:size].clone()
             # CUDA graphs reuse their output buffer on the next call.
             return self._compiled(**kwargs).clone()
         except Exception as err:  # compilation and capture fail lazily, on the first call
@@ -247,7 +258,7 @@ class Pi0Policy:
         if self.device.type != "cuda":
             return None, f"eager (compile_mode {mode!r} applies on CUDA only)"
         if mode == "cuda-graph":
-            return CudaGraphSampler(self.model), "graphed (cuda-graph)"
+            return GraphedCall(self.model.sample_actions), "graphed (cuda-graph)"
         return torch.compile(self.model.sample_actions, mode=mode, dynamic=False), f"compiled ({mode})"
 
     # ------------------------------------------------------------------ training
@@ -292,9 +303,7 @@ class Pi0Policy:
         module = self.model if module is None else module
         actions = batch["actions"]
         cfg = self.pi0_config
-        beta = torch.distributions.Beta(cfg.time_sampling_beta_alpha, cfg.time_sampling_beta_beta)
-        t = beta.sample((actions.shape[0],)) * cfg.time_sampling_scale + cfg.time_sampling_offset
-        t = t.to(self.device)
+        t = self._time_dist.sample((actions.shape[0],)) * cfg.time_sampling_scale + cfg.time_sampling_offset
         noise = pad_last(torch.randn_like(actions[..., : self.config.action_dim]), actions.shape[-1])
         t_ = t[:, None, None].to(actions.dtype)
         noisy = t_ * noise + (1 - t_) * actions
@@ -460,3 +469,10 @@ class Pi0Policy:
         if stats is not None:
             stats.check_dims(self.config.state_dim, self.config.action_dim)
         return tensors, stats, meta.get(META_VERSION)
+
+
+def _pad_batch(value: Any, size: int) -> Any:
+    """Pad a batch tensor to ``size`` rows with copies of its first row; anything else as is."""
+    if not isinstance(value, torch.Tensor) or len(value) == size:
+        return value
+    return torch.cat([value, value[:1].expand(size - len(value), *value.shape[1:])])

@@ -5,12 +5,18 @@ any model of its own, such as RECAP's value network), decides which steps of
 an episode are worth training on, and turns a batch of samples into one
 optimisation step.
 
+An update of a small policy is launch-bound on a GPU (thousands of small
+kernels); on one CUDA device the policy step is captured once as a CUDA graph
+and replayed (:class:`~sop_ros.core.policy.graphs.GraphedCall`), which needs
+batches of one shape: the learner's fixed batch size and padded prompts give that.
+
 Threads: an algorithm belongs to the training thread.
 """
 
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -21,10 +27,13 @@ from torch import nn
 
 from sop_ros.core.config import setting
 from sop_ros.core.errors import ConfigError
+from sop_ros.core.policy.graphs import GraphedCall
 from sop_ros.learner.distributed import DistContext
 from sop_ros.learner.types import EpisodeLike, TrainablePolicy, TrainingSample
 
 __all__ = ["Algorithm", "OptimizerConfig", "UpdateResult"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +43,10 @@ class OptimizerConfig:
     lr: float = setting(5e-4, "AdamW learning rate", low=0.0)
     weight_decay: float = setting(0.0, "AdamW weight decay", low=0.0)
     grad_clip_norm: float = setting(1.0, "clip the gradient's global norm to this (0 = no clipping)", low=0.0)
+    cuda_graph: bool = setting(
+        True,
+        "on one CUDA device, replay each update (forward, backward, clipping, AdamW) as one CUDA graph",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,7 +76,16 @@ class Algorithm(abc.ABC):
         self.device = params[0].device
         # DDP over the policy's network: its forward (inside policy.loss) averages gradients across ranks.
         self._module = self.dist.wrap(policy.model)
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        # DDP's gradient hooks synchronise with other processes: no graph across ranks.
+        graphed = config.cuda_graph and self.device.type == "cuda" and not self.dist.active
+        self.optimizer = torch.optim.AdamW(
+            params,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            # One fused kernel; capturable keeps its step counts on the GPU, as capture needs.
+            **({"fused": True, "capturable": True} if graphed else {}),
+        )
+        self._graphed_step = GraphedCall(self._step_on) if graphed else None
 
     def select_offline(self, episode: EpisodeLike) -> np.ndarray:
         """Steps of an offline demonstration to train on (all, unless an algorithm says otherwise)."""
@@ -77,13 +99,28 @@ class Algorithm(abc.ABC):
     def update(self, samples: Sequence[TrainingSample]) -> UpdateResult:
         """Run one optimisation step on ``samples``."""
 
-    def _policy_step(self, samples: Sequence[TrainingSample]) -> tuple[torch.Tensor, float]:
+    def _policy_step(self, samples: Sequence[TrainingSample]) -> tuple[np.ndarray, float]:
         """One AdamW step on the mean policy loss; returns (per-sample losses, grad norm)."""
         self.policy.model.train()
         batch = self.policy.collate(samples)
-        losses = self.policy.loss(batch, module=self._module)
+        if self._graphed_step is None:
+            losses, grad_norm = self._step_on(**batch)
+        else:
+            try:
+                losses, grad_norm = self._graphed_step(**batch)
+            except RuntimeError as err:  # an op the capture cannot record: stay eager from here on
+                _log.warning("the update cannot run as a CUDA graph (%s); training eagerly", err)
+                self._graphed_step = None
+                torch.cuda.synchronize(self.device)
+                losses, grad_norm = self._step_on(**batch)
         if losses.ndim != 1 or losses.shape[0] != len(samples):
             raise ConfigError(f"policy loss must have shape ({len(samples)},), got {tuple(losses.shape)}")
+        # The one wait for the GPU per update: the sampler needs every sample's loss.
+        return losses.float().cpu().numpy(), float(grad_norm)
+
+    def _step_on(self, **batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss, backward, clipping and AdamW on one collated batch, with no wait for the GPU."""
+        losses = self.policy.loss(batch, module=self._module)
         self.optimizer.zero_grad(set_to_none=True)
         losses.mean().backward()
         grad_norm = _clip(self._params, self.config.grad_clip_norm)
@@ -97,10 +134,15 @@ class Algorithm(abc.ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output."""
         self.optimizer.load_state_dict(state["optimizer"])
+        if self._graphed_step is not None:
+            self._graphed_step.reset()  # the graph holds the replaced state tensors' addresses
 
 
-def _clip(params: list[nn.Parameter], max_norm: float) -> float:
+def _clip(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clip the gradients' global norm in place (when ``max_norm`` > 0); return the norm before."""
+    grads = [p.grad for p in params if p.grad is not None]
     if max_norm > 0:
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    grads = [p.grad.detach().norm() for p in params if p.grad is not None]
-    return float(torch.linalg.vector_norm(torch.stack(grads))) if grads else 0.0
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([g.detach().norm() for g in grads]))

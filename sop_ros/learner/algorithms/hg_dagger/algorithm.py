@@ -75,8 +75,7 @@ class HGDagger(Algorithm):
 
     def update(self, samples: Sequence[TrainingSample]) -> UpdateResult:
         """One imitation step on the flow-matching loss."""
-        losses, grad_norm = self._policy_step(samples)
-        values = losses.float().cpu().numpy()
+        values, grad_norm = self._policy_step(samples)
         human = [s.is_human for s in samples]
         return UpdateResult(
             stats={

@@ -157,8 +157,7 @@ class Recap(Algorithm):
             replace(s, advantage=None if drop else label)
             for s, label, drop in zip(samples, labels, dropped, strict=True)
         ]
-        losses, grad_norm = self._policy_step(conditioned)
-        values_np = losses.float().cpu().numpy()
+        values_np, grad_norm = self._policy_step(conditioned)
         stats = {
             "loss": float(values_np.mean()),
             "grad_norm": grad_norm,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from policy_fixtures import ACTIONS, STATES, observation, small_config
 
 from sop_ros.core.errors import ConfigError
@@ -84,3 +85,21 @@ def test_a_failing_compiled_path_falls_back_to_eager(monkeypatch: pytest.MonkeyP
     policy.reset()
     eager = Pi0Policy(small_config())
     np.testing.assert_array_equal(policy.infer(observation()).actions, eager.infer(observation()).actions)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_graphed_batches_of_any_size_match_eager_inference() -> None:
+    torch.manual_seed(0)
+    eager = Pi0Policy(small_config(device="cuda", dtype="float32"))
+    graphed = Pi0Policy(
+        small_config(device="cuda", dtype="float32", compile_mode="cuda-graph"), model=eager.model
+    )
+    # Sizes round up to 1, 4 and 8: repeated sizes replay, new ones run eagerly first, then capture.
+    for size in (3, 3, 3, 1, 5, 3, 1, 1, 7):
+        observations = [observation(seed) for seed in range(size)]
+        eager.reset()
+        graphed.reset()
+        want = [chunk.actions for chunk in eager.infer_batch(observations)]
+        got = [chunk.actions for chunk in graphed.infer_batch(observations)]
+        np.testing.assert_allclose(np.stack(got), np.stack(want), rtol=1e-3, atol=1e-3)
+    assert graphed._compiled.graphs == 3
