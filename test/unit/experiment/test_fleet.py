@@ -87,3 +87,9 @@ def test_time_to_target_needs_two_evaluations_in_a_row() -> None:
     assert time_to_target(lucky, 0.8) == 720
     assert time_to_target([at(0, 0.3), at(240, 0.81)], 0.8) == 240  # the last one stands alone
     assert time_to_target(lucky, 0.95) is None
+    # Rates 0.8, 0.6 and 1.0 average to 0.8 in one summation order and to 0.7999999999999999 in another.
+    exact = [Evaluation(time_s=t, version="v", learner_step=0, episodes=0, throughput_per_h={},
+                        success={"box_assembly": 0.8, "laundry_fold": 0.6, "grocery_restock": 1.0})
+             for t in (240, 480)]  # fmt: skip
+    assert exact[0].mean_success < 0.8
+    assert time_to_target(exact, 0.8) == 240

@@ -29,6 +29,7 @@ def cuda_pi0() -> Pi0Policy:
             state_names=tuple(f"s{i}" for i in range(STATE_DIM)),
             image_size_px=32,
             device="cuda",
+            dtype="float32",  # bfloat16 rounding would hide the differences this test looks for
         )
     )
 
@@ -51,8 +52,13 @@ def test_the_graphed_update_matches_the_eager_one(name: str) -> None:
     extra = {"value_image_size": 16} if name == "recap" else {}
     runs = {}
     data = batches(6, 8)
+    start = cuda_pi0().trainable_state()
     for graphed in (False, True):
         algorithm = make_algorithm(name, cuda_pi0(), config=config_cls(lr=1e-3, cuda_graph=graphed, **extra))
+        if not graphed:  # the graphed update's optimizer, run eagerly: the graph is the only difference
+            algorithm.optimizer = torch.optim.AdamW(
+                algorithm.policy.trainable_parameters(), lr=1e-3, fused=True, capturable=True
+            )
         losses = []
         for step, samples in enumerate(data):
             torch.manual_seed(step)  # the same flow-matching noise and times in both runs
@@ -60,10 +66,12 @@ def test_the_graphed_update_matches_the_eager_one(name: str) -> None:
         runs[graphed] = (np.stack(losses), algorithm)
     (eager, eager_algo), (graphed, graphed_algo) = runs[False], runs[True]
     assert graphed_algo._graphed_step is not None and graphed_algo._graphed_step.graphs == 1
-    # Steps 1-2 run eagerly before the capture; 3 captures and replays; 4-6 replay. The graphed
-    # optimizer is the fused AdamW, whose rounding differs from the eager one's: the runs drift
-    # apart by a few parts in a thousand over six steps (a graph that missed work would not).
-    np.testing.assert_allclose(graphed[0], eager[0], rtol=1e-5)
-    np.testing.assert_allclose(graphed, eager, rtol=1e-2, atol=1e-4)
-    for name_, value in eager_algo.policy.trainable_state().items():
-        torch.testing.assert_close(graphed_algo.policy.trainable_state()[name_], value, rtol=1e-2, atol=1e-4)
+    # Steps 1-2 run eagerly before the capture; 3 captures and replays; 4-6 replay. Floating-point
+    # order differs a little between runs, and Adam's first steps magnify it where a gradient is
+    # near zero: single weights may differ by ~1e-5, while a skipped or repeated update would
+    # move every weight by ~1e-3.
+    np.testing.assert_allclose(graphed, eager, rtol=1e-3, atol=1e-5)
+    eager_state, graphed_state = eager_algo.policy.trainable_state(), graphed_algo.policy.trainable_state()
+    moved = torch.cat([(eager_state[key] - before).flatten() for key, before in start.items()])
+    apart = torch.cat([(graphed_state[key] - eager_state[key]).flatten() for key in start])
+    assert torch.linalg.vector_norm(apart) <= 1e-2 * torch.linalg.vector_norm(moved)
