@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from learner_fakes import ACTION_DIM, HORIZON, STATE_DIM, make_episode
+from learner_fakes import make_episode
+from test_pi0_training import tiny_pi0
 
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.policy import Pi0Policy
 from sop_ros.core.types import Outcome
 from sop_ros.learner.algorithms import algorithm_config_class, make_algorithm
 from sop_ros.learner.buffers import make_sample
@@ -21,17 +22,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def cuda_pi0() -> Pi0Policy:
     torch.manual_seed(0)
-    return Pi0Policy(
-        PolicyConfig(
-            model="tiny",
-            horizon=HORIZON,
-            action_names=tuple(f"a{i}" for i in range(ACTION_DIM)),
-            state_names=tuple(f"s{i}" for i in range(STATE_DIM)),
-            image_size_px=32,
-            device="cuda",
-            dtype="float32",  # bfloat16 rounding would hide the differences this test looks for
-        )
-    )
+    # float32: bfloat16 rounding would hide the differences this test looks for.
+    return tiny_pi0(device="cuda", dtype="float32")
 
 
 def batches(count: int, size: int) -> list[list]:

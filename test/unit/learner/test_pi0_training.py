@@ -23,7 +23,7 @@ from sop_ros.learner.types import SampleRef
 pytestmark = pytest.mark.slow
 
 
-def tiny_pi0() -> Pi0Policy:
+def tiny_pi0(**overrides) -> Pi0Policy:
     return Pi0Policy(
         PolicyConfig(
             model="tiny",
@@ -31,6 +31,7 @@ def tiny_pi0() -> Pi0Policy:
             action_names=tuple(f"a{i}" for i in range(ACTION_DIM)),
             state_names=tuple(f"s{i}" for i in range(STATE_DIM)),
             image_size_px=32,
+            **overrides,
         )
     )
 
