@@ -176,7 +176,8 @@ def test_an_episode_becomes_one_readable_bag_with_its_interventions(ros_context,
     assert "human" in sources and "policy" in sources
     last_human = len(sources) - 1 - sources[::-1].index("human")
     assert sources.index("policy") < sources.index("human")  # the policy acted first
-    assert "policy" in sources[last_human:]  # and acted again after the hand-back
+    # ... and acted again after the hand-back (the tail says what ran instead when it did not).
+    assert "policy" in sources[last_human:], f"{len(sources)} commands, the last ones: {sources[-12:]}"
 
     bags = list(ready.iterdir())
     assert [b.name for b in bags] == [graph.events[0].episode_id]
