@@ -19,6 +19,7 @@ import rclpy
 import yaml
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.parameter import Parameter
+from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, JointState
 from sop_msgs.msg import ActionChunk, EpisodeEvent, Intervention
 from std_srvs.srv import Trigger
@@ -149,14 +150,20 @@ def test_an_episode_becomes_one_readable_bag_with_its_interventions(ros_context,
         stop = Intervention(active=False, source="joystick")
         stop.header.stamp = graph.driver.get_clock().now().to_msg()
         graph.human.publish(stop)
-        # The policy's next chunks take over again (at least ten, until the mux has executed one).
-        handed_back = len(graph.commands)
-        deadline = time.monotonic() + 5.0
+        # The policy's next chunks take over again (at least ten, until the mux has executed one
+        # after the hand-back: judged by stamps, since on a loaded machine commands executed
+        # before the hand-back can still be on their way).
+        stop_ns = Time.from_msg(stop.header.stamp).nanoseconds
+
+        def policy_resumed() -> bool:
+            return any(
+                c.header.frame_id == "policy" and Time.from_msg(c.header.stamp).nanoseconds > stop_ns
+                for c in list(graph.commands)
+            )
+
+        deadline = time.monotonic() + 10.0
         step = 20
-        while step < 30 or (
-            "policy" not in [c.header.frame_id for c in graph.commands[handed_back:]]
-            and time.monotonic() < deadline
-        ):
+        while step < 30 or (not policy_resumed() and time.monotonic() < deadline):
             graph.publish_sensors_and_chunk(float(step))
             step += 1
             time.sleep(0.05)
