@@ -289,7 +289,9 @@ def run_arm(
         save_state([*evaluations, final], next_eval)
     finally:
         learner.close()
-    reached = time_to_target([*evaluations, final], study.target_success)
+    reached = time_to_target(
+        [(e.time_s, e.mean_success) for e in (*evaluations, final)], study.target_success
+    )
     result = ArmResult(
         arm=arm,
         evaluations=evaluations,
@@ -338,17 +340,17 @@ def _saved_state(out_dir: Path, arm: Arm, study: StudyConfig, period_s: float) -
     return saved
 
 
-def time_to_target(evaluations: Sequence[Evaluation], target: float) -> float | None:
+def time_to_target(points: Sequence[tuple[float, float]], target: float) -> float | None:
     """First evaluation time from which mean success stays ≥ ``target`` at the next evaluation too.
 
-    One evaluation sees 20-odd episodes per task, so a single lucky one does not count;
-    the last evaluation counts alone (nothing follows it). A mean exactly at the target
-    counts, whatever order its rates were summed in (1.0, 0.6, 0.8 make 0.8 ± 2e-16).
+    ``points`` are (time s, mean success) of the evaluations in order. One evaluation sees
+    20-odd episodes per task, so a single lucky one does not count; the last evaluation
+    counts alone (nothing follows it). A mean exactly at the target counts, whatever order
+    its rates were summed in (1.0, 0.6, 0.8 make 0.8 ± 2e-16).
     """
-    for i, evaluation in enumerate(evaluations):
-        following = evaluations[i + 1 : i + 2]
-        if all(e.mean_success >= target - 1e-9 for e in (evaluation, *following)):
-            return evaluation.time_s
+    for i, (time_s, _) in enumerate(points):
+        if all(mean >= target - 1e-9 for _, mean in points[i : i + 2]):
+            return time_s
     return None
 
 

@@ -77,19 +77,15 @@ def test_fleet_records_every_episode_and_swaps_weights_only_between_episodes(tmp
 def test_time_to_target_needs_two_evaluations_in_a_row() -> None:
     from sop_ros.experiment.study import Evaluation, time_to_target
 
-    def at(t: float, mean: float) -> Evaluation:
-        rates = dict.fromkeys(TASK_NAMES, mean)
-        return Evaluation(
-            time_s=t, version="v", learner_step=0, episodes=0, success=rates, throughput_per_h=rates
-        )
-
-    lucky = [at(0, 0.3), at(240, 0.85), at(480, 0.6), at(720, 0.82), at(960, 0.9)]
+    lucky = [(0, 0.3), (240, 0.85), (480, 0.6), (720, 0.82), (960, 0.9)]
     assert time_to_target(lucky, 0.8) == 720
-    assert time_to_target([at(0, 0.3), at(240, 0.81)], 0.8) == 240  # the last one stands alone
+    assert time_to_target([(0, 0.3), (240, 0.81)], 0.8) == 240  # the last one stands alone
     assert time_to_target(lucky, 0.95) is None
     # Rates 0.8, 0.6 and 1.0 average to 0.8 in one summation order and to 0.7999999999999999 in another.
-    exact = [Evaluation(time_s=t, version="v", learner_step=0, episodes=0, throughput_per_h={},
-                        success={"box_assembly": 0.8, "laundry_fold": 0.6, "grocery_restock": 1.0})
-             for t in (240, 480)]  # fmt: skip
-    assert exact[0].mean_success < 0.8
+    rates = {"box_assembly": 0.8, "laundry_fold": 0.6, "grocery_restock": 1.0}
+    evaluation = Evaluation(
+        time_s=240, version="v", learner_step=0, episodes=0, success=rates, throughput_per_h=rates
+    )
+    assert evaluation.mean_success < 0.8
+    exact = [(240, evaluation.mean_success), (480, evaluation.mean_success)]
     assert time_to_target(exact, 0.8) == 240

@@ -120,3 +120,23 @@ def test_report_says_how_to_reproduce_runs_of_other_budgets_and_settings(tmp_pat
         "--budget-min hg_dagger_2=60 --set learner_steps_per_s=2` (into one --out directory)"
     ) in text
     assert (tmp_path / "success_over_episodes.png").stat().st_size > 0
+
+
+def test_report_times_lower_levels_of_success_with_the_fleet_ratio_at_each(tmp_path: Path) -> None:
+    def run(name: str, robots: int, means: list[float]) -> dict:
+        result = _result(name, robots, 240.0 * (len(means) - 1), None)
+        points = [_evaluation(240.0 * i, mean) for i, mean in enumerate(means)]
+        result["evaluations"], result["final"] = points[:-1], points[-1]
+        return result
+
+    results = {
+        # 4 robots: 0.6 from 4 min, 0.7 from 8 min, the target never (two in a row).
+        "hg_dagger_4": run("hg_dagger_4", 4, [0.3, 0.65, 0.7, 0.75, 0.8, 0.7]),
+        # 1 robot: 0.6 from 12 min, 0.7 never within its 20 min.
+        "hg_dagger_1": run("hg_dagger_1", 1, [0.3, 0.4, 0.5, 0.6, 0.65, 0.66]),
+    }
+    text = write_report(tmp_path, results, size="full").read_text()
+    assert "| robots | ≥ 0.6 | ≥ 0.7 |" in text
+    assert "| 1 | 12.0 min | not reached |" in text
+    assert "| 4 | 4.0 min | 8.0 min |" in text
+    assert "| 4 robots ÷ 1 robot | 0.33× | < 0.40× |" in text
