@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
 from sop_ros.core.config import differing_settings
 from sop_ros.core.errors import ConfigError
-from sop_ros.experiment.study import time_to_target
+from sop_ros.experiment.study import StudyConfig, time_to_target
 from sop_ros.sim import TASK_NAMES
 
 __all__ = ["load_results", "write_report"]
+
+_STUDY_DEFAULTS = {f.name: f.default for f in fields(StudyConfig)}
 
 _SCALING = ("hg_dagger_1", "hg_dagger_2", "hg_dagger_4")
 _MIXING = {
@@ -31,6 +34,8 @@ def load_results(out_dir: Path) -> dict[str, dict]:
     results = {}
     for path in sorted(out_dir.glob("*/result.json")):
         result = json.loads(path.read_text())
+        # Settings added after a run was made take their defaults (what such runs did).
+        result["config"] = {**_STUDY_DEFAULTS, **result["config"]}
         # From the evaluations, by today's rule (results written before a fix of it stay comparable).
         result["time_to_target_s"] = _time_to(result, result["config"]["target_success"])
         results[path.parent.name] = result
@@ -198,6 +203,17 @@ def _reproduce(arms: dict[str, list[dict]], size: str, defaults: dict | None) ->
     return ", ".join(commands) + (" (into one --out directory)" if len(commands) > 1 else "")
 
 
+def _learner_text(study: dict) -> str:
+    rate = study["learner_steps_per_s"]
+    updates = f"{rate:g} update{'' if rate == 1 else 's'} per simulated second"
+    if study.get("learner_per_robot"):
+        return (
+            f"The learner's compute grows with the fleet: {updates} for each robot, so every fleet "
+            "size gets the same updates per episode"
+        )
+    return f"One learner serves the fleet with {updates}, whatever the fleet size"
+
+
 def _how(study: dict, budgets: dict[str, float], *, several_seeds: bool) -> list[str]:
     seeds = (
         "Each arm ran once per seed (fleet layouts and learner sampling differ; the evaluation "
@@ -212,9 +228,7 @@ def _how(study: dict, budgets: dict[str, float], *, several_seeds: bool) -> list
         f"simulator's 10 Hz and spend {study['reset_s']:g} s resetting the scene between episodes; tasks "
         "rotate per robot and episode; the scripted expert watches every robot as its operator and takes "
         "over when the policy drifts (HG-DAgger's human gate).",
-        f"- One learner serves the fleet with {study['learner_steps_per_s']:g} "
-        f"update{'' if study['learner_steps_per_s'] == 1 else 's'} per simulated second "
-        f"(batch {study['batch_size']}, lr {study['lr']:g}), whatever the fleet size; weights are published "
+        f"- {_learner_text(study)} (batch {study['batch_size']}, lr {study['lr']:g}); weights are published "
         f"every {study['publish_every_steps']} updates and robots take them only at an episode start.",
         "- Every fleet episode is a rosbag2 MCAP bag that the learner loads like any robot's; "
         "offline buffers hold the expert's demonstration bags.",

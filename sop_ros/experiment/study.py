@@ -8,7 +8,9 @@ closed-loop evaluation of the newest published weights on held-out layouts of
 all three tasks with no operator. The learner gets a fixed number of
 updates per simulated second (``learner_steps_per_s``), the same in every
 arm, so fleets of different sizes share one learner as they would in the
-cloud; a 4-robot fleet simply brings four times the experience.
+cloud; a 4-robot fleet simply brings four times the experience. With
+``learner_per_robot`` the rate is per robot instead: a learner whose compute
+grows with the fleet, so every fleet size gets the same updates per episode.
 
 Runs on the calling thread; :func:`run_arms` may spread arms over processes.
 """
@@ -87,6 +89,9 @@ class StudyConfig:
     # mean success where 6000 updates of 64 at lr 1e-3 reach 0.71
     # (docs/results/learner_settings_h100_2026-11-25/).
     learner_steps_per_s: float = setting(1.0, "learner updates per simulated second", unit="1/s", low=0.0)
+    learner_per_robot: bool = setting(
+        False, "learner_steps_per_s is per robot: the learner's compute grows with the fleet"
+    )
     batch_size: int = setting(256, "samples per learner update", low=1)
     publish_every_steps: int = setting(25, "publish weights every this many updates", low=1)
     lr: float = setting(1e-3, "learning rate of the policy", low=0.0)
@@ -270,6 +275,7 @@ def run_arm(
         )
         return evaluation
 
+    steps_per_s = study.learner_steps_per_s * (arm.robots if study.learner_per_robot else 1)
     try:
         while fleet.now_s < study.budget_s - 1e-9:
             if fleet.now_s >= next_eval - 1e-9:
@@ -279,7 +285,7 @@ def run_arm(
                 # A run stopped from outside (a job's time limit) can go on from here.
                 save_state(evaluations, next_eval)
             fleet.tick()
-            owed = math.floor(fleet.now_s * study.learner_steps_per_s + 1e-9) - learner.step
+            owed = math.floor(fleet.now_s * steps_per_s + 1e-9) - learner.step
             for _ in range(owed):
                 learner.train_step()
         final = evaluate(study.final_eval_episodes_per_task)

@@ -116,3 +116,21 @@ def test_an_arm_can_have_a_budget_of_its_own(tmp_path: Path) -> None:
     run_experiment(options)
     result = json.loads((tmp_path / "hg_dagger_1" / "result.json").read_text())
     assert result["config"]["budget_s"] == 15.0 and result["learner_steps"] == 15
+
+
+@pytest.mark.slow
+def test_a_learner_per_robot_gives_every_fleet_size_the_same_updates_per_second_and_robot(
+    tmp_path: Path,
+) -> None:
+    options = ExperimentOptions(
+        size="reduced",
+        arms=("hg_dagger_2",),
+        out=tmp_path,
+        budget_min=0.25,
+        overrides={"learner_per_robot": True},
+    )
+    markdown = run_experiment(options)
+    result = json.loads((tmp_path / "hg_dagger_2" / "result.json").read_text())
+    assert result["learner_steps"] == 30  # 15 simulated seconds, 1 update per second for each of 2 robots
+    assert "1 update per simulated second for each robot" in markdown.read_text()
+    assert "--set learner_per_robot=True" in markdown.read_text()
