@@ -188,7 +188,7 @@ class Learner:
             return None
         self._fit_norm_stats()
         refs = self.sampler.sample(self.buffers, self.config.batch_size)
-        samples = self._decode(refs)
+        samples = self.decode_batch(refs)
         result = self.algorithm.update(samples)
         everyone = self.dist.all_gather((refs, result.sample_losses.tolist()))
         all_refs = [ref for rank_refs, _ in everyone for ref in rank_refs]
@@ -202,8 +202,12 @@ class Learner:
             self.save_checkpoint()
         return result
 
-    def _decode(self, refs: Sequence[SampleRef]) -> list[TrainingSample]:
-        """Decode a batch, one contiguous share of it per decoding thread."""
+    def decode_batch(self, refs: Sequence[SampleRef]) -> list[TrainingSample]:
+        """Decode the samples ``refs`` point at, in order, as a training step does.
+
+        One share of the batch per decoding thread (``decode_workers``), or all on
+        the calling thread when there are none.
+        """
         if self._decoder is None:
             return [self.buffers.get(ref) for ref in refs]
         # A share per thread, not a task per sample: small frames decode in tens of

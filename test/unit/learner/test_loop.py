@@ -180,3 +180,17 @@ def test_norm_stats_are_fitted_once_on_offline_data_unless_turned_off(store):
     kept.start()
     kept.run(2)
     np.testing.assert_array_equal(kept.policy.state_mean, np.zeros(3))
+
+
+@pytest.mark.parametrize("workers", [0, 3])
+def test_a_decoded_batch_keeps_the_order_of_its_refs(store, workers):
+    learner = build(store, decode_workers=workers)
+    learner.start()
+    refs = learner.sampler.sample(learner.buffers, 7)  # more samples than threads, not a multiple
+    samples = learner.decode_batch(refs)
+    assert [s.ref for s in samples] == refs
+    expected = [learner.buffers.get(ref) for ref in refs]
+    for got, want in zip(samples, expected, strict=True):
+        np.testing.assert_array_equal(got.state, want.state)
+        np.testing.assert_array_equal(got.actions, want.actions)
+    learner.close()
