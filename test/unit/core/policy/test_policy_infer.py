@@ -103,3 +103,15 @@ def test_graphed_batches_of_any_size_match_eager_inference() -> None:
         got = [chunk.actions for chunk in graphed.infer_batch(observations)]
         np.testing.assert_allclose(np.stack(got), np.stack(want), rtol=1e-3, atol=1e-3)
     assert graphed._compiled.graphs == 3
+
+
+def test_graphed_batches_are_padded_with_copies_of_their_first_row() -> None:
+    from sop_ros.core.policy.pi0 import _pad_batch
+
+    rows = torch.arange(6.0).view(3, 2)
+    padded = _pad_batch(rows, 4)
+    assert padded.shape == (4, 2)
+    torch.testing.assert_close(padded[:3], rows)
+    torch.testing.assert_close(padded[3], rows[0])
+    assert _pad_batch(rows, 3) is rows
+    assert _pad_batch(5, 4) == 5  # the number of denoising steps passes through
