@@ -138,7 +138,7 @@ class Learner:
             max_pending=self.config.max_pending_episodes,
             workers=1 if self.config.load_in_background else 0,
         )
-        workers = self._decode_workers = self.config.decode_workers
+        workers = self.config.decode_workers
         # OpenCV releases the GIL while decoding, so threads decode frames in parallel.
         self._decoder = ThreadPoolExecutor(workers, thread_name_prefix="sop-decode") if workers else None
 
@@ -212,7 +212,7 @@ class Learner:
             return [self.buffers.get(ref) for ref in refs]
         # A share per thread, not a task per sample: small frames decode in tens of
         # microseconds, less than handing one sample to a thread costs.
-        workers = self._decode_workers
+        workers = self.config.decode_workers
         shares = [refs[i::workers] for i in range(workers)]
         decoded = list(self._decoder.map(lambda share: [self.buffers.get(ref) for ref in share], shares))
         # Back to the sampler's order (the losses it gets are matched to its refs).

@@ -140,9 +140,7 @@ class Algorithm(abc.ABC):
 
 def _clip(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
     """Clip the gradients' global norm in place (when ``max_norm`` > 0); return the norm before."""
-    grads = [p.grad for p in params if p.grad is not None]
     if max_norm > 0:
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([g.detach().norm() for g in grads]))
+    norms = [p.grad.detach().norm() for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
