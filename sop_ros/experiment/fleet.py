@@ -245,7 +245,7 @@ class SimFleet:
         proposed = robot.chunk.actions[robot.row]
         robot.row += 1
         wanted = robot.expert.act(env.world)
-        human = robot.expert.should_intervene(proposed, wanted, obs.state)
+        human = robot.expert.should_intervene(proposed, wanted, obs.state, env=env)
         action = wanted if human else proposed
         after = env.step(action)
         robot.steps.append(SimStep(obs=obs, action=action, human=human, success=after.success))

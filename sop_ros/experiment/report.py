@@ -227,7 +227,7 @@ def _how(study: dict, budgets: dict[str, float], *, several_seeds: bool) -> list
         f"- {_budget_text(budgets)} of simulated wall-clock time. Robots act at the "
         f"simulator's 10 Hz and spend {study['reset_s']:g} s resetting the scene between episodes; tasks "
         "rotate per robot and episode; the scripted expert watches every robot as its operator and takes "
-        "over when the policy drifts (HG-DAgger's human gate).",
+        "over when the policy drifts, stops or makes no headway (HG-DAgger's human gate).",
         f"- {_learner_text(study)} (batch {study['batch_size']}, lr {study['lr']:g}); weights are published "
         f"every {study['publish_every_steps']} updates and robots take them only at an episode start.",
         "- Every fleet episode is a rosbag2 MCAP bag that the learner loads like any robot's; "

@@ -95,6 +95,9 @@ class StudyConfig:
     batch_size: int = setting(256, "samples per learner update", low=1)
     publish_every_steps: int = setting(25, "publish weights every this many updates", low=1)
     lr: float = setting(1e-3, "learning rate of the policy", low=0.0)
+    imitate_successes: bool = setting(
+        False, "HG-DAgger also imitates the policy's own steps in fleet episodes that succeeded"
+    )
     eval_every_s: float = setting(240.0, "simulated time between evaluations", unit="s", low=1.0)
     eval_episodes_per_task: int = setting(20, "held-out episodes per task at each evaluation", low=1)
     final_eval_episodes_per_task: int = setting(50, "held-out episodes per task at the end", low=1)
@@ -449,7 +452,7 @@ def _learner_settings(arm: Arm, study: StudyConfig, out_dir: Path, demos_dir: Pa
             progress_bar=False,
         ),
         sampler=sampler,
-        hg_dagger=replace(defaults.hg_dagger, lr=study.lr),
+        hg_dagger=replace(defaults.hg_dagger, lr=study.lr, use_successful_autonomous=study.imitate_successes),
         recap=replace(defaults.recap, lr=study.lr),
     )
 

@@ -212,7 +212,7 @@ class _Operator:
         if not self.enabled:
             return
         policy, _ = self._chunks.action_at(self._node.get_clock().now().nanoseconds)
-        frame = self._joystick.step(env.world, policy, command=self._teleop_command)
+        frame = self._joystick.step(env.world, policy, command=self._teleop_command, env=env)
         self.takeovers += int(frame.intervening and not self._active)
         self._active = frame.intervening
         self._publish(frame.axes, frame.buttons)

@@ -62,6 +62,17 @@ class ExpertConfig:
     stuck_motion_m: float = setting(
         0.002, "Motion per step below which the robot is stuck", unit="m", low=0.0
     )
+    # Judging progress needs the expert's plan rolled forward (SimEnv.steps_to_finish): a person
+    # sees a robot dither, or the clock run out, long before its targets stray from theirs.
+    stall_steps: int = setting(
+        15, "Steps over which the task must come closer to done (0: never take over for a stall)", low=0
+    )
+    stall_progress: float = setting(
+        0.3, "Least progress over stall_steps, as a fraction of the expert's own pace", low=0.0, high=1.0
+    )
+    late_margin_steps: int = setting(
+        5, "Take over once the expert could finish only this close to the time limit (0: never)", low=0
+    )
     # Handing back: at least min_hold_steps in control, then agree_steps steps of agreement.
     min_hold_steps: int = setting(10, "Fewest steps the operator keeps control once taken", low=0)
     back_on_track_m: float = setting(

@@ -7,7 +7,7 @@ are immutable and may be handed to any thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -122,7 +122,23 @@ class SimEnv:
             )
         if not np.all(np.isfinite(target)):
             raise SimError(f"action has non-finite values: {target.tolist()}")
-        before = self.world
+        self._world = self._advance(self.world, target)
+        return self._observe()
+
+    def steps_to_finish(self, act: Callable[[WorldState], np.ndarray]) -> int | None:
+        """Steps ``act`` would need to complete the task from now, or None if not in the time left.
+
+        Simulated on a copy of the world (the episode is untouched): how a person who
+        knows the task judges how far from done the robot is.
+        """
+        world, left = self.world, self.budget_steps - self.world.step
+        for steps in range(1, left + 1):
+            world = self._advance(world, act(world))
+            if world.done:
+                return steps if world.success else None
+        return None
+
+    def _advance(self, before: WorldState, target: np.ndarray) -> WorldState:
         cfg = self.config
         after = move_robot(
             before,
@@ -131,8 +147,7 @@ class SimEnv:
             max_speed_m_s=cfg.max_speed_m_s,
             gripper_speed_m_s=cfg.gripper_speed_m_s,
         )
-        self._world = self.task.after_move(before, after)
-        return self._observe()
+        return self.task.after_move(before, after)
 
     def render(self, camera: str) -> np.ndarray:
         """Return the current RGB uint8 image of ``camera`` (any camera, configured or not)."""

@@ -14,11 +14,13 @@ the one thread that steps the simulated robot.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
 
 from sop_ros.sim.config import ExpertConfig
+from sop_ros.sim.env import SimEnv
 from sop_ros.sim.tasks import BoxLayout
 from sop_ros.sim.world import CLOSE_BELOW_M, GRIPPER_MAX_M, Vec, WorldState, distance
 
@@ -64,41 +66,60 @@ class ScriptedExpert:
         return self.gate.active
 
     def should_intervene(
-        self, policy_action: np.ndarray | None, expert_action: np.ndarray, state: np.ndarray
+        self,
+        policy_action: np.ndarray | None,
+        expert_action: np.ndarray,
+        state: np.ndarray,
+        *,
+        env: SimEnv | None = None,
     ) -> bool:
-        """Return whether the operator controls this step; see :class:`InterventionGate`."""
-        return self.gate.should_intervene(policy_action, expert_action, state)
+        """Return whether the operator controls this step; see :class:`InterventionGate`.
+
+        With ``env`` (the robot's table, before the step) the operator also judges
+        progress: how many steps its own plan needs to finish from here.
+        """
+        progress = None
+        if env is not None and not self.gate.active:
+            progress = (env.steps_to_finish(self.plan), env.budget_steps - env.world.step)
+        return self.gate.should_intervene(policy_action, expert_action, state, progress=progress)
 
     def act(self, world: WorldState) -> np.ndarray:
         """Return the next target (ee_x m, ee_y m, gripper m) as float32."""
+        return self._act(world, noisy=True)
+
+    def plan(self, world: WorldState) -> np.ndarray:
+        """:meth:`act` without the motion noise (for looking ahead; draws no random numbers)."""
+        return self._act(world, noisy=False)
+
+    def _act(self, world: WorldState, *, noisy: bool) -> np.ndarray:
         layout = world.layout
         if isinstance(layout, BoxLayout) and world.flap_m > 0.0:
-            x, y, g = self._box_flap(world, layout)
+            x, y, g = self._box_flap(world, layout, noisy)
         else:
-            x, y, g = self._pick_and_place(world, layout.goal)
+            x, y, g = self._pick_and_place(world, layout.goal, noisy)
         return np.array((x, y, g), dtype=np.float32)
 
-    def _move(self, world: WorldState, goal: Vec, gripper: float) -> tuple[float, float, float]:
+    def _move(self, world: WorldState, goal: Vec, gripper: float, noisy: bool) -> tuple[float, float, float]:
         x, y = _toward(world.ee, goal, self.step_m)
-        if self.config.noise_m > 0.0 and (x, y) != goal:
+        if noisy and self.config.noise_m > 0.0 and (x, y) != goal:
             nx, ny = self._rng.normal(0.0, self.config.noise_m, size=2)
             x, y = x + float(nx), y + float(ny)
         return (x, y, gripper)
 
-    def _pick_and_place(self, world: WorldState, goal: Vec) -> tuple[float, float, float]:
+    def _pick_and_place(self, world: WorldState, goal: Vec, noisy: bool) -> tuple[float, float, float]:
         cfg = self.config
         if world.held:
             if distance(world.ee, goal) > cfg.place_ready_m:
-                return self._move(world, goal, CLOSED)
+                return self._move(world, goal, CLOSED, noisy)
             return (*goal, OPEN)
         if distance(world.ee, world.obj) > cfg.grasp_ready_m:
-            return self._move(world, world.obj, OPEN)
+            return self._move(world, world.obj, OPEN, noisy)
         # A grasp needs the fingers to close through the threshold; from below it, open first.
         return (*world.obj, CLOSED if world.gripper_m > CLOSE_BELOW_M else OPEN)
 
-    def _box_flap(self, world: WorldState, layout: BoxLayout) -> tuple[float, float, float]:
+    def _box_flap(self, world: WorldState, layout: BoxLayout, noisy: bool) -> tuple[float, float, float]:
         if world.held:
-            return self._set_lid_aside(world, layout)
+            return self._set_lid_aside(world, layout, noisy)
         n = layout.flap_normal
         across, out = layout.flap_coords(world.ee)
         flap = world.flap_m
@@ -109,9 +130,9 @@ class ScriptedExpert:
         # open: closing them near the lid on the way would pick it up too early.
         h = layout.hinge
         approach = (h[0] + n[0] * (flap + 0.02), h[1] + n[1] * (flap + 0.02))
-        return self._move(world, approach, OPEN)
+        return self._move(world, approach, OPEN, noisy)
 
-    def _set_lid_aside(self, world: WorldState, layout: BoxLayout) -> tuple[float, float, float]:
+    def _set_lid_aside(self, world: WorldState, layout: BoxLayout, noisy: bool) -> tuple[float, float, float]:
         # The lid was picked up too early: put it down clear of the box (dropped on it, it would jam).
         box = layout.goal
         gap = max(abs(world.obj[0] - box[0]), abs(world.obj[1] - box[1]))
@@ -119,16 +140,21 @@ class ScriptedExpert:
             return (*world.ee, OPEN)
         corners = ((0.08, 0.08), (0.42, 0.08), (0.08, 0.42), (0.42, 0.42))
         far = max(corners, key=lambda c: distance(c, box))
-        return self._move(world, far, CLOSED)
+        return self._move(world, far, CLOSED, noisy)
 
 
 class InterventionGate:
-    """Takes over when the policy drifts or stalls; hands back once it is on track again.
+    """Takes over when the policy drifts, stops or makes no headway; hands back once it is on track.
 
     Takeover: the policy's target differs from the expert's by more than
     ``drift_threshold_m`` (or the gripper by ``gripper_threshold_m``) for
     ``drift_steps`` steps in a row, or the robot has not moved for
-    ``stuck_steps`` steps while the expert wanted it to. Hand-back (hysteresis):
+    ``stuck_steps`` steps while the expert wanted it to. Given the expert's
+    steps to finish each step (``progress``), also when those fell by less than
+    ``stall_progress`` × ``stall_steps`` over the last ``stall_steps`` steps (the
+    robot dithers: it moves, near the expert's path, but gets nowhere), or when
+    the expert could only just finish in the steps left (``late_margin_steps``).
+    Hand-back (hysteresis):
     only after ``min_hold_steps`` in control and then ``agree_steps`` steps in a
     row with the policy within ``back_on_track_m`` of the expert.
 
@@ -143,8 +169,10 @@ class InterventionGate:
     def reset(self) -> None:
         """Hand control back to the policy and forget all counters."""
         self.active = False
-        # Why the last takeover happened: "drift", "stuck" or "" before any.
+        # Why the last takeover happened: "drift", "stuck", "stall", "late" or "" before any.
         self.reason = ""
+        # The expert's steps to finish over the last stall_steps steps under the policy.
+        self._to_go: deque[int | None] = deque(maxlen=self.config.stall_steps + 1)
         self.takeovers = 0
         self._drift = 0
         self._stuck = 0
@@ -153,7 +181,12 @@ class InterventionGate:
         self._last_state: np.ndarray | None = None
 
     def should_intervene(
-        self, policy_action: Sequence[float] | None, expert_action: Sequence[float], state: Sequence[float]
+        self,
+        policy_action: Sequence[float] | None,
+        expert_action: Sequence[float],
+        state: Sequence[float],
+        *,
+        progress: tuple[int | None, int] | None = None,
     ) -> bool:
         """Feed one control step and return whether the operator controls it.
 
@@ -163,6 +196,8 @@ class InterventionGate:
                 applies, as a person waits for a robot that has not started to move).
             expert_action: The expert's target for the same step.
             state: The robot's measured (ee_x, ee_y, gripper) before the step.
+            progress: (steps the expert needs to finish from here, or None if it cannot in
+                time; steps left in the episode), when known; enables the stall and late rules.
         """
         cfg = self.config
         e = np.asarray(expert_action, dtype=np.float64)
@@ -179,10 +214,17 @@ class InterventionGate:
             self._drift = self._drift + 1 if drifting else 0
             motion_due = math.hypot(e[0] - s[0], e[1] - s[1]) > cfg.stuck_motion_m or abs(e[2] - s[2]) > 0.01
             self._stuck = self._stuck + 1 if motion_due and moved < cfg.stuck_motion_m else 0
-            if self._drift >= cfg.drift_steps or self._stuck >= cfg.stuck_steps:
-                self.reason = "drift" if self._drift >= cfg.drift_steps else "stuck"
+            reasons = (
+                ("drift", self._drift >= cfg.drift_steps),
+                ("stuck", self._stuck >= cfg.stuck_steps),
+                *self._progress_rules(progress),
+            )
+            reason = next((name for name, hit in reasons if hit), "")
+            if reason:
+                self.reason = reason
                 self.active, self._held, self._agree = True, 0, 0
                 self.takeovers += 1
+                self._to_go.clear()
             return self.active
         self._held += 1
         on_track = pos_err <= cfg.back_on_track_m and grip_err <= cfg.gripper_threshold_m / 2
@@ -190,3 +232,21 @@ class InterventionGate:
         if self._held >= cfg.min_hold_steps and self._agree >= cfg.agree_steps:
             self.active, self._drift, self._stuck = False, 0, 0
         return self.active
+
+    def _progress_rules(self, progress: tuple[int | None, int] | None) -> tuple[tuple[str, bool], ...]:
+        """The stall and late rules' verdicts for one step (none without ``progress``)."""
+        if progress is None:
+            return ()
+        cfg = self.config
+        to_go, left = progress
+        late = cfg.late_margin_steps > 0 and (to_go is None or to_go + cfg.late_margin_steps >= left)
+        self._to_go.append(to_go)
+        first = self._to_go[0]
+        stalled = (
+            cfg.stall_steps > 0
+            and len(self._to_go) > cfg.stall_steps
+            and first is not None
+            and to_go is not None
+            and first - to_go < cfg.stall_progress * cfg.stall_steps
+        )
+        return (("stall", stalled), ("late", late))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from sop_ros.core.teleop import EpisodeRequest, JoyMapping, joy_buttons, joy_for_target
+from sop_ros.sim.env import SimEnv
 from sop_ros.sim.expert import ScriptedExpert
 from sop_ros.sim.world import WorldState
 
@@ -62,6 +63,7 @@ class JoystickOperator:
         policy_action: Sequence[float] | None,
         *,
         command: Sequence[float] | None = None,
+        env: SimEnv | None = None,
     ) -> JoyFrame:
         """Return the joystick input for one control step.
 
@@ -72,10 +74,11 @@ class JoystickOperator:
             command: The command the teleop path integrates from (its last
                 command): the operator moves it as the expert would move the
                 robot from there. None: steer from the measured state.
+            env: The robot's table, for judging progress (the stall and late rules).
         """
         state = np.asarray(world.robot_state, dtype=np.float64)
         wanted = self.expert.act(world)
-        intervening = self.expert.should_intervene(policy_action, wanted, state)
+        intervening = self.expert.should_intervene(policy_action, wanted, state, env=env)
         expert_action = tuple(float(v) for v in wanted)
         if not intervening:
             released = joy_buttons(self.mapping, num_buttons=NUM_BUTTONS)

@@ -121,6 +121,27 @@ def test_expert_sets_an_early_lid_aside_before_closing_the_flap() -> None:
     assert obs.success
 
 
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_steps_to_finish_is_the_expert_plans_length_and_leaves_the_episode_alone(task: str) -> None:
+    env = SimEnv(SimConfig(task=task))
+    expert = ScriptedExpert(control_period_s=env.config.control_period_s)
+    env.reset(4)
+    before = env.world
+    to_go = env.steps_to_finish(expert.plan)
+    assert env.world == before
+    assert to_go is not None and 10 < to_go < env.budget_steps
+    obs = None
+    for _ in range(to_go):
+        obs = env.step(expert.plan(env.world))
+    assert obs is not None and obs.success and obs.step == to_go
+
+
+def test_steps_to_finish_is_none_when_the_time_left_is_too_short() -> None:
+    env = SimEnv(SimConfig(task="grocery_restock", time_budget_s=1.0))
+    env.reset(4)
+    assert env.steps_to_finish(ScriptedExpert(control_period_s=0.1).plan) is None
+
+
 # --- intervention gate -------------------------------------------------------
 
 STATE = np.array([0.2, 0.2, 0.08])
@@ -217,3 +238,59 @@ def test_reset_forgets_a_takeover() -> None:
 def test_takeover_and_hand_back_thresholds_must_differ() -> None:
     with pytest.raises(ConfigError, match="back_on_track_m"):
         ExpertConfig(back_on_track_m=0.03, drift_threshold_m=0.03)
+
+
+def moving(n: int) -> list[np.ndarray]:
+    """States of a robot that moves 1 cm a step (so the stuck rule never fires)."""
+    return [STATE + np.array([0.01 * i, 0.0, 0.0]) for i in range(n)]
+
+
+def test_a_policy_that_makes_no_headway_is_taken_over_for_stalling() -> None:
+    cfg = ExpertConfig(stall_steps=10, stall_progress=0.3, late_margin_steps=0)
+    gate = InterventionGate(cfg)
+    # Targets on the expert's, the robot moving, but the task no closer to done (40 steps to go).
+    decisions = [gate.should_intervene(EXPERT, EXPERT, s, progress=(40, 100)) for s in moving(11)]
+    assert decisions == [False] * 10 + [True]
+    assert gate.reason == "stall"
+
+
+def test_progress_at_the_expert_pace_is_not_a_stall() -> None:
+    gate = InterventionGate(ExpertConfig(stall_steps=10, stall_progress=0.3))
+    for i, state in enumerate(moving(40)):
+        assert not gate.should_intervene(EXPERT, EXPERT, state, progress=(45 - i, 100 - i))
+    # A third of the expert's pace is still headway.
+    gate = InterventionGate(ExpertConfig(stall_steps=10, stall_progress=0.3))
+    for i, state in enumerate(moving(40)):
+        assert not gate.should_intervene(EXPERT, EXPERT, state, progress=(60 - i // 3, 100 - i))
+
+
+@pytest.mark.parametrize("progress", [(50, 54), (None, 80)])
+def test_the_operator_takes_over_when_time_is_running_out(progress: tuple[int | None, int]) -> None:
+    gate = InterventionGate(ExpertConfig(late_margin_steps=5))
+    assert gate.should_intervene(EXPERT, EXPERT, STATE, progress=progress)
+    assert gate.reason == "late"
+
+
+def test_a_dithering_policy_escapes_the_target_rules_but_not_the_progress_rules() -> None:
+    """Near the expert's path, moving, never getting anywhere: only judging progress catches it."""
+    env = SimEnv(SimConfig(task="grocery_restock"))
+
+    def takeover(judge_progress: bool) -> tuple[int, str] | None:
+        expert = ScriptedExpert(control_period_s=0.1)
+        obs = env.reset(7)
+        start = obs.state.copy()
+        for step in range(60):
+            wanted = expert.act(env.world)
+            # Hover 1.5 cm to either side of the start, toward the expert's target.
+            side = 0.015 if step % 2 else -0.015
+            toward = wanted[:2] - obs.state[:2]
+            toward = toward / max(np.linalg.norm(toward), 1e-9) * 0.015
+            dither = np.array([start[0] + toward[0] + side, start[1] + toward[1], wanted[2]])
+            if expert.should_intervene(dither, wanted, obs.state, env=env if judge_progress else None):
+                return step, expert.gate.reason
+            obs = env.step(dither)
+        return None
+
+    assert takeover(judge_progress=False) is None
+    caught = takeover(judge_progress=True)
+    assert caught is not None and caught[0] <= 20 and caught[1] == "stall"
