@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -25,12 +26,17 @@ from pathlib import Path
 
 import torch
 
-from sop_ros.core.policy import Pi0Policy
-from sop_ros.demo.evaluate import evaluate_policy
-from sop_ros.learner.builder import LearnerSettings, build_learner
-from sop_ros.learner.loop import LearnerConfig
-from sop_ros.sim import SimConfig
-from sop_ros.sim.policy import sim_policy_config
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from sop_ros.core.policy import Pi0Policy  # noqa: E402
+from sop_ros.demo.evaluate import evaluate_policy  # noqa: E402
+from sop_ros.learner.builder import build_learner  # noqa: E402
+from sop_ros.sim import SimConfig  # noqa: E402
+from sop_ros.sim.policy import sim_policy_config  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from offline import offline_settings  # noqa: E402
 
 # Evaluation variants: (name, denoising steps, control steps per chunk); the first is the study's.
 VARIANTS = (("study", 5, 3), ("replan_5", 5, 5), ("denoise_10", 10, 3))
@@ -53,20 +59,7 @@ def main() -> None:
     config = sim_policy_config()
     policy = Pi0Policy(config)
     work = Path(tempfile.mkdtemp(prefix="bc_probe_"))
-    settings = LearnerSettings(
-        algorithm="hg_dagger",
-        offline_dir=str(args.demos),
-        store_dir=str(work / "store"),
-        checkpoint_dir=str(work / "learner"),
-        log_dir="",
-        loop=LearnerConfig(
-            batch_size=args.batch,
-            publish_every_steps=10**9,
-            checkpoint_every_steps=10**9,
-            load_in_background=False,
-            progress_bar=False,
-        ),
-    )
+    settings = replace(offline_settings(args.demos, work, batch=args.batch), algorithm="hg_dagger")
     # A changing learning rate needs the eager update: a captured graph holds the rate it saw.
     settings = replace(
         settings, hg_dagger=replace(settings.hg_dagger, lr=args.lr, cuda_graph=not args.cosine)

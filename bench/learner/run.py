@@ -40,9 +40,11 @@ sys.path.insert(0, str(REPO))
 from sop_ros.core.policy import Pi0Policy, PolicyConfig  # noqa: E402
 from sop_ros.demo.demonstrations import record_demonstrations  # noqa: E402
 from sop_ros.learner.algorithms import make_algorithm  # noqa: E402
-from sop_ros.learner.builder import LearnerSettings, build_learner  # noqa: E402
-from sop_ros.learner.loop import LearnerConfig  # noqa: E402
+from sop_ros.learner.builder import build_learner  # noqa: E402
 from sop_ros.sim import ACTION_NAMES, SimConfig  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from offline import offline_settings  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -90,19 +92,8 @@ def main() -> int:
         print(f"recorded {len(bags)} demonstration bags in {time.perf_counter() - started:.1f} s", flush=True)
 
         policy = Pi0Policy(policy_config)
-        settings = LearnerSettings(
-            offline_dir=str(root / "demos"),
-            store_dir=str(root / "store"),
-            checkpoint_dir=str(root / "learner"),
-            log_dir="",
-            loop=LearnerConfig(
-                batch_size=args.batch,
-                publish_every_steps=10**9,
-                checkpoint_every_steps=10**9,
-                load_in_background=False,
-                decode_workers=args.decode_workers,
-                progress_bar=False,
-            ),
+        settings = offline_settings(
+            root / "demos", root, batch=args.batch, decode_workers=args.decode_workers
         )
         learner = build_learner(settings, policy, publish=lambda path, manifest: None)
         learner.start()
