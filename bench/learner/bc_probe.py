@@ -32,11 +32,9 @@ sys.path.insert(0, str(REPO))
 from sop_ros.core.policy import Pi0Policy  # noqa: E402
 from sop_ros.demo.evaluate import evaluate_policy  # noqa: E402
 from sop_ros.learner.builder import build_learner  # noqa: E402
+from sop_ros.learner.offline import offline_settings  # noqa: E402
 from sop_ros.sim import SimConfig  # noqa: E402
 from sop_ros.sim.policy import sim_policy_config  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from offline import offline_settings  # noqa: E402
 
 # Evaluation variants: (name, denoising steps, control steps per chunk); the first is the study's.
 VARIANTS = (("study", 5, 3), ("replan_5", 5, 5), ("denoise_10", 10, 3))
@@ -59,7 +57,7 @@ def main() -> None:
     config = sim_policy_config()
     policy = Pi0Policy(config)
     work = Path(tempfile.mkdtemp(prefix="bc_probe_"))
-    settings = replace(offline_settings(args.demos, work, batch=args.batch), algorithm="hg_dagger")
+    settings = offline_settings(args.demos, work, batch_size=args.batch)
     # A changing learning rate needs the eager update: a captured graph holds the rate it saw.
     settings = replace(
         settings, hg_dagger=replace(settings.hg_dagger, lr=args.lr, cuda_graph=not args.cosine)

@@ -41,10 +41,8 @@ from sop_ros.core.policy import Pi0Policy, PolicyConfig  # noqa: E402
 from sop_ros.demo.demonstrations import record_demonstrations  # noqa: E402
 from sop_ros.learner.algorithms import make_algorithm  # noqa: E402
 from sop_ros.learner.builder import build_learner  # noqa: E402
+from sop_ros.learner.offline import offline_settings  # noqa: E402
 from sop_ros.sim import ACTION_NAMES, SimConfig  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from offline import offline_settings  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -93,7 +91,7 @@ def main() -> int:
 
         policy = Pi0Policy(policy_config)
         settings = offline_settings(
-            root / "demos", root, batch=args.batch, decode_workers=args.decode_workers
+            root / "demos", root, batch_size=args.batch, decode_workers=args.decode_workers
         )
         learner = build_learner(settings, policy, publish=lambda path, manifest: None)
         learner.start()

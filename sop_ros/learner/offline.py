@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from sop_ros.core.policy import Pi0Policy, PolicyConfig
 from sop_ros.learner.builder import LearnerSettings, build_learner
 from sop_ros.learner.loop import LearnerConfig
 
-__all__ = ["train_offline"]
+__all__ = ["offline_settings", "train_offline"]
 
 _log = logging.getLogger(__name__)
 
@@ -55,20 +56,13 @@ def train_offline(
     if initial_weights is not None:
         policy.load_trainable(initial_weights)
     with tempfile.TemporaryDirectory(prefix="sop-offline-") as scratch:
-        settings = LearnerSettings(
+        settings = offline_settings(
+            bags_dir,
+            Path(scratch),
+            batch_size=batch_size,
             algorithm=algorithm,
-            offline_dir=str(bags_dir),
-            store_dir=str(Path(scratch) / "store"),
-            checkpoint_dir=str(Path(scratch) / "checkpoints"),
-            log_dir="",
-            loop=LearnerConfig(
-                batch_size=batch_size,
-                publish_every_steps=10**9,
-                checkpoint_every_steps=10**9,
-                load_in_background=False,
-                fit_norm_stats=initial_weights is None,
-                progress_bar=progress_bar,
-            ),
+            fit_norm_stats=initial_weights is None,
+            progress_bar=progress_bar,
         )
         learner = build_learner(settings, policy, publish=lambda path, manifest: None)
         try:
@@ -80,3 +74,28 @@ def train_offline(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     policy.save_trainable(out_path, version="v0000")
     return out_path
+
+
+def offline_settings(
+    bags_dir: Path, scratch: Path, *, batch_size: int, algorithm: str = "hg_dagger", **loop: Any
+) -> LearnerSettings:
+    """Learner settings for training on the bags under ``bags_dir`` alone.
+
+    Nothing is published or checkpointed; the learner's store and checkpoint
+    directories go under ``scratch``. ``loop`` sets further :class:`LearnerConfig`
+    fields (``progress_bar`` is off unless given).
+    """
+    return LearnerSettings(
+        algorithm=algorithm,
+        offline_dir=str(bags_dir),
+        store_dir=str(scratch / "store"),
+        checkpoint_dir=str(scratch / "checkpoints"),
+        log_dir="",
+        loop=LearnerConfig(
+            batch_size=batch_size,
+            publish_every_steps=10**9,
+            checkpoint_every_steps=10**9,
+            load_in_background=False,
+            **{"progress_bar": False, **loop},
+        ),
+    )
