@@ -217,7 +217,7 @@ class InterventionGate:
             reasons = (
                 ("drift", self._drift >= cfg.drift_steps),
                 ("stuck", self._stuck >= cfg.stuck_steps),
-                *self._progress_rules(progress),
+                *self._judge_progress(progress),
             )
             reason = next((name for name, hit in reasons if hit), "")
             if reason:
@@ -233,8 +233,11 @@ class InterventionGate:
             self.active, self._drift, self._stuck = False, 0, 0
         return self.active
 
-    def _progress_rules(self, progress: tuple[int | None, int] | None) -> tuple[tuple[str, bool], ...]:
-        """The stall and late rules' verdicts for one step (none without ``progress``)."""
+    def _judge_progress(self, progress: tuple[int | None, int] | None) -> tuple[tuple[str, bool], ...]:
+        """Remember this step's steps-to-finish; return the stall and late rules' verdicts.
+
+        No verdicts (and nothing remembered) without ``progress``.
+        """
         if progress is None:
             return ()
         cfg = self.config
