@@ -7,7 +7,9 @@
 1. Records expert demonstration bags from the simulator (two cameras at the
    model's image size) — the learner's real input.
 2. Data pipeline alone: sample a task-balanced batch and decode it from the
-   bags (JPEG → arrays, thread pool), as the learner does, no model: samples/s.
+   bags (JPEG → arrays, thread pool), as the learner does, no model: samples/s,
+   decoding every frame (the baseline) and with the frames in the learner's
+   decoded-frame cache (how a long run sees them), with the ratio.
 3. Training: ``Learner.train_step`` end to end (sample, decode, π0 flow-matching
    loss, backward, AdamW on the trainable set, frozen language model): samples/s,
    step time, peak GPU memory. On a GPU twice: the update replayed as a CUDA graph
@@ -98,8 +100,13 @@ def main() -> int:
         samples = sum(b.num_steps for b in learner.buffers.offline.values())
         print(f"{samples} steps indexed in {len(learner.buffers.tasks())} task buffers", flush=True)
 
-        result["pipeline_samples_per_s"] = pipeline_rate(learner, args)
-        print(f"data pipeline alone: {result['pipeline_samples_per_s']:.0f} samples/s", flush=True)
+        result.update(cache_against_decoding(learner, args))
+        print(
+            f"data pipeline alone: {result['pipeline_samples_per_s']:.0f} samples/s with decoded frames "
+            f"cached, {result['pipeline_uncached_samples_per_s']:.0f} decoding every frame "
+            f"({result['cache_over_decoding']:.1f}x)",
+            flush=True,
+        )
 
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
@@ -147,6 +154,29 @@ def pipeline_rate(learner, args: argparse.Namespace, batches: int = 10) -> float
         count += len(samples)
         assert all(isinstance(s.state, np.ndarray) for s in samples)
     return count / (time.perf_counter() - started)
+
+
+def cache_against_decoding(learner, args: argparse.Namespace) -> dict:
+    """The pipeline decoding every frame (the baseline), then with every frame in the learner's cache.
+
+    Every demonstration frame is cached first, as a long run's would be: each is
+    sampled many times over a run.
+    """
+    frames = learner.buffers.frames
+    assert frames is not None, "the learner was built without a frame cache"
+    learner.buffers.frames = None
+    uncached = pipeline_rate(learner, args)
+    learner.buffers.frames = frames
+    for buffer in learner.buffers.offline.values():
+        learner.decode_batch(buffer.sample_refs(buffer.num_steps * 8, np.random.default_rng(0)))
+    cached = pipeline_rate(learner, args)
+    return {
+        "pipeline_samples_per_s": cached,
+        "pipeline_uncached_samples_per_s": uncached,
+        "cache_over_decoding": cached / uncached,
+        "frame_cache_frames": len(frames),
+        "frame_cache_mib": frames.bytes / 2**20,
+    }
 
 
 def graph_against_eager(learner, args: argparse.Namespace, graphed_step_s: float) -> dict:

@@ -18,7 +18,8 @@ import bisect
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from sop_ros.learner.types import EpisodeLike, SampleRef, TrainingSample
 
 __all__ = [
     "EpisodeLoader",
+    "FrameCache",
     "OfflineBuffer",
     "OnlineBuffer",
     "ReplayBuffers",
@@ -51,14 +53,67 @@ def all_steps(episode: EpisodeLike) -> np.ndarray:
     return np.arange(len(episode), dtype=np.int32)
 
 
-def make_sample(episode: EpisodeLike, ref: SampleRef) -> TrainingSample:
-    """Decode step ``ref.step`` of ``episode`` into a training sample."""
+class FrameCache:
+    """Decoded camera frames kept in memory up to a byte budget; the least recently used go first.
+
+    A learner draws each stored frame many times (a 4-robot study run samples
+    every step about forty times), and for small frames JPEG decoding is most of
+    the input pipeline's work. Cached frames are read-only and shared: callers
+    must copy before writing. Thread-safe (the decoding threads share one cache).
+
+    Args:
+        max_bytes: Budget for the decoded pixels (0 keeps nothing).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._frames: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def get(self, key: Hashable, decode: Callable[[], np.ndarray]) -> np.ndarray:
+        """Return the frame cached under ``key``, decoding (outside the lock) and keeping it on a miss."""
+        with self._lock:
+            frame = self._frames.get(key)
+            if frame is not None:
+                self._frames.move_to_end(key)
+                self.hits += 1
+                return frame
+            self.misses += 1
+        frame = decode()
+        frame.flags.writeable = False
+        if frame.nbytes > self.max_bytes:
+            return frame
+        with self._lock:
+            if key not in self._frames:
+                self._frames[key] = frame
+                self.bytes += frame.nbytes
+            while self.bytes > self.max_bytes:
+                _, old = self._frames.popitem(last=False)
+                self.bytes -= old.nbytes
+        return frame
+
+
+def make_sample(episode: EpisodeLike, ref: SampleRef, frames: FrameCache | None = None) -> TrainingSample:
+    """Decode step ``ref.step`` of ``episode`` into a training sample (frames through ``frames``)."""
     steps = len(episode)
     if not 0 <= ref.step < steps:
         raise ConfigError(f"step {ref.step} out of range 0..{steps - 1} in episode {episode.meta.episode_id}")
+    if frames is None:
+        images = {camera: episode.image(camera, ref.step) for camera in episode.cameras}
+    else:
+        images = {
+            camera: frames.get((ref, camera), lambda camera=camera: episode.image(camera, ref.step))
+            for camera in episode.cameras
+        }
     return TrainingSample(
         ref=ref,
-        images={camera: episode.image(camera, ref.step) for camera in episode.cameras},
+        images=images,
         state=np.asarray(episode.states[ref.step], dtype=np.float32),
         instruction=episode.meta.instruction,
         actions=np.asarray(episode.action_chunk(ref.step), dtype=np.float32),
@@ -177,12 +232,12 @@ class _Buffer:
             positions = rng.integers(0, self._index.size, size=count)
             return self._index.refs(int(p) for p in positions)
 
-    def get(self, ref: SampleRef) -> TrainingSample:
-        """Decode the sample ``ref`` points at."""
+    def get(self, ref: SampleRef, frames: FrameCache | None = None) -> TrainingSample:
+        """Decode the sample ``ref`` points at (frames through ``frames`` when given)."""
         with self._lock:
             episode = self._index.episodes[ref.episode]
         # Decoding happens outside the lock so appends never wait on JPEG work.
-        return make_sample(episode, ref)
+        return make_sample(episode, ref, frames)
 
     def _add(self, episode: EpisodeLike) -> int:
         steps = self._select(episode)
@@ -253,10 +308,13 @@ class ReplayBuffers:
         *,
         offline: dict[str, OfflineBuffer] | None = None,
         select_online: StepSelector = all_steps,
+        frame_cache_bytes: int = 0,
     ) -> None:
         self.offline: dict[str, OfflineBuffer] = dict(offline or {})
         self.online: dict[str, OnlineBuffer] = {}
         self._select_online = select_online
+        # Episodes are never dropped, so a ref names the same frame for the buffers' lifetime.
+        self.frames = FrameCache(frame_cache_bytes) if frame_cache_bytes > 0 else None
 
     def add_online(self, episode: EpisodeLike) -> int:
         """Index an uploaded episode in its task's online buffer (made on first use)."""
@@ -290,5 +348,5 @@ class ReplayBuffers:
         return side[task]
 
     def get(self, ref: SampleRef) -> TrainingSample:
-        """Decode the sample ``ref`` points at."""
-        return self.buffer(ref.task, ref.online).get(ref)
+        """Decode the sample ``ref`` points at (its frames from the cache when they are there)."""
+        return self.buffer(ref.task, ref.online).get(ref, self.frames)

@@ -88,7 +88,11 @@ def build_learner(
     return Learner(
         policy=policy,
         algorithm=algorithm,
-        buffers=ReplayBuffers(offline=offline, select_online=algorithm.select_online),
+        buffers=ReplayBuffers(
+            offline=offline,
+            select_online=algorithm.select_online,
+            frame_cache_bytes=settings.loop.frame_cache_mib << 20,
+        ),
         sampler=TaskBalancedSampler(settings.sampler, rank=dist.rank),
         load_episode=load_episode,
         publish=publish,

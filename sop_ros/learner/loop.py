@@ -73,6 +73,12 @@ class LearnerConfig:
     decode_workers: int = setting(
         4, "threads decoding a batch's JPEG frames (0 = decode on the training thread)", low=0, high=64
     )
+    frame_cache_mib: int = setting(
+        1024,
+        "decoded camera frames kept in memory (each is sampled many times; 0 = decode every time)",
+        unit="MiB",
+        low=0,
+    )
     idle_sleep_s: float = setting(0.5, "wait between polls while no task has data", unit="s", low=0.0)
     progress_bar: bool = setting(True, "show a tqdm progress bar on rank 0")
 

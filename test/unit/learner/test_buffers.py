@@ -7,7 +7,14 @@ import pytest
 from learner_fakes import load_bag, make_episode, write_bag
 
 from sop_ros.core.errors import BagError, ConfigError
-from sop_ros.learner.buffers import OfflineBuffer, OnlineBuffer, make_sample, stored_episode_dirs
+from sop_ros.learner.buffers import (
+    FrameCache,
+    OfflineBuffer,
+    OnlineBuffer,
+    ReplayBuffers,
+    make_sample,
+    stored_episode_dirs,
+)
 from sop_ros.learner.types import SampleRef
 
 
@@ -96,3 +103,54 @@ def test_store_is_listed_in_arrival_order_without_partial_or_quarantined_bags(tm
 def test_make_sample_rejects_a_step_past_the_end():
     with pytest.raises(ConfigError, match="step 6 out of range"):
         make_sample(make_episode(steps=6), SampleRef("pick", True, 0, 6))
+
+
+def counting_decoder(frame: np.ndarray, calls: list[int]):
+    def decode() -> np.ndarray:
+        calls.append(1)
+        return frame.copy()
+
+    return decode
+
+
+def test_frame_cache_decodes_each_frame_once_and_shares_it_read_only():
+    cache = FrameCache(max_bytes=1 << 20)
+    calls: list[int] = []
+    frame = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    first = cache.get("a", counting_decoder(frame, calls))
+    again = cache.get("a", counting_decoder(frame, calls))
+    assert again is first and len(calls) == 1
+    np.testing.assert_array_equal(first, frame)
+    with pytest.raises(ValueError):
+        first[0, 0, 0] = 7
+    assert (cache.hits, cache.misses, cache.bytes) == (1, 1, frame.nbytes)
+
+
+def test_frame_cache_drops_the_least_recently_used_beyond_its_budget():
+    frame = np.zeros((4, 4, 3), dtype=np.uint8)
+    cache = FrameCache(max_bytes=2 * frame.nbytes)
+    calls: list[int] = []
+    for key in ("a", "b", "a", "c"):  # "a" used again after "b": "b" is the one to go
+        cache.get(key, counting_decoder(frame, calls))
+    assert len(cache) == 2 and cache.bytes == 2 * frame.nbytes
+    cache.get("a", counting_decoder(frame, calls))
+    assert len(calls) == 3
+    cache.get("b", counting_decoder(frame, calls))
+    assert len(calls) == 4
+    # A frame bigger than the whole budget is decoded and returned, never kept.
+    big = np.zeros((8, 8, 3), dtype=np.uint8)
+    assert cache.get("big", counting_decoder(big, calls)).shape == big.shape
+    assert "big" not in cache._frames and cache.bytes <= cache.max_bytes
+
+
+def test_buffers_with_a_frame_cache_give_the_same_samples():
+    episodes = [make_episode(steps=6, seed=seed, episode_id=f"e{seed}") for seed in range(3)]
+    plain = ReplayBuffers(offline={"pick": OfflineBuffer("pick", episodes)})
+    cached = ReplayBuffers(offline={"pick": OfflineBuffer("pick", episodes)}, frame_cache_bytes=1 << 20)
+    refs = plain.offline["pick"].sample_refs(50, np.random.default_rng(0))
+    for ref in refs + refs:
+        a, b = plain.get(ref), cached.get(ref)
+        np.testing.assert_array_equal(a.images["front"], b.images["front"])
+        np.testing.assert_array_equal(a.actions, b.actions)
+    assert cached.frames is not None and cached.frames.misses == len(set(refs))
+    assert plain.frames is None
