@@ -380,3 +380,8 @@ class Learner:
                 mean = self.sampler.mean_loss(task, online)
                 if mean is not None:
                     self.log.scalar(f"window_loss/{side}/{task}", mean, self.step)
+        frames = self.buffers.frames
+        if frames is not None and frames.hits + frames.misses:
+            # How much decoding the cache saves; low with a frame_cache_mib far below the data's size.
+            self.log.scalar("frames/cache_hit_rate", frames.hits / (frames.hits + frames.misses), self.step)
+            self.log.scalar("frames/cache_mib", frames.bytes / 2**20, self.step)

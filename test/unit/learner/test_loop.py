@@ -35,7 +35,7 @@ def build(tmp_path: Path, algorithm: str = "hg_dagger", publish=None, **config) 
     return Learner(
         policy=policy,
         algorithm=algo,
-        buffers=ReplayBuffers(offline=offline, select_online=algo.select_online),
+        buffers=ReplayBuffers(offline=offline, select_online=algo.select_online, frame_cache_bytes=1 << 20),
         sampler=TaskBalancedSampler(SamplerConfig(seed=4)),
         load_episode=load_bag,
         publish=publish or Published(),
@@ -109,6 +109,7 @@ def test_logs_loss_p_on_and_fleet_rates_to_tensorboard(store):
     tags = set(events.Tags()["scalars"])
     assert {"loss/pick", "loss/place", "p_on/pick", "p_on/place", "train/loss", "publish/seconds"} <= tags
     assert {"window_loss/online/pick", "window_loss/offline/pick", "fleet/episodes_ingested"} <= tags
+    assert {"frames/cache_hit_rate", "frames/cache_mib"} <= tags
     success = events.Scalars("fleet/success_rate")[-1]
     assert (success.step, success.value) == (1, 0.5)  # version v0001: one of two succeeded
     assert events.Scalars("fleet/intervention_rate")[-1].value == 0.5
