@@ -79,7 +79,7 @@ class ScriptedExpert:
         progress: how many steps its own plan needs to finish from here.
         """
         progress = None
-        if env is not None and not self.gate.active:
+        if env is not None and policy_action is not None and not self.gate.active:
             progress = (env.steps_to_finish(self.plan), env.budget_steps - env.world.step)
         return self.gate.should_intervene(policy_action, expert_action, state, progress=progress)
 
@@ -198,6 +198,8 @@ class InterventionGate:
             state: The robot's measured (ee_x, ee_y, gripper) before the step.
             progress: (steps the expert needs to finish from here, or None if it cannot in
                 time; steps left in the episode), when known; enables the stall and late rules.
+                Steps without a policy action restart the stall rule's window: waiting for a
+                robot's first command is not dithering.
         """
         cfg = self.config
         e = np.asarray(expert_action, dtype=np.float64)
@@ -217,7 +219,7 @@ class InterventionGate:
             reasons = (
                 ("drift", self._drift >= cfg.drift_steps),
                 ("stuck", self._stuck >= cfg.stuck_steps),
-                *self._judge_progress(progress),
+                *self._judge_progress(None if policy_action is None else progress),
             )
             reason = next((name for name, hit in reasons if hit), "")
             if reason:
@@ -236,9 +238,10 @@ class InterventionGate:
     def _judge_progress(self, progress: tuple[int | None, int] | None) -> tuple[tuple[str, bool], ...]:
         """Remember this step's steps-to-finish; return the stall and late rules' verdicts.
 
-        No verdicts (and nothing remembered) without ``progress``.
+        No verdicts without ``progress``, and the stall window starts over.
         """
         if progress is None:
+            self._to_go.clear()
             return ()
         cfg = self.config
         to_go, left = progress

@@ -254,6 +254,17 @@ def test_a_policy_that_makes_no_headway_is_taken_over_for_stalling() -> None:
     assert gate.reason == "stall"
 
 
+def test_waiting_for_the_first_command_is_not_a_stall() -> None:
+    cfg = ExpertConfig(stall_steps=10, late_margin_steps=0)
+    gate = InterventionGate(cfg)
+    # No command yet: the robot holds still where the expert also waits (so not stuck either).
+    for _ in range(30):
+        assert not gate.should_intervene(None, STATE, STATE, progress=(40, 100))
+    # Once the policy acts, its window starts: a stall needs stall_steps of its own.
+    decisions = [gate.should_intervene(EXPERT, EXPERT, s, progress=(40, 100)) for s in moving(11)]
+    assert decisions == [False] * 10 + [True]
+
+
 def test_progress_at_the_expert_pace_is_not_a_stall() -> None:
     gate = InterventionGate(ExpertConfig(stall_steps=10, stall_progress=0.3))
     for i, state in enumerate(moving(40)):
