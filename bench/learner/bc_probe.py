@@ -53,10 +53,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/out/bc_probe"))
     args = parser.parse_args()
     name = args.name or f"b{args.batch}_lr{args.lr:g}" + ("_cosine" if args.cosine else "")
+    with tempfile.TemporaryDirectory(prefix="bc_probe_") as scratch:
+        train(args, name, Path(scratch))
+
+
+def train(args: argparse.Namespace, name: str, work: Path) -> None:
+    """Train and evaluate with the learner's store, checkpoints and weights under ``work``."""
     cuda = torch.cuda.is_available()
     config = sim_policy_config()
     policy = Pi0Policy(config)
-    work = Path(tempfile.mkdtemp(prefix="bc_probe_"))
     settings = offline_settings(args.demos, work, batch_size=args.batch)
     # A changing learning rate needs the eager update: a captured graph holds the rate it saw.
     settings = replace(
