@@ -155,12 +155,17 @@ def forward_python_logs(node: Node, logger_name: str) -> None:
 
 
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> None:
-    """Init rclpy, spin the node made by ``make_node`` until Ctrl-C or shutdown, then clean up."""
+    """Init rclpy, spin the node made by ``make_node`` until Ctrl-C or shutdown, then clean up.
+
+    The node spins on a single-threaded executor: work that takes long (inference, uploads,
+    downloads, weights staging) runs on threads the node owns, never in a callback, and
+    rclpy's multi-threaded executor busy-waits (see :mod:`sop_ros.nodes.spinning`).
+    """
     rclpy.init(args=args)
     node = None
     try:
         node = make_node()
-        executor = rclpy.executors.MultiThreadedExecutor()
+        executor = rclpy.executors.SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -12,16 +12,23 @@ every ``replan_period_s``. Missing or stale input is never acted on: the
 worker publishes nothing and says why, throttled, and the mux holds.
 
 Weights: ``policy/stage`` (``sop_msgs/StageWeights``) checks the file's
-sha256 and loads it into a shadow copy without touching the live weights;
-``policy/activate`` swaps it in at once between episodes, or defers the swap
-to the end of the running episode. ``policy/status`` (latched) says which
-version is active and which is staged.
+sha256 and loads it into a shadow copy without touching the live weights,
+on a staging thread: the request is answered with the outcome when that
+takes less than ``stage_answer_wait_s`` (a small model), else at once with
+"staging in the background" (a 1.5 GB trainable set takes a second or two,
+and the camera callbacks must not wait that long). ``policy/activate`` swaps
+the staged weights in at once between episodes, or defers the swap to the
+end of the running episode; asked for a version still being staged, it
+swaps once staging succeeds. ``policy/status`` (latched) says which version
+is active and which is staged.
 
-Threads: sensor callbacks (one mutually exclusive group) only store the
-newest message under ``_inputs_lock``. The inference worker is a plain
-thread owned by this node. Services and episode events run in a reentrant
-group; the policy object's own locks keep a swap from overlapping an
-inference.
+Threads: sensor callbacks only store the newest message under
+``_inputs_lock``. The inference worker and the staging thread are plain
+threads owned by this node. ``_swap_lock`` orders everything that decides a
+swap (episode events, activation requests, the end of a staging); the policy
+object's own locks keep a swap from overlapping an inference. The callback
+groups (sensors mutually exclusive, services and episode events reentrant)
+matter only under a multi-threaded executor.
 """
 
 from __future__ import annotations
@@ -65,12 +72,29 @@ class PolicyNodeConfig:
     initial_weights: str = setting("", "trainable weights file loaded at configure; empty = the base model")
     replan_period_s: float = setting(0.5, "time between two inferences during an episode", unit="s", low=0.0)
     max_input_age_s: float = setting(0.5, "oldest camera frame or joint state acted on", unit="s", low=0.0)
+    stage_answer_wait_s: float = setting(
+        0.2,
+        "longest a stage request waits for its outcome before answering that staging goes on in the "
+        "background (keep it well below max_input_age_s: camera callbacks wait as long)",
+        unit="s",
+        low=0.0,
+    )
     compressed_images: bool = setting(True, "subscribe to JPEG CompressedImage instead of raw Image")
     joint_trajectory: bool = setting(False, "also publish each chunk as a trajectory_msgs/JointTrajectory")
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     def __post_init__(self) -> None:
         check_ranges(self)
+
+
+@dataclass
+class _Staging:
+    """One weights file being verified and loaded, and how that ended."""
+
+    version: str
+    done: threading.Event = field(default_factory=threading.Event)
+    accepted: bool = False
+    message: str = ""
 
 
 class PolicyNode(LifecycleNode):
@@ -81,6 +105,10 @@ class PolicyNode(LifecycleNode):
         self.config = declare_config(self, PolicyNodeConfig)
         self.policy: Pi0Policy | None = None
         self._gate = SwapGate()
+        self._swap_lock = threading.Lock()
+        self._staging: _Staging | None = None
+        # A version whose activation was asked for while it was still being staged.
+        self._activate_when_staged: str | None = None
         # Bumped at every episode event: a chunk computed in one episode is never published in the next.
         self._episode_epoch = 0
         self._inputs_cleared_at = 0.0
@@ -202,13 +230,15 @@ class PolicyNode(LifecycleNode):
                 self._images.clear()
                 self._joints = None
                 self._inputs_cleared_at = time.monotonic()
-            self._gate.episode_started()
+            with self._swap_lock:
+                self._gate.episode_started()
             self.policy.reset()
             self._wake.set()
         else:
-            version = self._gate.episode_ended()
-            if version is not None:
-                self._activate_now(version, deferred=True)
+            with self._swap_lock:
+                version = self._gate.episode_ended()
+                if version is not None:
+                    self._activate_now(version, deferred=True)
         self._publish_status()
 
     def _observation(self) -> tuple[Observation | None, str]:
@@ -277,42 +307,73 @@ class PolicyNode(LifecycleNode):
     def _on_stage(
         self, request: StageWeights.Request, response: StageWeights.Response
     ) -> StageWeights.Response:
-        path = Path(request.path)
+        job = _Staging(version=request.version)
+        with self._swap_lock:
+            busy = self._staging
+            if busy is None:
+                self._staging = job
+        if busy is not None:
+            response.accepted = False
+            response.message = f"still staging {busy.version}; {request.version} not taken"
+            self.get_logger().warning(response.message)
+            return response
+        staging = (job, Path(request.path), request.sha256)
+        threading.Thread(target=self._stage, args=staging, name="policy-staging", daemon=True).start()
+        if job.done.wait(self.config.stage_answer_wait_s):
+            response.accepted, response.message = job.accepted, job.message
+        else:
+            response.accepted = True
+            response.message = f"verifying and staging {request.version} in the background"
+        return response
+
+    def _stage(self, job: _Staging, path: Path, sha256: str) -> None:
+        """Verify ``path`` and load it into the shadow copy (staging thread)."""
+        start = time.perf_counter()
         try:
             digest = _sha256(path)
-            if request.sha256 and digest != request.sha256.lower():
-                raise SopError(
-                    f"{path} has sha256 {digest[:12]}…, expected {request.sha256[:12]}…; not staged"
-                )
-            start = time.perf_counter()
-            self.policy.stage(path, version=request.version or None)
+            if sha256 and digest != sha256.lower():
+                raise SopError(f"{path} has sha256 {digest[:12]}…, expected {sha256[:12]}…; not staged")
+            self.policy.stage(path, version=job.version or None)
+            job.accepted = True
+            job.message = f"staged {self.policy.staged_version} in {time.perf_counter() - start:.2f} s"
+            self.get_logger().info(job.message)
         except (SopError, OSError) as err:
-            self._last_error = str(err)
-            response.accepted, response.message = False, str(err)
-            self.get_logger().error(f"refused weights {request.version}: {err}")
-            return response
-        response.accepted = True
-        response.message = f"staged {self.policy.staged_version} in {time.perf_counter() - start:.2f} s"
-        self.get_logger().info(response.message)
+            self._last_error = job.message = str(err)
+            self.get_logger().error(f"refused weights {job.version}: {err}")
+        with self._swap_lock:
+            self._staging = None
+            waiting, self._activate_when_staged = self._activate_when_staged, None
+            if job.accepted and waiting is not None:
+                self._request_swap(self.policy.staged_version)
+        job.done.set()
         self._publish_status()
-        return response
 
     def _on_activate(
         self, request: ActivateWeights.Request, response: ActivateWeights.Response
     ) -> ActivateWeights.Response:
-        staged = self.policy.staged_version
-        if staged is None or (request.version and request.version != staged):
-            response.accepted = False
-            response.message = f"cannot activate {request.version!r}: staged is {staged!r}"
-            return response
-        if self._gate.request(staged):
-            response.accepted, response.message = self._activate_now(staged, deferred=False)
-        else:
-            response.accepted, response.deferred = True, True
-            response.message = f"{staged} will be activated when the running episode ends"
+        with self._swap_lock:
+            staging = self._staging
+            if staging is not None and request.version in ("", staging.version):
+                self._activate_when_staged = staging.version
+                response.accepted, response.deferred = True, True
+                response.message = f"{staging.version} will be activated once staged, between episodes"
+            elif (staged := self.policy.staged_version) is None or request.version not in ("", staged):
+                response.accepted = False
+                response.message = f"cannot activate {request.version!r}: staged is {staged!r}"
+                return response
+            else:
+                response.accepted, response.deferred, response.message = self._request_swap(staged)
+        if response.deferred:
             self.get_logger().info(response.message)
         self._publish_status()
         return response
+
+    def _request_swap(self, version: str) -> tuple[bool, bool, str]:
+        """Swap ``version`` in now, or at the running episode's end; (accepted, deferred, message)."""
+        if self._gate.request(version):
+            accepted, message = self._activate_now(version, deferred=False)
+            return accepted, False, message
+        return True, True, f"{version} will be activated when the running episode ends"
 
     def _activate_now(self, version: str, *, deferred: bool) -> tuple[bool, str]:
         previous = self.policy.active_version

@@ -2,11 +2,11 @@
 
 The same nodes that ``ros2 launch sop_ros robot.launch.py`` starts as
 separate processes, here built in one process under the robot's namespace:
-for the demo, for tests and for small machines. The nodes that keep the
-robot under control (driver, teleop, command mux, episode manager) spin on
-an executor of their own, so their short callbacks never wait in line behind
-policy inference or bag writing (as separate processes they would not
-either); the policy, recorder and fleet link share the other. With ``sim``
+for the demo, for tests and for small machines. Every node spins on a
+single-threaded executor and a thread of its own (:class:`NodeSpinners`), so
+the control nodes' short callbacks (driver, teleop, command mux, episode
+manager) never wait in line behind bag writing or weights staging, as they
+would not as separate processes either. With ``sim``
 the simulated robot (and its scripted operator) replaces the hardware driver
 and the joystick, and every node gets the settings that fit the simulator.
 """
@@ -14,20 +14,19 @@ and the joystick, and every node gets the settings that fit the simulator.
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from sop_ros.core.config import flatten_config
 from sop_ros.core.policy.config import PolicyConfig
 from sop_ros.nodes.registry import NODES
+from sop_ros.nodes.spinning import NodeSpinners
 from sop_ros.sim import ACTION_NAMES, TASK_NAMES, get_task
 from sop_ros.sim.policy import sim_policy_config
 
@@ -35,8 +34,6 @@ __all__ = ["RobotGraph", "RobotGraphConfig", "sim_parameters"]
 
 # Nodes of every robot, in start order; the simulated driver comes last.
 ROBOT_NODES = ("episode_manager", "recorder", "policy", "teleop", "command_mux")
-# Spun apart from the rest: their callbacks are short and must run on time.
-CONTROL_NODES = frozenset({"episode_manager", "teleop", "command_mux", "sim_robot"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,8 +45,6 @@ class RobotGraphConfig:
     # Per node executable: parameter name -> value, applied over the defaults.
     parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     params_file: str = ""
-    # Threads of the executor for the policy, recorder and fleet link (control nodes get 2 more).
-    threads: int = 4
 
 
 def sim_parameters(
@@ -121,35 +116,27 @@ class RobotGraph:
                 parameter_overrides=overrides,
                 cli_args=cli_args,
             )
-        self.control_executor = MultiThreadedExecutor(num_threads=2, context=context)
-        self.executor = MultiThreadedExecutor(num_threads=config.threads, context=context)
-        for name, node in self.nodes.items():
-            (self.control_executor if name in CONTROL_NODES else self.executor).add_node(node)
-        self._threads: list[threading.Thread] = []
+        self.spinners = NodeSpinners(context)
+        for node in self.nodes.values():
+            self.spinners.add(node)
+
+    def add_node(self, node: Node) -> None:
+        """Spin one more node with the graph (a probe, a custom driver) on an executor of its own."""
+        self.spinners.add(node)
 
     def spin_in_thread(self) -> None:
-        """Spin both executors on background threads (returns at once)."""
-        self._start(self.control_executor, "control")
-        self._start(self.executor, "executor")
+        """Spin every node on a background thread (returns at once)."""
+        self.spinners.start()
 
     def spin(self) -> None:
-        """Spin on this thread (and the control executor on another) until shutdown."""
-        self._start(self.control_executor, "control")
-        self.executor.spin()
+        """Spin every node until shutdown (one of them on this thread)."""
+        self.spinners.spin()
 
     def shutdown(self) -> None:
         """Stop spinning and destroy every node (a recording bag is closed as aborted)."""
-        for executor in (self.executor, self.control_executor):
-            executor.shutdown(timeout_sec=5.0)
-        for thread in self._threads:
-            thread.join(timeout=10.0)
+        self.spinners.shutdown()
         for node in reversed(list(self.nodes.values())):
             node.destroy_node()
-
-    def _start(self, executor: MultiThreadedExecutor, role: str) -> None:
-        thread = threading.Thread(target=executor.spin, name=f"{self.config.robot_id}-{role}", daemon=True)
-        thread.start()
-        self._threads.append(thread)
 
 
 def _interrupt(signum: int, frame: object) -> None:

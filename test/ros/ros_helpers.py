@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
+from rclpy.node import Node
+
+from sop_ros.nodes.spinning import NodeSpinners
+
+
+@contextlib.contextmanager
+def spinning(context, *nodes: Node) -> Iterator[None]:
+    """Spin each node on an executor of its own, as ``sop robot`` does; destroy them after."""
+    spinners = NodeSpinners(context)
+    for node in nodes:
+        spinners.add(node)
+    spinners.start()
+    try:
+        yield
+    finally:
+        spinners.shutdown()
+        for node in nodes:
+            node.destroy_node()
 
 
 def wait_for(predicate: Callable[[], object], timeout_s: float = 20.0, poll_s: float = 0.02) -> bool:

@@ -8,7 +8,6 @@ topics, the human/policy split of the executed commands and the metadata.
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 import rclpy
 import yaml
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, JointState
@@ -29,6 +28,7 @@ from sop_ros.nodes.command_mux_node import CommandMuxNode
 from sop_ros.nodes.common import COMMAND_QOS, RECORD_COMMAND_QOS, SENSOR_QOS
 from sop_ros.nodes.episode_manager_node import EpisodeManagerNode
 from sop_ros.nodes.recorder_node import RecorderNode
+from sop_ros.nodes.spinning import NodeSpinners
 from sop_ros.storage import episode_meta
 
 mcap_reader = pytest.importorskip("mcap.reader")
@@ -38,7 +38,7 @@ NAMES = ["ee_x", "ee_y", "gripper"]
 
 
 class Graph:
-    """The nodes under test plus a driver, spun by one executor in a thread."""
+    """The nodes under test plus a driver, each spun on an executor and a thread of its own."""
 
     def __init__(self, context, spool: Path) -> None:
         ns = "/g1_test"
@@ -52,7 +52,7 @@ class Graph:
             ],
             **common,
         )
-        # Four nodes and the test's driver share one executor, which on two busy cores hands over some
+        # Four nodes and the test's driver share two busy cores, which can hand over some
         # messages a second or more after they arrived. The mux's staleness limits and the recorder's
         # grace after END are widened so that this test checks what gets recorded, not that latency.
         self.mux = CommandMuxNode(
@@ -83,11 +83,10 @@ class Graph:
         self.image = d.create_publisher(CompressedImage, topics.camera_topic("head"), SENSOR_QOS)
         self.chunks = d.create_publisher(ActionChunk, topics.ACTION_CHUNK, COMMAND_QOS)
         self.human = d.create_publisher(Intervention, topics.INTERVENTION, COMMAND_QOS)
-        self.executor = MultiThreadedExecutor(context=context)
+        self.spinners = NodeSpinners(context)
         for node in (self.manager, self.mux, self.recorder, self.driver):
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+            self.spinners.add(node)
+        self.spinners.start()
 
     def call(self, service: str) -> Trigger.Response:
         client = self.driver.create_client(Trigger, service)
@@ -116,8 +115,7 @@ class Graph:
         )
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.thread.join(timeout=10.0)
+        self.spinners.shutdown()
         for node in (self.manager, self.mux, self.recorder, self.driver):
             node.destroy_node()
 

@@ -55,13 +55,12 @@ def test_bags_flow_up_and_weights_flow_down(ros_context, tmp_path: Path) -> None
         },
     )
     graph = RobotGraph(config, context=ros_context, extra_nodes=("bridge", "param_update"))
-    # Control nodes spin apart from inference, recording and the fleet link.
-    control = {node.get_name() for node in graph.control_executor.get_nodes()}
-    assert control == {"episode_manager", "teleop", "command_mux", "sim_robot"}
+    # Every node spins apart from the others, as in a process of its own.
+    assert set(graph.spinners.node_names) == {f"/g1_a/{name}" for name in graph.nodes}
     watcher = rclpy.create_node("status_watcher", namespace="g1_a", context=ros_context)
     status: list[PolicyStatus] = []
     watcher.create_subscription(PolicyStatus, topics.POLICY_STATUS, status.append, LATCHED_QOS)
-    graph.executor.add_node(watcher)
+    graph.add_node(watcher)
     graph.spin_in_thread()
     try:
         assert wait_for(lambda: len(stored) >= 2, 90.0), f"{len(stored)} episodes stored"

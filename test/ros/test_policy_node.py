@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.parameter import Parameter
-from ros_helpers import wait_for
+from ros_helpers import spinning, wait_for
 from sensor_msgs.msg import CompressedImage, JointState
 from sop_msgs.msg import ActionChunk, EpisodeEvent, PolicyStatus
 from sop_msgs.srv import ActivateWeights, StageWeights
@@ -89,21 +89,20 @@ def weights_v1(tmp_path: Path) -> tuple[Path, str]:
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.slow
-def test_weights_swap_only_at_the_episode_boundary(ros_context, weights_v1) -> None:
-    path, digest = weights_v1
+def policy_node(context, **parameters) -> PolicyNode:
     overrides = [
         Parameter(f"policy.{k}", value=list(v) if isinstance(v, tuple) else v) for k, v in POLICY.items()
     ]
-    overrides.append(Parameter("replan_period_s", value=0.2))
-    node = PolicyNode(context=ros_context, parameter_overrides=overrides)
+    overrides += [Parameter(k, value=v) for k, v in {"replan_period_s": 0.2, **parameters}.items()]
+    return PolicyNode(context=context, parameter_overrides=overrides)
+
+
+@pytest.mark.slow
+def test_weights_swap_only_at_the_episode_boundary(ros_context, weights_v1) -> None:
+    path, digest = weights_v1
+    node = policy_node(ros_context)
     robot = Robot(ros_context)
-    executor = MultiThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    executor.add_node(robot.node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
+    with spinning(ros_context, node, robot.node):
         assert wait_for(lambda: robot.status and robot.status[-1].active_version == "v0000")
         time.sleep(1.0)
         assert robot.chunks == []  # no episode, no actions
@@ -142,8 +141,39 @@ def test_weights_swap_only_at_the_episode_boundary(ros_context, weights_v1) -> N
         time.sleep(1.5)
         assert len(robot.chunks) == count
         robot.episode(EpisodeEvent.END, "e2")
-    finally:
-        executor.shutdown()
-        spinner.join(timeout=10)
-        node.destroy_node()
-        robot.node.destroy_node()
+
+
+@pytest.mark.slow
+def test_staging_in_the_background_still_verifies_and_swaps_between_episodes(ros_context, weights_v1) -> None:
+    """A stage request answered before staging ends: a bad file is still refused, a good one waits."""
+    path, digest = weights_v1
+    node = policy_node(ros_context, stage_answer_wait_s=0.0)
+    robot = Robot(ros_context)
+    errors: list[str] = []
+    robot.node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda msg: errors.extend(s.message for s in msg.status if s.level == DiagnosticStatus.ERROR),
+        10,
+    )
+    with spinning(ros_context, node, robot.node):
+        assert wait_for(lambda: robot.status and robot.status[-1].active_version == "v0000")
+        robot.episode(EpisodeEvent.START, "e1")
+        assert wait_for(lambda: len(robot.chunks) >= 1)
+
+        bad = StageWeights.Request(path=str(path), version="v0001", sha256="0" * 64)
+        answer = robot.call(StageWeights, "policy/stage", bad)
+        assert answer.accepted and "in the background" in answer.message, answer.message
+        assert wait_for(lambda: any("sha256" in e for e in errors), 10.0), "the bad digest was not reported"
+        assert robot.status[-1].staged_version == ""
+
+        good = StageWeights.Request(path=str(path), version="v0001", sha256=digest)
+        assert robot.call(StageWeights, "policy/stage", good).accepted
+        answer = robot.call(ActivateWeights, "policy/activate", ActivateWeights.Request(version="v0001"))
+        assert (answer.accepted, answer.deferred) == (True, True), answer.message
+        count = len(robot.chunks)
+        assert wait_for(lambda: len(robot.chunks) >= count + 2)
+        assert {c.policy_version for c in robot.chunks} == {"v0000"}  # never mid-episode
+
+        robot.episode(EpisodeEvent.END, "e1")
+        assert wait_for(lambda: robot.status[-1].active_version == "v0001")

@@ -64,7 +64,7 @@ def test_three_sim_episodes_become_matching_bags(ros_context, tmp_path: Path) ->
         lambda m: joys.append((stamp_to_ns(m.header.stamp), bool(m.buttons[DEADMAN]))),
         SENSOR_QOS,
     )
-    graph.executor.add_node(listener)
+    graph.add_node(listener)
     graph.spin_in_thread()
     ready = spool / "ready"
     try:

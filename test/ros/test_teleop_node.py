@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from ros_helpers import wait_for
+from ros_helpers import spinning, wait_for
 from sensor_msgs.msg import JointState, Joy
 from sop_msgs.msg import EpisodeEvent, Intervention
 
@@ -33,11 +31,6 @@ def test_deadman_drives_the_robot_and_buttons_run_episodes(ros_context) -> None:
     driver.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, events.append, COMMAND_QOS)
     joy = driver.create_publisher(Joy, topics.JOY, SENSOR_QOS)
     joints = driver.create_publisher(JointState, topics.JOINT_STATES, SENSOR_QOS)
-    executor = MultiThreadedExecutor(context=ros_context)
-    for node in (teleop, manager, driver):
-        executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
 
     def press(buttons: dict[int, int], axes: tuple[float, ...] = (0.0,) * 8, repeat: int = 1) -> None:
         for _ in range(repeat):
@@ -48,7 +41,7 @@ def test_deadman_drives_the_robot_and_buttons_run_episodes(ros_context) -> None:
             joints.publish(JointState(name=["ee_x", "ee_y", "gripper"], position=[0.25, 0.25, 0.04]))
             time.sleep(1 / 30)
 
-    try:
+    with spinning(ros_context, teleop, manager, driver):
         time.sleep(0.5)
         press({START: 1}, repeat=3)  # held for three messages: one request
         press({}, repeat=2)
@@ -73,8 +66,3 @@ def test_deadman_drives_the_robot_and_buttons_run_episodes(ros_context) -> None:
         press({SUCCESS: 1}, repeat=2)
         assert wait_for(lambda: len(events) == 2)
         assert events[1].kind == EpisodeEvent.END and events[1].outcome == EpisodeEvent.OUTCOME_SUCCESS
-    finally:
-        executor.shutdown()
-        spinner.join(timeout=10)
-        for node in (teleop, manager, driver):
-            node.destroy_node()
