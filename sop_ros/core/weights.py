@@ -23,6 +23,7 @@ __all__ = [
     "WeightsManifest",
     "check_compatible",
     "file_digests",
+    "file_sha256",
     "iter_chunks",
     "read_safetensors_specs",
     "sha256_bytes",
@@ -36,6 +37,15 @@ _READ_BYTES = 1 << 20
 def sha256_bytes(data: bytes | memoryview) -> str:
     """Return the lowercase hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """Return the lowercase hex sha256 of the file at ``path``, streaming."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter_chunks(stream, _READ_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def iter_chunks(stream: BinaryIO, chunk_size_bytes: int) -> Iterator[bytes]:

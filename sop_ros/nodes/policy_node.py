@@ -11,29 +11,25 @@ actions, a ``JointTrajectory`` a stock joint_trajectory_controller accepts)
 every ``replan_period_s``. Missing or stale input is never acted on: the
 worker publishes nothing and says why, throttled, and the mux holds.
 
-Weights: ``policy/stage`` (``sop_msgs/StageWeights``) checks the file's
-sha256 and loads it into a shadow copy without touching the live weights,
-on a staging thread: the request is answered with the outcome when that
-takes less than ``stage_answer_wait_s`` (a small model), else at once with
-"staging in the background" (a 1.5 GB trainable set takes a second or two,
-and the camera callbacks must not wait that long). ``policy/activate`` swaps
-the staged weights in at once between episodes, or defers the swap to the
-end of the running episode; asked for a version still being staged, it
-swaps once staging succeeds. ``policy/status`` (latched) says which version
-is active and which is staged.
+Weights (:class:`WeightsSwapper`): ``policy/stage`` (``sop_msgs/StageWeights``)
+checks the file's sha256 and loads it into a shadow copy without touching
+the live weights, on a staging thread, and answers with the outcome when
+that takes less than ``stage_answer_wait_s`` (a small model), else at once
+with "staging in the background" (the camera callbacks must not wait behind
+a 1.5 GB file). ``policy/activate`` swaps the staged weights in at once
+between episodes, or at the end of the running episode; asked for a version
+still being staged, once staging succeeds. ``policy/status`` (latched) says
+which version is active and which is staged.
 
 Threads: sensor callbacks only store the newest message under
-``_inputs_lock``. The inference worker and the staging thread are plain
-threads owned by this node. ``_swap_lock`` orders everything that decides a
-swap (episode events, activation requests, the end of a staging); the policy
-object's own locks keep a swap from overlapping an inference. The callback
-groups (sensors mutually exclusive, services and episode events reentrant)
-matter only under a multi-threaded executor.
+``_inputs_lock``. The inference worker is a plain thread owned by this node;
+the swapper owns the staging thread and orders every swap decision. The
+callback groups (sensors mutually exclusive, services and episode events
+reentrant) matter only under a multi-threaded executor.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Sequence
@@ -51,17 +47,23 @@ from trajectory_msgs.msg import JointTrajectory
 
 from sop_ros.core import topics
 from sop_ros.core.config import check_ranges, setting
-from sop_ros.core.episode import SwapGate
 from sop_ros.core.errors import SopError
 from sop_ros.core.policy import Pi0Policy, PolicyConfig
 from sop_ros.core.types import Observation
-from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, Diagnostics, RateMeter, run_node
+from sop_ros.core.weights_swap import WeightsSwapper
+from sop_ros.nodes.common import (
+    COMMAND_QOS,
+    LATCHED_QOS,
+    SENSOR_QOS,
+    Diagnostics,
+    RateMeter,
+    forward_python_logs,
+    run_node,
+)
 from sop_ros.nodes.convert import chunk_to_msg, chunk_to_trajectory, image_from_msg, joint_positions
 from sop_ros.nodes.params import declare_config
 
 __all__ = ["PolicyNode", "PolicyNodeConfig", "main"]
-
-_READ_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,16 +89,6 @@ class PolicyNodeConfig:
         check_ranges(self)
 
 
-@dataclass
-class _Staging:
-    """One weights file being verified and loaded, and how that ended."""
-
-    version: str
-    done: threading.Event = field(default_factory=threading.Event)
-    accepted: bool = False
-    message: str = ""
-
-
 class PolicyNode(LifecycleNode):
     """Run the policy and handle weight stage/activate requests."""
 
@@ -104,11 +96,7 @@ class PolicyNode(LifecycleNode):
         super().__init__("policy", **kwargs)
         self.config = declare_config(self, PolicyNodeConfig)
         self.policy: Pi0Policy | None = None
-        self._gate = SwapGate()
-        self._swap_lock = threading.Lock()
-        self._staging: _Staging | None = None
-        # A version whose activation was asked for while it was still being staged.
-        self._activate_when_staged: str | None = None
+        self._weights: WeightsSwapper | None = None
         # Bumped at every episode event: a chunk computed in one episode is never published in the next.
         self._episode_epoch = 0
         self._inputs_cleared_at = 0.0
@@ -149,6 +137,8 @@ class PolicyNode(LifecycleNode):
             f"policy {self.policy.base_model_id} ready in {time.perf_counter() - start:.1f} s "
             f"on {self.policy.device} ({self.policy.inference_path}), weights {self.policy.active_version}"
         )
+        self._weights = WeightsSwapper(self.policy, on_change=self._publish_status)
+        forward_python_logs(self, "sop_ros.core.weights_swap")
         sensors = MutuallyExclusiveCallbackGroup()
         control = ReentrantCallbackGroup()
         image_type = CompressedImage if self.config.compressed_images else Image
@@ -230,15 +220,11 @@ class PolicyNode(LifecycleNode):
                 self._images.clear()
                 self._joints = None
                 self._inputs_cleared_at = time.monotonic()
-            with self._swap_lock:
-                self._gate.episode_started()
+            self._weights.episode_started()
             self.policy.reset()
             self._wake.set()
         else:
-            with self._swap_lock:
-                version = self._gate.episode_ended()
-                if version is not None:
-                    self._activate_now(version, deferred=True)
+            self._weights.episode_ended()
         self._publish_status()
 
     def _observation(self) -> tuple[Observation | None, str]:
@@ -271,7 +257,7 @@ class PolicyNode(LifecycleNode):
 
     def _run_worker(self) -> None:
         while not self._stop.is_set():
-            if not self._gate.episode_running:
+            if not self._weights.episode_running:
                 self._hold_reason = "no episode running"
                 self._wake.wait(timeout=0.2)
                 self._wake.clear()
@@ -293,7 +279,7 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().error(f"inference failed: {err}", throttle_duration_sec=5.0)
                 self._stop.wait(0.5)
                 continue
-            if not self._gate.episode_running or epoch != self._episode_epoch:
+            if not self._weights.episode_running or epoch != self._episode_epoch:
                 continue  # the episode ended (and maybe another began) during inference: the chunk is void
             self._chunks.publish(chunk_to_msg(chunk))
             if self._trajectory is not None:
@@ -307,87 +293,23 @@ class PolicyNode(LifecycleNode):
     def _on_stage(
         self, request: StageWeights.Request, response: StageWeights.Response
     ) -> StageWeights.Response:
-        job = _Staging(version=request.version)
-        with self._swap_lock:
-            busy = self._staging
-            if busy is None:
-                self._staging = job
-        if busy is not None:
-            response.accepted = False
-            response.message = f"still staging {busy.version}; {request.version} not taken"
-            self.get_logger().warning(response.message)
-            return response
-        staging = (job, Path(request.path), request.sha256)
-        threading.Thread(target=self._stage, args=staging, name="policy-staging", daemon=True).start()
-        if job.done.wait(self.config.stage_answer_wait_s):
-            response.accepted, response.message = job.accepted, job.message
-        else:
-            response.accepted = True
-            response.message = f"verifying and staging {request.version} in the background"
-        return response
-
-    def _stage(self, job: _Staging, path: Path, sha256: str) -> None:
-        """Verify ``path`` and load it into the shadow copy (staging thread)."""
-        start = time.perf_counter()
-        try:
-            digest = _sha256(path)
-            if sha256 and digest != sha256.lower():
-                raise SopError(f"{path} has sha256 {digest[:12]}…, expected {sha256[:12]}…; not staged")
-            self.policy.stage(path, version=job.version or None)
-            job.accepted = True
-            job.message = f"staged {self.policy.staged_version} in {time.perf_counter() - start:.2f} s"
-            self.get_logger().info(job.message)
-        except (SopError, OSError) as err:
-            self._last_error = job.message = str(err)
-            self.get_logger().error(f"refused weights {job.version}: {err}")
-        with self._swap_lock:
-            self._staging = None
-            waiting, self._activate_when_staged = self._activate_when_staged, None
-            if job.accepted and waiting is not None:
-                self._request_swap(self.policy.staged_version)
-        job.done.set()
+        answer = self._weights.stage(
+            Path(request.path),
+            version=request.version,
+            sha256=request.sha256,
+            wait_s=self.config.stage_answer_wait_s,
+        )
+        response.accepted, response.message = answer.accepted, answer.message
         self._publish_status()
+        return response
 
     def _on_activate(
         self, request: ActivateWeights.Request, response: ActivateWeights.Response
     ) -> ActivateWeights.Response:
-        with self._swap_lock:
-            staging = self._staging
-            if staging is not None and request.version in ("", staging.version):
-                self._activate_when_staged = staging.version
-                response.accepted, response.deferred = True, True
-                response.message = f"{staging.version} will be activated once staged, between episodes"
-            elif (staged := self.policy.staged_version) is None or request.version not in ("", staged):
-                response.accepted = False
-                response.message = f"cannot activate {request.version!r}: staged is {staged!r}"
-                return response
-            else:
-                response.accepted, response.deferred, response.message = self._request_swap(staged)
-        if response.deferred:
-            self.get_logger().info(response.message)
+        answer = self._weights.activate(request.version)
+        response.accepted, response.deferred, response.message = answer
         self._publish_status()
         return response
-
-    def _request_swap(self, version: str) -> tuple[bool, bool, str]:
-        """Swap ``version`` in now, or at the running episode's end; (accepted, deferred, message)."""
-        if self._gate.request(version):
-            accepted, message = self._activate_now(version, deferred=False)
-            return accepted, False, message
-        return True, True, f"{version} will be activated when the running episode ends"
-
-    def _activate_now(self, version: str, *, deferred: bool) -> tuple[bool, str]:
-        previous = self.policy.active_version
-        try:
-            stall_ms = self.policy.activate()
-        except SopError as err:
-            self._last_error = str(err)
-            self.get_logger().error(f"activation of {version} failed, {previous} stays active: {err}")
-            return False, str(err)
-        when = "at the episode end" if deferred else "between episodes"
-        message = f"activated {version} (was {previous}) {when}; swap stalled {stall_ms:.2f} ms"
-        self.get_logger().info(message)
-        self._publish_status()
-        return True, message
 
     # ------------------------------------------------------------ status
 
@@ -397,7 +319,7 @@ class PolicyNode(LifecycleNode):
         msg = PolicyStatus(
             active_version=self.policy.active_version,
             staged_version=self.policy.staged_version or "",
-            episode_running=self._gate.episode_running,
+            episode_running=self._weights.episode_running,
             inference_rate=self._infers.rate_hz(),
             inference_latency_ms=self._infers.mean_ms(),
         )
@@ -405,9 +327,10 @@ class PolicyNode(LifecycleNode):
         self._status.publish(msg)
 
     def _report(self) -> tuple[bytes, str, Sequence[tuple[str, str]]]:
-        if self._last_error:
-            level, message = DiagnosticStatus.ERROR, self._last_error
-        elif self._hold_reason and self._gate.episode_running:
+        error = self._last_error or (self._weights.last_error if self._weights else "")
+        if error:
+            level, message = DiagnosticStatus.ERROR, error
+        elif self._hold_reason and self._weights.episode_running:
             level, message = DiagnosticStatus.WARN, f"holding: {self._hold_reason}"
         else:
             level, message = DiagnosticStatus.OK, self._hold_reason or "acting"
@@ -423,14 +346,6 @@ class PolicyNode(LifecycleNode):
                 ("staged_version", (self.policy.staged_version or "") if self.policy else ""),
             ],
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(_READ_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def main(args: list[str] | None = None) -> None:

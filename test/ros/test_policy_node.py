@@ -163,7 +163,8 @@ def test_staging_in_the_background_still_verifies_and_swaps_between_episodes(ros
 
         bad = StageWeights.Request(path=str(path), version="v0001", sha256="0" * 64)
         answer = robot.call(StageWeights, "policy/stage", bad)
-        assert answer.accepted and "in the background" in answer.message, answer.message
+        # Answered before the 4 MB file is hashed (else refused outright, should the hash win the race).
+        assert "in the background" in answer.message or not answer.accepted, answer.message
         assert wait_for(lambda: any("sha256" in e for e in errors), 10.0), "the bad digest was not reported"
         assert robot.status[-1].staged_version == ""
 
