@@ -18,6 +18,7 @@ episodes to the tracker; the main thread starts and watches the robots.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -152,13 +154,16 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
     except KeyboardInterrupt:
         say("interrupted: stopping early, keeping everything recorded so far")
     finally:
-        _stop_robots(robots)
-        judge.close()
-        say("robots stopped; uploading what is still in their spools")
-        leftover = _flush_spools(out, endpoint)
-        stop.set()
-        trainer.join(timeout=120)
-        cloud.close()
+        # A second Ctrl-C must not cut this short: the spools' last bags are uploaded here, and the
+        # learner's threads are stopped (else the process would hang on exit, waiting for them).
+        with _deaf_to_interrupts("still stopping: uploading what the robots recorded, closing the learner"):
+            _stop_robots(robots)
+            judge.close()
+            say("robots stopped; uploading what is still in their spools")
+            leftover = _flush_spools(out, endpoint)
+            stop.set()
+            trainer.join(timeout=120)
+            cloud.close()
     if judge.newest_offered is not None:
         last, path = judge.newest_offered
         say(f"evaluating the last weights {last} alone on held-out layouts")
@@ -185,6 +190,21 @@ def _rates(scores) -> str:
 def say(message: str) -> None:
     """Print a demo progress line."""
     print(f"[sop demo] {message}", flush=True)
+
+
+@contextlib.contextmanager
+def _deaf_to_interrupts(message: str) -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM print ``message`` instead of interrupting."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda *_: say(message)) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _free_port() -> int:
