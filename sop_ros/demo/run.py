@@ -18,7 +18,6 @@ episodes to the tracker; the main thread starts and watches the robots.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -29,10 +28,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sop_ros.core.interrupts import ignoring_interrupts
 from sop_ros.core.policy import Pi0Policy
 from sop_ros.core.types import format_version
 from sop_ros.demo.base_policy import BaseRecipe, base_policy
@@ -156,7 +155,7 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
     finally:
         # A second Ctrl-C must not cut this short: the spools' last bags are uploaded here, and the
         # learner's threads are stopped (else the process would hang on exit, waiting for them).
-        with _deaf_to_interrupts("still stopping: uploading what the robots recorded, closing the learner"):
+        with ignoring_interrupts(lambda: say("still stopping: uploading what the robots recorded")):
             _stop_robots(robots)
             judge.close()
             say("robots stopped; uploading what is still in their spools")
@@ -190,21 +189,6 @@ def _rates(scores) -> str:
 def say(message: str) -> None:
     """Print a demo progress line."""
     print(f"[sop demo] {message}", flush=True)
-
-
-@contextlib.contextmanager
-def _deaf_to_interrupts(message: str) -> Iterator[None]:
-    """Within the block, Ctrl-C and SIGTERM print ``message`` instead of interrupting."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread receives signals
-        return
-    signums = (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.signal(signum, lambda *_: say(message)) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _free_port() -> int:

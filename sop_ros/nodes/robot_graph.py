@@ -14,6 +14,7 @@ and the joystick, and every node gets the settings that fit the simulator.
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from sop_ros.core.config import flatten_config
+from sop_ros.core.interrupts import ignoring_interrupts
 from sop_ros.core.policy.config import PolicyConfig
 from sop_ros.nodes.registry import NODES
 from sop_ros.nodes.spinning import NodeSpinners
@@ -139,6 +141,10 @@ class RobotGraph:
             node.destroy_node()
 
 
+def _say(robot_id: str, message: str) -> None:
+    print(f"[{robot_id}] {message}", file=sys.stderr, flush=True)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -158,7 +164,9 @@ def run_robot(config: RobotGraphConfig, extra_nodes: Iterable[str] = ()) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if graph is not None:
-            graph.shutdown()
-        rclpy.try_shutdown(context=context)
+        # Closing the running episode's bag and stopping the uploads must not be cut short.
+        with ignoring_interrupts(lambda: _say(config.robot_id, "still shutting down: closing the bag")):
+            if graph is not None:
+                graph.shutdown()
+            rclpy.try_shutdown(context=context)
     return 0
