@@ -327,7 +327,7 @@ class PolicyNode(LifecycleNode):
         self._status.publish(msg)
 
     def _report(self) -> tuple[bytes, str, Sequence[tuple[str, str]]]:
-        error = self._last_error or (self._weights.last_error if self._weights else "")
+        error = self._last_error or self._weights.last_error
         if error:
             level, message = DiagnosticStatus.ERROR, error
         elif self._hold_reason and self._weights.episode_running:

@@ -13,7 +13,7 @@ holds the interpreter lock so the pool barely runs (ros2/rclpy#1452). On the
 Kilted wheels one node with a 100 Hz timer publishing to its own
 subscription took a whole core and delivered 33 of 1000 messages in 10 s; on
 a single-threaded executor it took 4 % and delivered all 1000. A simulated
-robot's graph went from 93 % of a core to 18 % (``bench/graph/run.py``).
+robot's graph went from 95 % of a core to 17 % (``bench/graph/run.py``).
 
 Threads: one per node, each owning its executor; :meth:`NodeSpinners.spin`
 spins the last node's executor on the calling thread.
