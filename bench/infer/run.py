@@ -42,6 +42,9 @@ from sop_ros.core.policy.pi0 import is_trainable  # noqa: E402
 from sop_ros.core.policy.tokenizer import IMAGE_TOKEN, build_tokenizer  # noqa: E402
 from sop_ros.core.types import Observation  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+from flops import count_pi0_flops, describe_flops, mfu, rate_text  # noqa: E402
+
 CAMERAS = ("front", "left_wrist", "right_wrist")
 INSTRUCTION = "pick up the red cube and place it in the bin"
 
@@ -184,6 +187,21 @@ def time_inference(policy: Pi0Policy, args: argparse.Namespace, cameras: int) ->
         "warmup_s": round(warmup_s, 2),
         "iters": args.iters,
     }
+
+
+def train_cameras(args: argparse.Namespace) -> int:
+    return args.train_cameras or max(args.cameras)
+
+
+def achieved(flops: int, seconds: float, env: dict[str, Any], policy: Pi0Policy) -> dict[str, Any]:
+    """Counted FLOPs over measured seconds, and MFU where the device's peak is known."""
+    rate = flops / seconds
+    utilisation = mfu(rate, env.get("gpu", "cpu"), policy.dtype)
+    return {"tflops_per_s": rate / 1e12, "mfu": utilisation}
+
+
+def describe(row: dict[str, Any]) -> str:
+    return rate_text(row["tflops_per_s"] * 1e12, row.get("mfu"))
 
 
 def time_training(policy: Pi0Policy, args: argparse.Namespace, batch_size: int) -> dict[str, Any]:
@@ -338,6 +356,16 @@ def main() -> int:
     print(f"built {args.model} in {results['build_s']} s; parameters: {results['parameters'][args.model]}")
     save()
 
+    # Counted, not assumed: one inference and one training sample per camera count.
+    flops = {
+        c: count_pi0_flops(policy_config(args, c, "none"))
+        for c in sorted({*args.cameras, train_cameras(args)})
+    }
+    results["flops"] = {f"{c}cam": f.to_json() for c, f in flops.items()}
+    for c, f in flops.items():
+        print(f"{c} cam: {describe_flops(f, args.steps)}")
+    save()
+
     optimised = [mode for mode in args.optimized if mode != "none"]
     variants = ["eager"]
     if optimised and torch.cuda.is_available():
@@ -357,10 +385,12 @@ def main() -> int:
             try:
                 policy = Pi0Policy(policy_config(args, cameras, mode), model=network)
                 row.update(time_inference(policy, args, cameras))
+                row.update(achieved(flops[cameras].inference_flops, row["median_ms"] / 1e3, env, policy))
                 medians[variant] = row["median_ms"]
                 print(
                     f"{cameras} cam {variant:>16}: median {row['median_ms']:8.2f} ms"
-                    f"  p90 {row['p90_ms']:8.2f} ms  ({row['path']}, warm-up {row['warmup_s']} s)"
+                    f"  p90 {row['p90_ms']:8.2f} ms  {describe(row)}"
+                    f"  ({row['path']}, warm-up {row['warmup_s']} s)"
                 )
             except Exception as err:  # keep the other settings' numbers
                 row["error"] = f"{type(err).__name__}: {err}"
@@ -379,12 +409,20 @@ def main() -> int:
         save()
         torch._dynamo.reset()
 
-    cameras = args.train_cameras or max(args.cameras)
+    cameras = train_cameras(args)
     policy = Pi0Policy(policy_config(args, cameras, "none"), model=network)
     if not args.skip_train and not over_budget("training"):
         batch = args.train_batch or (32 if args.model == "tiny" else 4)
         try:
             results["training"] = time_training(policy, args, batch)
+            results["training"].update(
+                achieved(
+                    flops[cameras].train_sample_flops * batch,
+                    results["training"]["step_ms"] / 1e3,
+                    env,
+                    policy,
+                )
+            )
             print(f"training: {results['training']}")
         except torch.OutOfMemoryError as err:
             results["training"] = {"batch": batch, "error": f"out of memory: {err}"}

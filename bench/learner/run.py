@@ -46,6 +46,9 @@ from sop_ros.learner.builder import build_learner  # noqa: E402
 from sop_ros.learner.offline import offline_settings  # noqa: E402
 from sop_ros.sim import ACTION_NAMES, SimConfig  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+from flops import amount_text, count_pi0_flops, mfu, rate_text  # noqa: E402
+
 
 def parse_args() -> argparse.Namespace:
     cuda = torch.cuda.is_available()
@@ -84,6 +87,9 @@ def main() -> int:
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "date": time.strftime("%Y-%m-%d"),
     }
+    flops = count_pi0_flops(policy_config)
+    result["flops"] = flops.to_json()
+    print(f"{amount_text(flops.train_sample_flops)} per training sample (counted)", flush=True)
     with tempfile.TemporaryDirectory(prefix="sop-bench-learner-") as tmp:
         root = Path(tmp)
         sim = replace(SimConfig(), cameras=cameras, image_width_px=image_px, image_height_px=image_px)
@@ -121,9 +127,12 @@ def main() -> int:
             result["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
             result.update(graph_against_eager(learner, args, step_s))
         result["pipeline_over_training"] = result["pipeline_samples_per_s"] / result["train_samples_per_s"]
+        result["train_tflops_per_s"] = result["train_samples_per_s"] * flops.train_sample_flops / 1e12
+        result["mfu"] = mfu(result["train_tflops_per_s"] * 1e12, result["device"], policy.dtype)
         print(
             f"training: {result['train_step_ms']:.0f} ms/step = "
-            f"{result['train_samples_per_s']:.1f} samples/s; "
+            f"{result['train_samples_per_s']:.1f} samples/s "
+            f"({rate_text(result['train_tflops_per_s'] * 1e12, result['mfu'])}); "
             f"pipeline / training = {result['pipeline_over_training']:.1f}x (target >= 2)",
             flush=True,
         )
