@@ -188,6 +188,8 @@ class WeightsFetcher:
         self._offered: WeightsManifest | None = None  # newest manifest heard, not yet handled
         self._current: _Download | None = None
         self._newest = -1  # newest version handled (staged, or refused for good)
+        # version -> file sha256 of manifests whose download proved corrupt; not fetched again.
+        self._corrupt: dict[int, str] = {}
         self._stop = threading.Event()
         self._subs = [
             session.declare_subscriber(self.keys["manifest"], self._on_manifest_sample),
@@ -218,6 +220,8 @@ class WeightsFetcher:
             current = self._current.manifest.version if self._current is not None else -1
             if manifest.version <= self._newest or manifest.version < current:
                 return  # latest wins: older or equal versions are ignored
+            if self._corrupt.get(manifest.version) == manifest.sha256:
+                return  # refused as corrupt already (see _refuse)
             if manifest.version > current:
                 # Start collecting at once, on this thread, so no pushed chunk that follows is missed.
                 if self._current is not None:
@@ -293,6 +297,12 @@ class WeightsFetcher:
         with self._lock:
             if isinstance(err, IncompatibleWeightsError):
                 self._newest = max(self._newest, manifest.version)  # retrying cannot help
+            elif isinstance(err, IntegrityError):
+                # The learner serves this exact file corrupt: fetching it again at every manifest poll
+                # would only burn the link. A new manifest (another digest or a newer version) is tried.
+                self._corrupt[manifest.version] = manifest.sha256
+                for old in sorted(self._corrupt)[:-16]:  # bounded: only recent versions come back
+                    del self._corrupt[old]
             current = self._current
             same = current is not None and current.manifest.version == manifest.version
             # A transport failure keeps the verified chunks for the next try; anything else restarts.
