@@ -47,7 +47,7 @@ class UploadConfig:
     fleet: str = setting("default", "fleet name, first segment of the key space")
     robot_id: str = setting("robot", "this robot's id; its upload keys are sop/<fleet>/upload/<robot_id>/...")
     # Bytes per chunk; each is acknowledged separately, so this is also the resend unit.
-    chunk_size_bytes: int = setting(4 << 20, "bytes per chunk", unit="B", low=64 << 10, high=64 << 20)
+    chunk_size_bytes: int = setting(4 << 20, "bytes per chunk", unit="B", low=64 << 10, high=16 << 20)
     # Chunks sent before waiting for the oldest acknowledgement (memory = this × chunk size).
     max_in_flight: int = setting(4, "unacknowledged chunks in flight", low=1, high=64)
     # Upload bandwidth cap (bytes/s); 0 sends as fast as the link allows.
