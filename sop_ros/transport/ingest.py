@@ -33,7 +33,9 @@ partial uploads and ``max_partial_bytes_per_robot`` declared bytes on disk (the
 least recently planned one is dropped to make room), and at most
 ``max_open_uploads`` uploads of all robots hold open files and ack tables in
 memory (least recently used ones are closed; their state stays on disk).
-Memory of queued chunks is at most ``max_queued × max_chunk_size_bytes``.
+Memory of queued chunks is at most ``max_queued × max_chunk_size_bytes`` (512 MiB
+with the robots' default 4 MiB chunks); open files at most one per worker plus
+one ack log per open upload.
 
 Threads: Zenoh's callback thread only puts each query on one bounded queue
 (when it is full the query is answered "busy, retry"); ``workers`` threads take
@@ -89,8 +91,9 @@ class IngestConfig:
     fleet: str = setting("default", "fleet name, first segment of the key space")
     # Worker threads verifying and writing chunks (hashing releases the GIL, so they run in parallel).
     workers: int = setting(4, "worker threads verifying and writing chunks", low=1, high=64)
-    # Queries waiting before new ones are answered "busy" (memory: up to this many chunks).
-    max_queued: int = setting(32, "queries queued before answering busy", low=1, high=4096)
+    # Queries waiting before new ones are answered "busy" (memory: up to this many chunks; 128 lets
+    # 32 robots keep their default 4 chunks in flight).
+    max_queued: int = setting(128, "queries queued before answering busy", low=1, high=4096)
     # Smallest chunk a robot may plan with (bytes; the last chunk of a file may be shorter).
     min_chunk_size_bytes: int = setting(64 << 10, "smallest accepted chunk", unit="B", low=1, high=1 << 30)
     # Largest chunk a robot may send (bytes).

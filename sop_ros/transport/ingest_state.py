@@ -133,10 +133,9 @@ class PartialUpload:
         self.root = root
         self.chunk_size_bytes = chunk_size_bytes
         self.files = {f.name: f for f in files}
-        # (file, index) -> sha256 of every acknowledged chunk; guarded by lock with the log and fds.
+        # (file, index) -> sha256 of every acknowledged chunk; guarded by lock with the log.
         self.acked: dict[tuple[str, int], str] = {}
         self.lock = threading.Lock()
-        self._fds: dict[str, int] = {}
         self._log: Any = None
 
     @property
@@ -228,28 +227,30 @@ class PartialUpload:
         return min(self.chunk_size_bytes, plan.size_bytes - index * self.chunk_size_bytes)
 
     def write_chunk(self, name: str, index: int, data: bytes, sha256: str) -> None:
-        """Write a verified chunk at its offset and record its acknowledgement."""
+        """Write a verified chunk at its offset and record its acknowledgement.
+
+        Each write opens its own descriptor: an upload closed meanwhile (evicted from
+        memory, re-planned) never has a descriptor pulled from under a writer, and
+        open files are bounded by the number of workers, not of uploads.
+        """
+        fd = os.open(self.bag_dir / name, os.O_WRONLY)
+        try:
+            # Chunks go to disjoint offsets, so writes of one upload may run in parallel.
+            os.pwrite(fd, data, index * self.chunk_size_bytes)
+            # The bytes are on disk before the ack is logged: a logged ack never points at zeros.
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
         with self.lock:
-            fd = self._fds.get(name)
-            if fd is None:
-                fd = self._fds[name] = os.open(self.bag_dir / name, os.O_WRONLY)
             if self._log is None:
                 self._log = (self.root / "acks.jsonl").open("a")
-        # Chunks go to disjoint offsets, so writes of one upload may run in parallel.
-        os.pwrite(fd, data, index * self.chunk_size_bytes)
-        # The bytes are on disk before the ack is logged: a logged ack never points at zeros.
-        os.fdatasync(fd)
-        with self.lock:
             self._log.write(json.dumps({"file": name, "index": index, "sha256": sha256}) + "\n")
             self._log.flush()
             self.acked[(name, index)] = sha256
 
     def close(self) -> None:
-        """Release the open files (the data stays on disk)."""
+        """Release the open ack log (the data stays on disk; a later write reopens it)."""
         with self.lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
             if self._log is not None:
                 self._log.close()
                 self._log = None
