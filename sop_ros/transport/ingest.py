@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.durable import fsync_dir, write_durably
 from sop_ros.core.errors import ConfigError, IntegrityError, SopError
 from sop_ros.core.types import EpisodeMeta
 from sop_ros.transport.ingest_recovery import COMMIT_INTENT, RecoveryReport, quarantine_dir, reconcile_store
@@ -69,9 +70,7 @@ from sop_ros.transport.ingest_state import (
     PartialUpload,
     StoredEpisode,
     chunk_list_digest,
-    fsync_dir,
     safe_name,
-    write_durably,
 )
 from sop_ros.transport.session import decode_header, encode_header, fleet_key, reply_error
 

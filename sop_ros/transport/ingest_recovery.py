@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sop_ros.core.durable import fsync_dir, write_durably
 from sop_ros.core.errors import IntegrityError
 from sop_ros.core.types import EpisodeMeta
 from sop_ros.transport.ingest_state import (
@@ -39,9 +40,7 @@ from sop_ros.transport.ingest_state import (
     EpisodeIndex,
     StoredEpisode,
     chunk_list_digest,
-    fsync_dir,
     safe_name,
-    write_durably,
 )
 
 __all__ = ["COMMIT_INTENT", "RecoveryReport", "quarantine_dir", "reconcile_store"]

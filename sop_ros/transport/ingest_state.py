@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sop_ros.core.durable import fsync_dir, write_durably
 from sop_ros.core.errors import IntegrityError
 from sop_ros.core.types import EpisodeMeta
 
@@ -43,9 +44,7 @@ __all__ = [
     "PartialUpload",
     "StoredEpisode",
     "chunk_list_digest",
-    "fsync_dir",
     "safe_name",
-    "write_durably",
 ]
 
 _INDEX_SCHEMA = 1
@@ -79,26 +78,6 @@ def safe_name(name: object, what: str) -> str:
             f"{what} {name!r} is reserved by the store ({', '.join(sorted(RESERVED_NAMES))})"
         )
     return name
-
-
-def fsync_dir(path: Path) -> None:
-    """Make the entries of directory ``path`` (creations, renames, removals) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_durably(path: Path, data: str) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (temp file, fsync, rename, fsync dir)."""
-    tmp = path.with_name(f"{path.name}.tmp")
-    with tmp.open("w") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.durable import fsync_dir, write_durably
 from sop_ros.core.errors import (
     IncompatibleWeightsError,
     IntegrityError,
@@ -378,11 +379,11 @@ class WeightsFetcher:
         final = self.staging_dir / f"{name}.safetensors"
         with download.partial.open("rb+") as out:
             os.fsync(out.fileno())
-        _write_atomically(self.staging_dir / f"{name}.json", m.to_json())
+        write_durably(self.staging_dir / f"{name}.json", m.to_json())
         with self._lock:
             self._check_superseded(m.version)
             os.replace(download.partial, final)
-            _fsync_dir(self.staging_dir)
+            fsync_dir(self.staging_dir)
             self._current = None
             self._newest = max(self._newest, m.version)
             self.stats.versions_ready += 1
@@ -401,20 +402,3 @@ class WeightsFetcher:
 
 class _Superseded(SopError):
     """A newer manifest arrived (or the fetcher closes): drop the download in progress."""
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
