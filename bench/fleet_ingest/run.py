@@ -410,6 +410,15 @@ def run_fleet(args: argparse.Namespace, work: Path, n: int, weights: Path, manif
     }
 
 
+def _against_n(ax, ylabel: str, title: str) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("robots N")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -425,20 +434,10 @@ def plot(result: dict, path: Path) -> None:
         a.plot(*zip(*drained, strict=True), "s", label="committed while draining the backlog")
     a.plot(ns, [r["offered_mb_s"] for r in rows], "k--", label="recorded by the fleet")
     a.axhline(result["tcp_mb_s"], color="grey", ls=":", label=f"raw TCP copy ({result['tcp_mb_s']:.0f})")
-    a.set_xscale("log", base=2)
-    a.set_yscale("log")
-    a.set_xlabel("robots N")
-    a.set_ylabel("MB/s")
-    a.set_title("throughput")
-    a.legend(fontsize=7)
+    _against_n(a, "MB/s", "throughput")
     b.plot(ns, [r["commit_latency_p50_s"] for r in rows], "o-", label="p50")
     b.plot(ns, [r["commit_latency_p99_s"] for r in rows], "s-", label="p99")
-    b.set_xscale("log", base=2)
-    b.set_yscale("log")
-    b.set_xlabel("robots N")
-    b.set_ylabel("s, bag ready → commit ack")
-    b.set_title("episode commit latency")
-    b.legend(fontsize=7)
+    _against_n(b, "s, bag ready → commit ack", "episode commit latency")
     for r in rows:
         t, mb = zip(*r["backlog_mb"], strict=True) if r["backlog_mb"] else ((), ())
         c.plot(t, mb, label=f"N={r['robots']}")

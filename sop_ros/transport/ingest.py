@@ -70,7 +70,9 @@ from sop_ros.transport.ingest_state import (
     PartialUpload,
     StoredEpisode,
     chunk_list_digest,
+    make_dirs,
     safe_name,
+    strict_int,
 )
 from sop_ros.transport.session import decode_header, encode_header, fleet_key, reply_error
 
@@ -272,13 +274,13 @@ class IngestServer:
     def _parse_plan(self, plan: dict[str, Any]) -> tuple[int, tuple[FilePlan, ...]]:
         cfg = self.config
         try:
-            chunk_size = _strict_int(plan["chunk_size_bytes"], "chunk_size_bytes")
+            chunk_size = strict_int(plan["chunk_size_bytes"], "chunk_size_bytes")
             entries = plan["files"]
             if not isinstance(entries, list) or not 0 < len(entries) <= cfg.max_files_per_bag:
                 raise IntegrityError(f"a bag holds 1..{cfg.max_files_per_bag} files")
             files = tuple(
                 FilePlan(
-                    name=safe_name(f["name"], "file name"), size_bytes=_strict_int(f["size_bytes"], "size")
+                    name=safe_name(f["name"], "file name"), size_bytes=strict_int(f["size_bytes"], "size")
                 )
                 for f in entries
             )
@@ -343,7 +345,7 @@ class IngestServer:
         header = decode_header(query.attachment.to_bytes() if query.attachment is not None else None, "chunk")
         try:
             name = safe_name(header["file"], "file name")
-            index = _strict_int(header["index"], "chunk index")
+            index = strict_int(header["index"], "chunk index")
             claimed = header["sha256"]
             if not isinstance(claimed, str) or len(claimed) != 64:
                 raise IntegrityError(f"chunk sha256 {str(claimed)[:80]!r} is not 64 hex digits")
@@ -428,7 +430,7 @@ class IngestServer:
         upload.sync()
         write_durably(upload.root / COMMIT_INTENT, json.dumps(entry))
         self._commit_hook("intent_written")
-        _make_dirs(final.parent)
+        make_dirs(final.parent)
         if final.exists():  # not indexed, yet recovery found it valid or moved it: only a human puts one here
             quarantine_dir(
                 self.store_dir, final, robot, episode, "replaced by a newer upload of the same episode"
@@ -464,21 +466,3 @@ class IngestServer:
         upload.close()
         shutil.rmtree(upload.root, ignore_errors=True)
         fsync_dir(upload.root.parent)
-
-
-def _strict_int(value: Any, what: str) -> int:
-    """``value`` if it is a JSON integer (not a bool, float or string), else IntegrityError."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise IntegrityError(f"{what} {str(value)[:40]!r} is not an integer")
-    return value
-
-
-def _make_dirs(path: Path) -> None:
-    """Create ``path`` and its missing parents, making each new entry durable in its parent."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for new in reversed(missing):
-        new.mkdir(exist_ok=True)
-        fsync_dir(new.parent)

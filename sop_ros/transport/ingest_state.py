@@ -44,7 +44,9 @@ __all__ = [
     "PartialUpload",
     "StoredEpisode",
     "chunk_list_digest",
+    "make_dirs",
     "safe_name",
+    "strict_int",
 ]
 
 _INDEX_SCHEMA = 1
@@ -78,6 +80,24 @@ def safe_name(name: object, what: str) -> str:
             f"{what} {name!r} is reserved by the store ({', '.join(sorted(RESERVED_NAMES))})"
         )
     return name
+
+
+def strict_int(value: Any, what: str) -> int:
+    """``value`` if it is a JSON integer (not a bool, float or string), else IntegrityError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise IntegrityError(f"{what} {str(value)[:40]!r} is not an integer")
+    return value
+
+
+def make_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, making each new entry durable in its parent."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        fsync_dir(new.parent)
 
 
 @dataclass(frozen=True, kw_only=True)

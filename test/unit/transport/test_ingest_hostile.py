@@ -15,6 +15,7 @@ import time
 import pytest
 from transport_helpers import RssSampler, validate_bag, write_bag
 
+from sop_ros.core.errors import TransportError
 from sop_ros.transport.ingest import IngestConfig, IngestServer
 from sop_ros.transport.session import RemoteError, RetryPolicy, encode_header, query_once
 from sop_ros.transport.spool import SpoolConfig, SpoolUploader
@@ -39,7 +40,14 @@ def learner(fleet, tmp_path):
 
 def ask(session, robot: str, episode: str, op: str, payload=None, attachment=None) -> bytes:
     key = f"sop/t/upload/{robot}/{episode}/{op}"
-    return query_once(session, key, payload=payload, attachment=attachment, timeout_s=10.0)[0]
+    for _ in range(3):  # a fresh client may query before the learner's queryable reached it
+        try:
+            return query_once(session, key, payload=payload, attachment=attachment, timeout_s=5.0)[0]
+        except RemoteError:
+            raise
+        except TransportError:
+            time.sleep(0.2)
+    return query_once(session, key, payload=payload, attachment=attachment, timeout_s=5.0)[0]
 
 
 def refused(session, robot, episode, op, payload=None, attachment=None) -> str:

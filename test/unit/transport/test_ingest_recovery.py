@@ -45,7 +45,8 @@ def test_store_index_and_partials_are_reconciled_at_start(fleet, tmp_path):
         report = server.recovery
         assert report.indexed == [f"r1/{orphan.name}"] and report.finished == []
         assert report.dropped == ["r2/r2-episode"]
-        assert len(report.quarantined) == 1 and report.quarantined[0].startswith(f"quarantine/r1/{broken.name}-")
+        assert len(report.quarantined) == 1
+        assert report.quarantined[0].startswith(f"quarantine/r1/{broken.name}-")
         entry = server.index.get("r1", orphan_meta.episode_id)
         assert entry is not None and entry["path"] == f"pick/r1/{orphan.name}"
         assert tree_digest(store / entry["path"]) == orphan_digest
