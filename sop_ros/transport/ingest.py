@@ -80,6 +80,8 @@ __all__ = ["COMMIT_STEPS", "IngestConfig", "IngestServer", "StoredEpisode"]
 
 # The durable steps of a commit, in order; ``commit_hook`` is called after each with its name.
 COMMIT_STEPS = ("validated", "intent_written", "renamed", "dirs_synced", "indexed", "cleaned")
+# Locks serialising status and commit per (robot, episode), shared by hash.
+_EPISODE_LOCKS = 256
 
 _log = logging.getLogger(__name__)
 
@@ -175,7 +177,7 @@ class IngestServer:
         self._lock = threading.Lock()
         # Open uploads, least recently used first (at most max_open_uploads).
         self._uploads: OrderedDict[tuple[str, str], PartialUpload] = OrderedDict()
-        self._episode_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._episode_locks = [threading.Lock() for _ in range(_EPISODE_LOCKS)]
         self._workers = [
             threading.Thread(target=self._work, name=f"sop-ingest-{i}", daemon=True)
             for i in range(self.config.workers)
@@ -247,8 +249,9 @@ class IngestServer:
         return self.store_dir / ".partial" / robot / episode
 
     def _episode_lock(self, robot: str, episode: str) -> threading.Lock:
-        with self._lock:
-            return self._episode_locks.setdefault((robot, episode), threading.Lock())
+        # A fixed set of locks, not one per episode ever named: a robot naming millions of episodes
+        # costs no memory; two episodes sharing a lock only wait for each other's status or commit.
+        return self._episode_locks[hash((robot, episode)) % len(self._episode_locks)]
 
     def _keep_open(self, key: tuple[str, str], upload: PartialUpload) -> None:
         """Remember ``upload`` as most recently used; close the least recently used beyond the limit."""
@@ -462,7 +465,6 @@ class IngestServer:
     def _forget(self, upload: PartialUpload, robot: str, episode: str) -> None:
         with self._lock:
             self._uploads.pop((robot, episode), None)
-            self._episode_locks.pop((robot, episode), None)
         upload.close()
         shutil.rmtree(upload.root, ignore_errors=True)
         fsync_dir(upload.root.parent)
