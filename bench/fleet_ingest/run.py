@@ -25,7 +25,7 @@ from the first bag to the last commit. Learner RSS and CPU are sampled from
 Baseline: a raw TCP loopback copy of a 512 MiB file, measured in the same run.
 No training runs: on 2 cores the ingest alone uses them (see the CPU figures).
 
-Results: ``bench/results/<tag>/fleet_ingest.json`` and ``.png``.
+Results: ``bench/results/<tag>/<name>.json`` and ``.png`` (name ``fleet_ingest`` by default).
 """
 
 from __future__ import annotations
@@ -461,6 +461,7 @@ def main() -> None:
     parser.add_argument("--robot-procs", type=int, default=4)
     parser.add_argument("--workers", type=int, default=4, help="learner ingest worker threads")
     parser.add_argument("--tag", default="2core_2026-12-05")
+    parser.add_argument("--name", default="fleet_ingest", help="file stem of the JSON and PNG")
     parser.add_argument("--machine", default="2-core VM")
     parser.add_argument("--work", type=Path, default=None, help="parent of the learner store (a disk)")
     parser.add_argument("--role", default="main")
@@ -543,9 +544,9 @@ def main() -> None:
     }
     out_dir = REPO / "bench" / "results" / args.tag
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "fleet_ingest.json").write_text(json.dumps(result, indent=1))
-    plot(result, out_dir / "fleet_ingest.png")
-    print(f"wrote {out_dir / 'fleet_ingest.json'}")
+    (out_dir / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+    plot(result, out_dir / f"{args.name}.png")
+    print(f"wrote {out_dir / args.name}.json")
 
 
 if __name__ == "__main__":
