@@ -413,7 +413,11 @@ class IngestServer:
                 raise IntegrityError(f"bag says robot {meta.robot_id!r} episode {meta.episode_id!r}")
             safe_name(meta.task, "task")
         except Exception as err:  # whatever the validator raises, the bag is kept, not lost
-            return self._quarantine(upload, robot, episode, f"{type(err).__name__}: {err}")
+            # The reason goes back to the robot: name the bag's files, not the learner's disk layout.
+            reason = f"{type(err).__name__}: {err}".replace(f"{upload.bag_dir}/", "").replace(
+                str(upload.bag_dir), "bag"
+            )
+            return self._quarantine(upload, robot, episode, reason)
         self._commit_hook("validated")
         return self._store(upload, meta, digests)
 
