@@ -8,6 +8,11 @@ package, Foxglove) reads the file directly; rosbag2 "file" compression would
 wrap the whole ``.mcap`` in zstd (no MCAP reader opens it) and "message"
 compression is deprecated upstream.
 
+``metadata.yaml`` comes from robots, so it is read defensively: at most
+``METADATA_MAX_BYTES``, nesting at most ``METADATA_MAX_DEPTH`` deep, and YAML
+aliases are refused (rosbag2 never writes them; an "alias bomb" of a few KB
+would expand to gigabytes). ``custom_data`` values must be scalars.
+
 The functions here hold no state; the caller owns the writer it gets.
 """
 
@@ -22,6 +27,13 @@ from rosbags.rosbag2 import Writer, WriterError
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
 from rosbags.rosbag2.storage_mcap import McapWriter
 from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.types import EpisodeMeta
@@ -30,6 +42,8 @@ from sop_ros.storage.spool import fsync_tree
 
 __all__ = [
     "BAG_VERSION",
+    "METADATA_MAX_BYTES",
+    "METADATA_MAX_DEPTH",
     "close_writer",
     "episode_meta",
     "flush_writer",
@@ -41,6 +55,10 @@ __all__ = [
 
 # rosbag2 metadata version; 9 stores QoS profiles as a YAML list (Jazzy and newer).
 BAG_VERSION = 9
+# Largest metadata.yaml read (bytes); rosbag2 writes a few KB per topic.
+METADATA_MAX_BYTES = 1 << 20
+# Deepest nesting of mappings and lists in metadata.yaml (rosbag2 writes 4 levels).
+METADATA_MAX_DEPTH = 16
 
 
 def open_writer(path: Path, *, bag_name: str) -> Writer:
@@ -108,14 +126,21 @@ def read_metadata(bag_dir: Path) -> dict[str, Any]:
     """Return the ``rosbag2_bagfile_information`` mapping of ``bag_dir/metadata.yaml``.
 
     Raises:
-        BagError: the file is missing, is not YAML or lacks that mapping.
+        BagError: the file is missing, too large, not YAML, holds aliases or nests too deep,
+            or lacks that mapping.
     """
     path = bag_dir / "metadata.yaml"
     try:
-        data = YAML(typ="safe").load(path.read_text())
+        size = path.stat().st_size
+        if size > METADATA_MAX_BYTES:
+            raise BagError(f"{path} has {size} bytes; metadata.yaml may have at most {METADATA_MAX_BYTES}")
+        text = path.read_text()
+        yaml = YAML(typ="safe")
+        _check_yaml_events(path, yaml.parse(text))
+        data = yaml.load(text)
     except FileNotFoundError:
         raise BagError(f"{bag_dir} is not a bag: it has no metadata.yaml") from None
-    except (OSError, YAMLError) as err:
+    except (OSError, YAMLError, UnicodeDecodeError) as err:
         raise BagError(f"cannot read {path}: {err}") from None
     info = data.get("rosbag2_bagfile_information") if isinstance(data, dict) else None
     if not isinstance(info, dict):
@@ -123,16 +148,38 @@ def read_metadata(bag_dir: Path) -> dict[str, Any]:
     return info
 
 
+def _check_yaml_events(path: Path, events: Any) -> None:
+    """Refuse aliases and deep nesting before anything is built from the YAML."""
+    depth = 0
+    for event in events:
+        if isinstance(event, AliasEvent):
+            raise BagError(
+                f"{path}: YAML alias *{event.anchor} refused (rosbag2 writes none; aliases can explode)"
+            )
+        if isinstance(event, (MappingStartEvent, SequenceStartEvent)):
+            depth += 1
+            if depth > METADATA_MAX_DEPTH:
+                raise BagError(f"{path}: nesting deeper than {METADATA_MAX_DEPTH} levels refused")
+        elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
+            depth -= 1
+
+
 def episode_meta(bag_dir: Path) -> EpisodeMeta:
     """Return the episode metadata stored in the bag's ``custom_data``.
 
     Raises:
-        BagError: no ``metadata.yaml``, or its ``custom_data`` lacks or garbles episode keys.
+        BagError: no ``metadata.yaml``, or its ``custom_data`` lacks or garbles episode keys,
+            or holds a value that is not a scalar.
     """
     info = read_metadata(bag_dir)
     custom = info.get("custom_data") or {}
     if not isinstance(custom, dict):
         raise BagError(f"{bag_dir}: custom_data is not a mapping")
+    for key, value in custom.items():
+        if not isinstance(value, (str, int, float, bool)):
+            raise BagError(
+                f"{bag_dir}: custom_data[{str(key)[:80]!r}] is a {type(value).__name__}, not a scalar"
+            )
     try:
         return EpisodeMeta.from_custom_data({str(k): str(v) for k, v in custom.items()})
     except ConfigError as err:

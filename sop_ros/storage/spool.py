@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from sop_ros.core.durable import fsync_dir
 from sop_ros.storage.errors import BagError
 
 __all__ = ["PARTIAL_SUFFIX", "REASON_FILE", "Spool", "dir_size_bytes", "fsync_dir", "fsync_tree"]
@@ -38,15 +39,6 @@ def dir_size_bytes(path: Path) -> int:
             except FileNotFoundError:
                 continue  # moved by another thread while we walked
     return total
-
-
-def fsync_dir(path: Path) -> None:
-    """Make the entries of directory ``path`` (creations, renames) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fsync_tree(path: Path) -> None:

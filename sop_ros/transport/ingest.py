@@ -12,7 +12,30 @@ are JSON with ``schema`` and ``kind``, errors are ``reply_err`` headers of kind
   chunk_list_sha256}]} → ``stored`` {state: stored|already_stored, path, task}.
   The server checks every file's chunk list against the chunks it verified
   and stored; differing chunks are forgotten and the commit is answered
-  ``incomplete`` (retry) with their indices, so the robot sends them again.
+  ``incomplete`` (retry) with at most ``max_missing_ranges`` [first, last]
+  index ranges and a ``missing_count``, so the robot sends them again and the
+  answer stays small whatever the plan.
+
+Every robot-controlled field is checked before it touches the disk: names
+against ``NAME_PATTERN`` and the store's reserved names, chunk size within
+[``min_chunk_size_bytes``, ``max_chunk_size_bytes``], bag size, file and chunk
+counts and header sizes within their limits. A request that breaks one is
+answered ``bad_request`` with ``retry: false``: the robot quarantines the bag
+with that reason instead of retrying for ever.
+
+Crash consistency: a commit runs the steps named in ``COMMIT_STEPS``, each
+durable (fsync of files and directories) before the next, and
+:func:`~sop_ros.transport.ingest_recovery.reconcile_store` repairs whatever a
+crash between two of them leaves, before the first query is served.
+
+Resources per robot are bounded: at most ``max_partial_uploads_per_robot``
+partial uploads and ``max_partial_bytes_per_robot`` declared bytes on disk (the
+least recently planned one is dropped to make room), and at most
+``max_open_uploads`` uploads of all robots hold open files and ack tables in
+memory (least recently used ones are closed; their state stays on disk).
+Memory of queued chunks is at most ``max_queued × max_chunk_size_bytes`` (512 MiB
+with the robots' default 4 MiB chunks); open files at most one per worker plus
+one ack log per open upload.
 
 Threads: Zenoh's callback thread only puts each query on one bounded queue
 (when it is full the query is answered "busy, retry"); ``workers`` threads take
@@ -30,26 +53,35 @@ import logging
 import queue
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sop_ros.core.config import check_ranges, setting
-from sop_ros.core.errors import IntegrityError, SopError
+from sop_ros.core.durable import fsync_dir, write_durably
+from sop_ros.core.errors import ConfigError, IntegrityError, SopError
 from sop_ros.core.types import EpisodeMeta
+from sop_ros.transport.ingest_recovery import COMMIT_INTENT, RecoveryReport, quarantine_dir, reconcile_store
 from sop_ros.transport.ingest_state import (
     EpisodeIndex,
     FilePlan,
     PartialUpload,
     StoredEpisode,
     chunk_list_digest,
+    make_dirs,
     safe_name,
+    strict_int,
 )
 from sop_ros.transport.session import decode_header, encode_header, fleet_key, reply_error
 
-__all__ = ["IngestConfig", "IngestServer", "StoredEpisode"]
+__all__ = ["COMMIT_STEPS", "IngestConfig", "IngestServer", "StoredEpisode"]
+
+# The durable steps of a commit, in order; ``commit_hook`` is called after each with its name.
+COMMIT_STEPS = ("validated", "intent_written", "renamed", "dirs_synced", "indexed", "cleaned")
+# Locks serialising status and commit per (robot, episode), shared by hash.
+_EPISODE_LOCKS = 256
 
 _log = logging.getLogger(__name__)
 
@@ -62,15 +94,39 @@ class IngestConfig:
     fleet: str = setting("default", "fleet name, first segment of the key space")
     # Worker threads verifying and writing chunks (hashing releases the GIL, so they run in parallel).
     workers: int = setting(4, "worker threads verifying and writing chunks", low=1, high=64)
-    # Queries waiting before new ones are answered "busy" (memory: up to this many chunks).
-    max_queued: int = setting(32, "queries queued before answering busy", low=1, high=4096)
+    # Queries waiting before new ones are answered "busy" (memory: up to this many chunks; 128 lets
+    # 32 robots keep their default 4 chunks in flight).
+    max_queued: int = setting(128, "queries queued before answering busy", low=1, high=4096)
+    # Smallest chunk a robot may plan with (bytes; the last chunk of a file may be shorter).
+    min_chunk_size_bytes: int = setting(64 << 10, "smallest accepted chunk", unit="B", low=1, high=1 << 30)
     # Largest chunk a robot may send (bytes).
-    max_chunk_size_bytes: int = setting(64 << 20, "largest accepted chunk", unit="B", low=1, high=1 << 30)
+    max_chunk_size_bytes: int = setting(16 << 20, "largest accepted chunk", unit="B", low=1, high=1 << 30)
     # Largest bag a robot may send (bytes).
-    max_bag_size_bytes: int = setting(64 << 30, "largest accepted bag", unit="B", low=1)
+    max_bag_size_bytes: int = setting(16 << 30, "largest accepted bag", unit="B", low=1)
+    # Most chunks one bag may be split into (memory: ~200 B of ack table per chunk).
+    max_chunks_per_bag: int = setting(65536, "most chunks per bag", low=1, high=1 << 24)
+    # Most files one bag may hold.
+    max_files_per_bag: int = setting(64, "most files per bag", low=1, high=4096)
+    # Largest JSON header (plan, commit) a robot may send (bytes).
+    max_header_bytes: int = setting(8 << 20, "largest plan or commit header", unit="B", low=1024)
+    # Partial uploads one robot may have on disk; the least recently planned one makes room.
+    max_partial_uploads_per_robot: int = setting(4, "partial uploads kept per robot", low=1, high=1024)
+    # Declared bytes of one robot's partial uploads on disk; the least recently planned one makes room.
+    max_partial_bytes_per_robot: int = setting(
+        32 << 30, "disk quota of one robot's partial uploads", unit="B", low=1
+    )
+    # Uploads (all robots) holding open files and ack tables in memory; least recently used are closed.
+    max_open_uploads: int = setting(64, "uploads kept open in memory", low=1, high=65536)
+    # Index ranges listed in an "incomplete" commit answer (the count covers the rest).
+    max_missing_ranges: int = setting(64, "missing-chunk ranges listed per answer", low=1, high=65536)
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        if self.min_chunk_size_bytes > self.max_chunk_size_bytes:
+            raise ConfigError(
+                f"min_chunk_size_bytes {self.min_chunk_size_bytes} > max_chunk_size_bytes "
+                f"{self.max_chunk_size_bytes}"
+            )
 
 
 class _Rejected(SopError):
@@ -89,8 +145,12 @@ class IngestServer:
         store_dir: Root of the episode store; bags land in ``<task>/<robot>/<episode_id>/``,
             rejected ones in ``quarantine/``, partial uploads in ``.partial/``.
         validate_bag: Reads a bag directory and returns its metadata; raises on a bad bag.
-        on_episode: Called (from a worker thread) with each newly stored episode.
+        on_episode: Called (from a worker thread) with each newly stored episode. Episodes whose
+            commit is finished by the start-up recovery are not passed (they are in the store and
+            the index, where a restarting learner finds them).
         config: Settings.
+        commit_hook: Called with each name of ``COMMIT_STEPS`` once that step is durable; the
+            fault-injection tests crash the process there.
     """
 
     def __init__(
@@ -101,6 +161,7 @@ class IngestServer:
         validate_bag: Callable[[Path], EpisodeMeta],
         on_episode: Callable[[StoredEpisode], None] | None = None,
         config: IngestConfig | None = None,
+        commit_hook: Callable[[str], None] | None = None,
     ):
         self.config = config or IngestConfig()
         self.store_dir = Path(store_dir)
@@ -108,11 +169,15 @@ class IngestServer:
         self.index = EpisodeIndex(self.store_dir)
         self._validate_bag = validate_bag
         self._on_episode = on_episode
+        self._commit_hook = commit_hook or (lambda step: None)
+        # Before any query: a crash mid-commit must not leave a robot blocked or a bag unindexed.
+        self.recovery: RecoveryReport = reconcile_store(self.store_dir, self.index, validate_bag)
         self._prefix = fleet_key(self.config.fleet, "upload")
         self._queue: queue.Queue = queue.Queue(maxsize=self.config.max_queued)
         self._lock = threading.Lock()
-        self._uploads: dict[tuple[str, str], PartialUpload] = {}
-        self._episode_locks: dict[tuple[str, str], threading.Lock] = {}
+        # Open uploads, least recently used first (at most max_open_uploads).
+        self._uploads: OrderedDict[tuple[str, str], PartialUpload] = OrderedDict()
+        self._episode_locks = [threading.Lock() for _ in range(_EPISODE_LOCKS)]
         self._workers = [
             threading.Thread(target=self._work, name=f"sop-ingest-{i}", daemon=True)
             for i in range(self.config.workers)
@@ -174,12 +239,27 @@ class IngestServer:
             finally:
                 query.drop()
 
+    def _header(self, data: Any, kind: str) -> dict[str, Any]:
+        raw = data.to_bytes() if data is not None else None
+        if raw is not None and len(raw) > self.config.max_header_bytes:
+            raise IntegrityError(f"{kind} header of {len(raw)} bytes exceeds {self.config.max_header_bytes}")
+        return decode_header(raw, kind)
+
     def _partial_root(self, robot: str, episode: str) -> Path:
         return self.store_dir / ".partial" / robot / episode
 
     def _episode_lock(self, robot: str, episode: str) -> threading.Lock:
-        with self._lock:
-            return self._episode_locks.setdefault((robot, episode), threading.Lock())
+        # A fixed set of locks, not one per episode ever named: a robot naming millions of episodes
+        # costs no memory; two episodes sharing a lock only wait for each other's status or commit.
+        return self._episode_locks[hash((robot, episode)) % len(self._episode_locks)]
+
+    def _keep_open(self, key: tuple[str, str], upload: PartialUpload) -> None:
+        """Remember ``upload`` as most recently used; close the least recently used beyond the limit."""
+        self._uploads[key] = upload
+        self._uploads.move_to_end(key)
+        while len(self._uploads) > self.config.max_open_uploads:
+            _, oldest = self._uploads.popitem(last=False)
+            oldest.close()  # its plan, acks and chunks stay on disk; it is reopened on demand
 
     def _upload(self, robot: str, episode: str) -> PartialUpload:
         with self._lock:
@@ -188,47 +268,96 @@ class IngestServer:
                 upload = PartialUpload.load(self._partial_root(robot, episode))
                 if upload is None:
                     raise _Rejected("no upload in progress; ask status first", code="no_plan", retry=True)
-                self._uploads[(robot, episode)] = upload
+            self._keep_open((robot, episode), upload)
             return upload
 
     def _stored_reply(self, entry: dict[str, Any], state: str) -> bytes:
         return encode_header("stored", state=state, path=entry["path"], task=entry["task"])
 
+    def _parse_plan(self, plan: dict[str, Any]) -> tuple[int, tuple[FilePlan, ...]]:
+        cfg = self.config
+        try:
+            chunk_size = strict_int(plan["chunk_size_bytes"], "chunk_size_bytes")
+            entries = plan["files"]
+            if not isinstance(entries, list) or not 0 < len(entries) <= cfg.max_files_per_bag:
+                raise IntegrityError(f"a bag holds 1..{cfg.max_files_per_bag} files")
+            files = tuple(
+                FilePlan(
+                    name=safe_name(f["name"], "file name"), size_bytes=strict_int(f["size_bytes"], "size")
+                )
+                for f in entries
+            )
+        except (KeyError, TypeError) as err:
+            raise IntegrityError(f"malformed upload plan: missing or mistyped {err}") from None
+        if len({f.name for f in files}) != len(files):
+            raise IntegrityError("upload plan names a file twice")
+        if not cfg.min_chunk_size_bytes <= chunk_size <= cfg.max_chunk_size_bytes:
+            raise IntegrityError(
+                f"chunk size {chunk_size} outside "
+                f"{cfg.min_chunk_size_bytes}..{cfg.max_chunk_size_bytes} bytes"
+            )
+        total = sum(f.size_bytes for f in files)
+        if min(f.size_bytes for f in files) < 0 or total > cfg.max_bag_size_bytes:
+            raise IntegrityError(f"bag of {total} bytes is negative or above {cfg.max_bag_size_bytes}")
+        chunks = sum(f.chunk_count(chunk_size) for f in files)
+        if chunks > cfg.max_chunks_per_bag:
+            raise IntegrityError(
+                f"bag of {chunks} chunks exceeds {cfg.max_chunks_per_bag}; use larger chunks"
+            )
+        return chunk_size, files
+
     def _status(self, robot: str, episode: str, query: Any) -> bytes:
         if (entry := self.index.get(robot, episode)) is not None:
             return encode_header("status", state="stored", acked={}, path=entry["path"])
-        plan = decode_header(query.payload.to_bytes() if query.payload is not None else None, "plan")
-        try:
-            chunk_size = int(plan["chunk_size_bytes"])
-            files = tuple(
-                FilePlan(name=safe_name(str(f["name"]), "file name"), size_bytes=int(f["size_bytes"]))
-                for f in plan["files"]
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise IntegrityError(f"malformed upload plan: {err}") from None
-        if not 0 < chunk_size <= self.config.max_chunk_size_bytes:
-            raise IntegrityError(
-                f"chunk size {chunk_size} outside 1..{self.config.max_chunk_size_bytes} bytes"
-            )
-        total = sum(f.size_bytes for f in files)
-        if not files or min(f.size_bytes for f in files) < 0 or total > self.config.max_bag_size_bytes:
-            raise IntegrityError(f"bag of {len(files)} files, {total} bytes is empty or too large")
+        chunk_size, files = self._parse_plan(self._header(query.payload, "plan"))
         with self._lock:
             old = self._uploads.pop((robot, episode), None)
             if old is not None:
                 old.close()
+            self._make_room(robot, episode, sum(f.size_bytes for f in files))
             upload = PartialUpload.open(self._partial_root(robot, episode), chunk_size, files)
-            self._uploads[(robot, episode)] = upload
+            self._keep_open((robot, episode), upload)
         state = "partial" if upload.acked else "absent"
         return encode_header("status", state=state, acked=upload.acked_chunks())
 
+    def _make_room(self, robot: str, episode: str, size_bytes: int) -> None:
+        """Drop this robot's least recently planned partial uploads beyond its count and disk quota."""
+        cfg = self.config
+        others = []
+        for root in (self.store_dir / ".partial" / robot).glob("*"):
+            upload = PartialUpload.load(root) if root.name != episode else None
+            if upload is not None:
+                others.append(((root / "plan.json").stat().st_mtime_ns, root, upload.size_bytes))
+            elif root.name != episode:
+                shutil.rmtree(root, ignore_errors=True)  # no plan or files gone: nothing to resume
+        others.sort()
+        used = sum(size for _, _, size in others)
+        while others and (
+            len(others) + 1 > cfg.max_partial_uploads_per_robot
+            or used + size_bytes > cfg.max_partial_bytes_per_robot
+        ):
+            _, root, size = others.pop(0)
+            dropped = self._uploads.pop((robot, root.name), None)
+            if dropped is not None:
+                dropped.close()
+            shutil.rmtree(root, ignore_errors=True)
+            used -= size
+            _log.warning("dropped partial upload %s/%s to keep %s within its quota", robot, root.name, robot)
+
     def _chunk(self, robot: str, episode: str, query: Any) -> bytes:
         header = decode_header(query.attachment.to_bytes() if query.attachment is not None else None, "chunk")
+        try:
+            name = safe_name(header["file"], "file name")
+            index = strict_int(header["index"], "chunk index")
+            claimed = header["sha256"]
+            if not isinstance(claimed, str) or len(claimed) != 64:
+                raise IntegrityError(f"chunk sha256 {str(claimed)[:80]!r} is not 64 hex digits")
+        except (KeyError, TypeError) as err:
+            raise IntegrityError(f"malformed chunk header: missing or mistyped {err}") from None
         if self.index.get(robot, episode) is not None:
             # Retryable: the robot's next attempt asks status first and learns it is done.
             raise _Rejected("episode is already stored", code="already_stored", retry=True)
         upload = self._upload(robot, episode)
-        name, index, claimed = str(header["file"]), int(header["index"]), str(header["sha256"])
         expected_len = upload.chunk_length(name, index)
         data = query.payload.to_bytes() if query.payload is not None else b""
         digest = hashlib.sha256(data).hexdigest()
@@ -243,25 +372,33 @@ class IngestServer:
             upload.write_chunk(name, index, data, digest)
         return encode_header("ack", file=name, index=index, sha256=digest)
 
+    def _incomplete(self, upload: PartialUpload, reason: str) -> _Rejected:
+        ranges, count = upload.missing(max_ranges=self.config.max_missing_ranges)
+        return _Rejected(
+            f"{reason} ({count} chunks)", code="incomplete", retry=True, missing=ranges, missing_count=count
+        )
+
     def _commit(self, robot: str, episode: str, query: Any) -> bytes:
         if (entry := self.index.get(robot, episode)) is not None:
             return self._stored_reply(entry, "already_stored")
-        request = decode_header(query.payload.to_bytes() if query.payload is not None else None, "commit")
+        request = self._header(query.payload, "commit")
         upload = self._upload(robot, episode)
-        if missing := upload.missing():
-            raise _Rejected("chunks missing", code="incomplete", retry=True, missing=missing)
+        if upload.missing(max_ranges=0)[1]:
+            raise self._incomplete(upload, "chunks missing")
         try:
             claimed = {str(f["name"]): [str(d) for d in f["chunk_sha256"]] for f in request["files"]}
             roots = {str(f["name"]): str(f["chunk_list_sha256"]) for f in request["files"]}
         except (KeyError, TypeError) as err:
-            raise IntegrityError(f"malformed commit: {err}") from None
+            raise IntegrityError(f"malformed commit: missing or mistyped {err}") from None
         if set(claimed) != set(upload.files):
-            raise IntegrityError(f"commit lists files {sorted(claimed)}, plan has {sorted(upload.files)}")
+            raise IntegrityError(
+                f"commit lists files {sorted(claimed)[:8]}, plan has {sorted(upload.files)[:8]}"
+            )
         digests, differing = {}, {}
         for name in sorted(upload.files):
             stored = upload.acked_digests(name)
-            if chunk_list_digest(claimed[name]) != roots[name] or len(claimed[name]) != len(stored):
-                raise IntegrityError(f"{name}: the commit's chunk list does not match its own digest")
+            if len(claimed[name]) != len(stored) or chunk_list_digest(claimed[name]) != roots[name]:
+                raise IntegrityError(f"{name}: the commit's chunk list does not match its own digest or plan")
             if bad := [i for i, (a, b) in enumerate(zip(stored, claimed[name], strict=True)) if a != b]:
                 differing[name] = bad
             digests[name] = chunk_list_digest(stored)
@@ -269,31 +406,51 @@ class IngestServer:
             # The bag changed on the robot after some chunks were sent: take the new bytes.
             for name, bad in differing.items():
                 upload.forget(name, bad)
-            reason = "chunks differ from the robot's bag"
-            raise _Rejected(reason, code="incomplete", retry=True, missing=differing)
+            raise self._incomplete(upload, "chunks differ from the robot's bag")
         try:
             meta = self._validate_bag(upload.bag_dir)
             if (meta.robot_id, meta.episode_id) != (robot, episode):
                 raise IntegrityError(f"bag says robot {meta.robot_id!r} episode {meta.episode_id!r}")
             safe_name(meta.task, "task")
         except Exception as err:  # whatever the validator raises, the bag is kept, not lost
-            return self._quarantine(upload, robot, episode, f"{type(err).__name__}: {err}")
+            # The reason goes back to the robot: name the bag's files, not the learner's disk layout.
+            reason = f"{type(err).__name__}: {err}".replace(f"{upload.bag_dir}/", "").replace(
+                str(upload.bag_dir), "bag"
+            )
+            return self._quarantine(upload, robot, episode, reason)
+        self._commit_hook("validated")
+        return self._store(upload, meta, digests)
+
+    def _store(self, upload: PartialUpload, meta: EpisodeMeta, digests: dict[str, str]) -> bytes:
+        """Move a validated bag into the store and index it; each step durable before the next."""
+        robot, episode = meta.robot_id, meta.episode_id
         final = self.store_dir / meta.task / robot / episode
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            shutil.rmtree(final)  # left by a crash between move and index append; ours is verified
-        upload.close()
-        upload.bag_dir.rename(final)
-        size = sum(f.size_bytes for f in upload.files.values())
         stored = StoredEpisode(
             meta=meta,
             path=final,
             chunk_list_sha256=digests,
             chunk_size_bytes=upload.chunk_size_bytes,
-            size_bytes=size,
+            size_bytes=upload.size_bytes,
         )
-        entry = self.index.append(stored, self.store_dir)
+        entry = self.index.entry_for(stored, self.store_dir)
+        upload.close()
+        upload.sync()
+        write_durably(upload.root / COMMIT_INTENT, json.dumps(entry))
+        self._commit_hook("intent_written")
+        make_dirs(final.parent)
+        if final.exists():  # not indexed, yet recovery found it valid or moved it: only a human puts one here
+            quarantine_dir(
+                self.store_dir, final, robot, episode, "replaced by a newer upload of the same episode"
+            )
+        upload.bag_dir.rename(final)
+        self._commit_hook("renamed")
+        fsync_dir(final.parent)
+        fsync_dir(upload.root)
+        self._commit_hook("dirs_synced")
+        entry = self.index.append_entry(entry)
+        self._commit_hook("indexed")
         self._forget(upload, robot, episode)
+        self._commit_hook("cleaned")
         if self._on_episode is not None:
             try:
                 self._on_episode(stored)
@@ -302,13 +459,8 @@ class IngestServer:
         return self._stored_reply(entry, "stored")
 
     def _quarantine(self, upload: PartialUpload, robot: str, episode: str, reason: str) -> bytes:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        target = self.store_dir / "quarantine" / robot / f"{episode}-{stamp}"
-        target.parent.mkdir(parents=True, exist_ok=True)
         upload.close()
-        upload.bag_dir.rename(target)
-        record = {"schema": 1, "robot_id": robot, "episode_id": episode, "reason": reason, "at": stamp}
-        (target.parent / f"{target.name}.reason.json").write_text(json.dumps(record, indent=1))
+        target = quarantine_dir(self.store_dir, upload.bag_dir, robot, episode, reason)
         self._forget(upload, robot, episode)
         rel = str(target.relative_to(self.store_dir))
         _log.warning("quarantined %s/%s in %s: %s", robot, episode, rel, reason)
@@ -317,6 +469,6 @@ class IngestServer:
     def _forget(self, upload: PartialUpload, robot: str, episode: str) -> None:
         with self._lock:
             self._uploads.pop((robot, episode), None)
-            self._episode_locks.pop((robot, episode), None)
         upload.close()
         shutil.rmtree(upload.root, ignore_errors=True)
+        fsync_dir(upload.root.parent)

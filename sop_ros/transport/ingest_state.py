@@ -3,7 +3,16 @@
 A partial upload lives in ``<store>/.partial/<robot>/<episode>/``: ``plan.json``
 (file names, sizes, chunk size), ``acks.jsonl`` (one line per acknowledged
 chunk) and ``bag/`` (the files, written in place at each chunk's offset). It
-survives a server restart, which is what lets a robot resume.
+survives a server restart, which is what lets a robot resume. A chunk's bytes
+reach the disk (``fdatasync``) before its acknowledgement is logged, so after
+a power loss an acknowledged chunk is never zeros; a lost log line only makes
+the robot send that chunk again. While a commit moves the bag into the store,
+``commit.json`` (the index entry it is about to write) marks the upload, so a
+restart can finish the commit instead of guessing (see ``IngestServer.recover``).
+
+Every name a robot controls (robot, episode, task, file) must match
+:data:`NAME_PATTERN` and not be one of :data:`RESERVED_NAMES`, the names the
+store and a partial upload use for themselves.
 
 Several ingest workers may write chunks of one PartialUpload at once: chunks
 go to disjoint offsets with ``pwrite`` and the acknowledgement table and log
@@ -15,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -22,12 +32,29 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sop_ros.core.durable import fsync_dir, write_durably
 from sop_ros.core.errors import IntegrityError
 from sop_ros.core.types import EpisodeMeta
 
-__all__ = ["EpisodeIndex", "FilePlan", "PartialUpload", "StoredEpisode", "chunk_list_digest", "safe_name"]
+__all__ = [
+    "NAME_PATTERN",
+    "RESERVED_NAMES",
+    "EpisodeIndex",
+    "FilePlan",
+    "PartialUpload",
+    "StoredEpisode",
+    "chunk_list_digest",
+    "make_dirs",
+    "safe_name",
+    "strict_int",
+]
 
 _INDEX_SCHEMA = 1
+
+# Robot, episode, task and file names: one plain path segment and one Zenoh key segment, at most 128 chars.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+# Names the store (``index.jsonl``, ``quarantine/``) and a partial upload use for their own files.
+RESERVED_NAMES = frozenset({"index.jsonl", "quarantine", "bag", "plan.json", "acks.jsonl", "commit.json"})
 
 
 def chunk_list_digest(chunk_sha256: list[str] | tuple[str, ...]) -> str:
@@ -40,11 +67,37 @@ def chunk_list_digest(chunk_sha256: list[str] | tuple[str, ...]) -> str:
     return hashlib.sha256(b"".join(bytes.fromhex(d) for d in chunk_sha256)).hexdigest()
 
 
-def safe_name(name: str, what: str) -> str:
-    """Return ``name`` if it is one plain path segment, else raise IntegrityError."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
-        raise IntegrityError(f"{what} {name!r} is not a plain file name")
+def safe_name(name: object, what: str) -> str:
+    """Return ``name`` if it matches NAME_PATTERN and is not reserved, else raise IntegrityError."""
+    if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
+        shown = repr(name) if len(repr(name)) <= 80 else f"{repr(name)[:60]}… ({len(str(name))} chars)"
+        raise IntegrityError(
+            f"{what} {shown} is not a plain name (letters, digits, '_.+-', at most 128 chars, "
+            "not starting with '.' or '-')"
+        )
+    if name.lower() in RESERVED_NAMES:
+        raise IntegrityError(
+            f"{what} {name!r} is reserved by the store ({', '.join(sorted(RESERVED_NAMES))})"
+        )
     return name
+
+
+def strict_int(value: Any, what: str) -> int:
+    """``value`` if it is a JSON integer (not a bool, float or string), else IntegrityError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise IntegrityError(f"{what} {str(value)[:40]!r} is not an integer")
+    return value
+
+
+def make_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, making each new entry durable in its parent."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        fsync_dir(new.parent)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,10 +132,9 @@ class PartialUpload:
         self.root = root
         self.chunk_size_bytes = chunk_size_bytes
         self.files = {f.name: f for f in files}
-        # (file, index) -> sha256 of every acknowledged chunk; guarded by lock with the log and fds.
+        # (file, index) -> sha256 of every acknowledged chunk; guarded by lock with the log.
         self.acked: dict[tuple[str, int], str] = {}
         self.lock = threading.Lock()
-        self._fds: dict[str, int] = {}
         self._log: Any = None
 
     @property
@@ -92,7 +144,7 @@ class PartialUpload:
 
     @classmethod
     def open(cls, root: Path, chunk_size_bytes: int, files: tuple[FilePlan, ...]) -> PartialUpload:
-        """Resume the upload in ``root`` if its plan matches, else start it afresh."""
+        """Resume the upload in ``root`` if its plan matches and its files are there, else start afresh."""
         plan = {
             "schema": _INDEX_SCHEMA,
             "chunk_size_bytes": chunk_size_bytes,
@@ -101,31 +153,53 @@ class PartialUpload:
         plan_path = root / "plan.json"
         upload = cls(root, chunk_size_bytes, files)
         try:
-            if json.loads(plan_path.read_text()) == plan:
+            if json.loads(plan_path.read_text()) == plan and upload._files_intact():
                 upload._load_acks()
                 return upload
         except (OSError, ValueError):
             pass
         # A different plan means the robot re-recorded or changed chunk size: old chunks are useless.
+        # Files gone or resized (a crash mid-commit, a human) make the acks point at nothing: drop them.
         shutil.rmtree(root, ignore_errors=True)
         upload.bag_dir.mkdir(parents=True)
         for f in files:
             with (upload.bag_dir / f.name).open("wb") as out:
                 out.truncate(f.size_bytes)
-        tmp = root / "plan.json.tmp"
-        tmp.write_text(json.dumps(plan))
-        os.replace(tmp, plan_path)
+        write_durably(plan_path, json.dumps(plan))
         return upload
+
+    def _files_intact(self) -> bool:
+        for name, plan in self.files.items():
+            try:
+                if (self.bag_dir / name).stat().st_size != plan.size_bytes:
+                    return False
+            except OSError:
+                return False
+        return True
 
     @classmethod
     def load(cls, root: Path) -> PartialUpload | None:
-        """Reopen an upload from its saved plan, or None when there is none."""
+        """Reopen an upload from its saved plan, or None when there is none (or its files are gone)."""
         try:
             plan = json.loads((root / "plan.json").read_text())
             files = tuple(FilePlan(name=f["name"], size_bytes=f["size_bytes"]) for f in plan["files"])
-            return cls.open(root, plan["chunk_size_bytes"], files)
+            upload = cls(root, plan["chunk_size_bytes"], files)
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        if not upload._files_intact():
+            return None
+        upload._load_acks()
+        return upload
+
+    @property
+    def size_bytes(self) -> int:
+        """Declared size of the whole bag."""
+        return sum(f.size_bytes for f in self.files.values())
+
+    @property
+    def chunk_total(self) -> int:
+        """Number of chunks of the whole bag."""
+        return sum(f.chunk_count(self.chunk_size_bytes) for f in self.files.values())
 
     def _load_acks(self) -> None:
         try:
@@ -135,7 +209,9 @@ class PartialUpload:
         for line in lines:
             try:
                 ack = json.loads(line)
-                self.acked[(ack["file"], int(ack["index"]))] = str(ack["sha256"])
+                name, index = str(ack["file"]), int(ack["index"])
+                if name in self.files and 0 <= index < self.files[name].chunk_count(self.chunk_size_bytes):
+                    self.acked[(name, index)] = str(ack["sha256"])
             except (ValueError, KeyError, TypeError):
                 continue  # a line torn by a crash: that chunk is simply sent again
 
@@ -150,26 +226,30 @@ class PartialUpload:
         return min(self.chunk_size_bytes, plan.size_bytes - index * self.chunk_size_bytes)
 
     def write_chunk(self, name: str, index: int, data: bytes, sha256: str) -> None:
-        """Write a verified chunk at its offset and record its acknowledgement."""
+        """Write a verified chunk at its offset and record its acknowledgement.
+
+        Each write opens its own descriptor: an upload closed meanwhile (evicted from
+        memory, re-planned) never has a descriptor pulled from under a writer, and
+        open files are bounded by the number of workers, not of uploads.
+        """
+        fd = os.open(self.bag_dir / name, os.O_WRONLY)
+        try:
+            # Chunks go to disjoint offsets, so writes of one upload may run in parallel.
+            os.pwrite(fd, data, index * self.chunk_size_bytes)
+            # The bytes are on disk before the ack is logged: a logged ack never points at zeros.
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
         with self.lock:
-            fd = self._fds.get(name)
-            if fd is None:
-                fd = self._fds[name] = os.open(self.bag_dir / name, os.O_WRONLY)
             if self._log is None:
                 self._log = (self.root / "acks.jsonl").open("a")
-        # Chunks go to disjoint offsets, so writes of one upload may run in parallel.
-        os.pwrite(fd, data, index * self.chunk_size_bytes)
-        with self.lock:
             self._log.write(json.dumps({"file": name, "index": index, "sha256": sha256}) + "\n")
             self._log.flush()
             self.acked[(name, index)] = sha256
 
     def close(self) -> None:
-        """Release the open files (the data stays on disk)."""
+        """Release the open ack log (the data stays on disk; a later write reopens it)."""
         with self.lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
             if self._log is not None:
                 self._log.close()
                 self._log = None
@@ -182,16 +262,38 @@ class PartialUpload:
                 out[name].append([index, sha256])
         return out
 
-    def missing(self) -> dict[str, list[int]]:
-        """File name -> indices not yet acknowledged (only files with gaps)."""
-        out = {}
+    def missing(self, *, max_ranges: int = 64) -> tuple[dict[str, list[list[int]]], int]:
+        """Chunks not yet acknowledged, as ([first, last] index ranges per file, total count).
+
+        At most ``max_ranges`` ranges are listed, so the answer's size does not
+        grow with the plan; the count covers them all.
+        """
+        ranges: dict[str, list[list[int]]] = {}
+        count = listed = 0
         with self.lock:
             acked = set(self.acked)
-        for name, plan in self.files.items():
-            gaps = [i for i in range(plan.chunk_count(self.chunk_size_bytes)) if (name, i) not in acked]
-            if gaps:
-                out[name] = gaps
-        return out
+        for name, plan in sorted(self.files.items()):
+            run_start = None
+            total = plan.chunk_count(self.chunk_size_bytes)
+            for i in range(total + 1):
+                gap = i < total and (name, i) not in acked
+                if gap:
+                    count += 1
+                    if run_start is None:
+                        run_start = i
+                elif run_start is not None:
+                    if listed < max_ranges:
+                        ranges.setdefault(name, []).append([run_start, i - 1])
+                        listed += 1
+                    run_start = None
+        return ranges, count
+
+    def sync(self) -> None:
+        """Flush the bag's files and directory to disk (before they are renamed into the store)."""
+        for name in self.files:
+            with (self.bag_dir / name).open("rb") as stream:
+                os.fsync(stream.fileno())
+        fsync_dir(self.bag_dir)
 
     def acked_digests(self, name: str) -> list[str]:
         """Acknowledged chunk digests of ``name`` in order (call once nothing is missing)."""
@@ -231,17 +333,18 @@ class EpisodeIndex:
                 if entry.get("schema") == _INDEX_SCHEMA:
                     yield entry
             except ValueError:
-                continue  # a torn last line after a crash; the episode is re-indexed on its next commit
+                continue  # a torn last line after a crash; recovery at start-up indexes the bag again
 
     def get(self, robot_id: str, episode_id: str) -> dict[str, Any] | None:
         """The index entry of an episode, or None when it is not stored."""
         with self._lock:
             return self._stored.get((robot_id, episode_id))
 
-    def append(self, episode: StoredEpisode, store_dir: Path) -> dict[str, Any]:
-        """Record a newly stored episode durably (flush + fsync) and return its entry."""
+    @staticmethod
+    def entry_for(episode: StoredEpisode, store_dir: Path) -> dict[str, Any]:
+        """The index line (as a mapping) that records ``episode``."""
         meta = episode.meta
-        entry = {
+        return {
             "schema": _INDEX_SCHEMA,
             "robot_id": meta.robot_id,
             "episode_id": meta.episode_id,
@@ -257,13 +360,31 @@ class EpisodeIndex:
             "chunk_size_bytes": episode.chunk_size_bytes,
             "chunk_list_sha256": episode.chunk_list_sha256,
         }
+
+    def append(self, episode: StoredEpisode, store_dir: Path) -> dict[str, Any]:
+        """Record a newly stored episode durably (flush + fsync) and return its entry."""
+        return self.append_entry(self.entry_for(episode, store_dir))
+
+    def append_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Append one index line durably, unless the episode is indexed already; return the entry kept."""
+        key = (entry["robot_id"], entry["episode_id"])
         with self._lock:
+            if key in self._stored:
+                return self._stored[key]
+            created = not self.path.exists()
             with self.path.open("a") as out:
                 out.write(json.dumps(entry, sort_keys=True) + "\n")
                 out.flush()
                 os.fsync(out.fileno())
-            self._stored[(meta.robot_id, meta.episode_id)] = entry
+            if created:
+                fsync_dir(self.path.parent)
+            self._stored[key] = entry
         return entry
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every indexed entry (a snapshot)."""
+        with self._lock:
+            return list(self._stored.values())
 
     def __len__(self) -> int:
         with self._lock:

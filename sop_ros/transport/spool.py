@@ -10,9 +10,16 @@ Layout under ``spool_dir``:
   refused for good; kept for a human to look at, never deleted automatically.
   (The same layout as ``sop_ros.storage.Spool``, which the recorder uses.)
 
+One bad bag never blocks the ones behind it: a bag whose upload fails while
+the learner answers (an internal error, a busy learner) waits out its own
+back-off (doubling from ``poll_period_s`` up to ``max_backoff_s``) while the
+bags behind it go on; only an unreachable learner (no answer at all) ends a
+pass early, since every other bag would fail the same way. A bag the learner
+refuses for good (``retry: false``) is quarantined with the learner's reason.
+
 Threads: a SpoolUploader is driven by one thread (``run`` or repeated
-``run_once`` calls); recording never waits for it, so a dead learner only makes
-bags queue in ``ready/``.
+``run_once`` calls), which alone owns the back-off table; recording never
+waits for it, so a dead learner only makes bags queue in ``ready/``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +35,7 @@ from pathlib import Path
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import BagError, TransportError
 from sop_ros.transport.errors import BagRejectedError
+from sop_ros.transport.session import RemoteError
 from sop_ros.transport.upload import BagUploader, UploadProgress, UploadResult
 
 __all__ = ["SpoolConfig", "SpoolUploader"]
@@ -44,6 +53,10 @@ class SpoolConfig:
     keep_uploaded: int = setting(-1, "uploaded bags kept; -1 keeps all", low=-1)
     # Total size of uploaded bags kept (bytes); 0 means no size limit.
     keep_uploaded_bytes: int = setting(0, "size of uploaded bags kept; 0 = no limit", unit="B", low=0)
+    # Longest wait before a bag whose uploads keep failing is tried again (s).
+    max_backoff_s: float = setting(
+        600.0, "longest back-off of one failing bag", unit="s", low=0.0, high=86400.0
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -62,6 +75,7 @@ class SpoolUploader:
         config: Settings.
         on_uploaded: Called with each committed upload's result.
         progress: Passed to every upload.
+        clock: Monotonic clock of the per-bag back-off (tests pass a fake one).
     """
 
     def __init__(
@@ -72,6 +86,7 @@ class SpoolUploader:
         config: SpoolConfig | None = None,
         on_uploaded: Callable[[UploadResult], None] | None = None,
         progress: Callable[[UploadProgress], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.uploader = uploader
         self.config = config or SpoolConfig()
@@ -82,6 +97,9 @@ class SpoolUploader:
             path.mkdir(parents=True, exist_ok=True)
         self._on_uploaded = on_uploaded
         self._progress = progress
+        self._clock = clock
+        # Bag name -> (consecutive failures, clock time before which it is not tried again).
+        self._backoff: dict[str, tuple[int, float]] = {}
 
     def pending(self) -> list[Path]:
         """Bags waiting in ready/, oldest (by modification time, then name) first."""
@@ -89,13 +107,18 @@ class SpoolUploader:
         return sorted(bags, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
     def run_once(self) -> list[UploadResult]:
-        """Upload every pending bag; stop at the first one the learner cannot take now.
+        """Upload every pending bag not waiting out a back-off; stop early only if the learner is unreachable.
 
         Returns:
             The results of the bags committed in this pass.
         """
         results = []
-        for bag in self.pending():
+        pending = self.pending()
+        self._backoff = {name: b for name, b in self._backoff.items() if any(p.name == name for p in pending)}
+        for bag in pending:
+            failures, not_before = self._backoff.get(bag.name, (0, 0.0))
+            if self._clock() < not_before:
+                continue
             try:
                 result = self.uploader.upload(bag, episode_id=bag.name, progress=self._progress)
             except BagRejectedError as err:
@@ -107,14 +130,27 @@ class SpoolUploader:
                 _log.error("%s is not an uploadable bag (kept in %s): %s", bag.name, kept, err)
                 continue
             except TransportError as err:
-                _log.warning("learner unreachable, %d bags wait: %s", len(self.pending()), err)
-                break
+                if not isinstance(err.__cause__, RemoteError):  # no answer: not this bag's fault
+                    _log.warning("learner unreachable, %d bags wait: %s", len(pending), err)
+                    break
+                delay = min(self.config.max_backoff_s, self.config.poll_period_s * 2**failures)
+                self._backoff[bag.name] = (failures + 1, self._clock() + delay)
+                _log.warning(
+                    "%s failed (%s); next try in %.0f s, the bags behind it go on", bag.name, err, delay
+                )
+                continue
+            self._backoff.pop(bag.name, None)
             self._move(bag, self.uploaded)
             results.append(result)
             if self._on_uploaded is not None:
                 self._on_uploaded(result)
         self._apply_retention()
         return results
+
+    def backoff(self, name: str) -> tuple[int, float]:
+        """(consecutive failures, seconds until the next try) of bag ``name``; (0, 0.0) when none."""
+        failures, not_before = self._backoff.get(name, (0, 0.0))
+        return failures, max(0.0, not_before - self._clock())
 
     def run(self, stop: threading.Event) -> None:
         """Call :meth:`run_once` until ``stop`` is set, sleeping ``poll_period_s`` between passes."""
@@ -130,6 +166,7 @@ class SpoolUploader:
             target = self.quarantine / f"{bag.name}.{counter}"
         bag.rename(target)
         (target / "REASON.txt").write_text(reason.rstrip() + "\n")
+        self._backoff.pop(bag.name, None)
         return target
 
     def _move(self, bag: Path, target_dir: Path) -> None:

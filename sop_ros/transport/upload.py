@@ -47,7 +47,7 @@ class UploadConfig:
     fleet: str = setting("default", "fleet name, first segment of the key space")
     robot_id: str = setting("robot", "this robot's id; its upload keys are sop/<fleet>/upload/<robot_id>/...")
     # Bytes per chunk; each is acknowledged separately, so this is also the resend unit.
-    chunk_size_bytes: int = setting(4 << 20, "bytes per chunk", unit="B", low=64 << 10, high=64 << 20)
+    chunk_size_bytes: int = setting(4 << 20, "bytes per chunk", unit="B", low=64 << 10, high=16 << 20)
     # Chunks sent before waiting for the oldest acknowledgement (memory = this × chunk size).
     max_in_flight: int = setting(4, "unacknowledged chunks in flight", low=1, high=64)
     # Upload bandwidth cap (bytes/s); 0 sends as fast as the link allows.
@@ -83,6 +83,8 @@ class UploadStats:
     chunks_skipped: int = 0
     # Chunks sent again because the learner found them damaged.
     chunks_resent: int = 0
+    # Chunks sent again because the learner's queue was full ("busy").
+    busy_resends: int = 0
     attempts: int = 0
 
 
@@ -106,6 +108,8 @@ class UploadResult:
             parts.append(f"{stats.chunks_skipped} already held")
         if stats.chunks_resent:
             parts.append(f"{stats.chunks_resent} resent")
+        if stats.busy_resends:
+            parts.append(f"{stats.busy_resends} resent to a busy learner")
         if stats.attempts > 1:
             parts.append(f"{stats.attempts} attempts")
         parts.append(f"{self.duration_s:.2f} s")
@@ -333,7 +337,13 @@ class BagUploader:
         return str(stored["state"]), str(stored["path"])
 
     def _settle(self, item: _InFlight, key: str, stats: UploadStats, report: Callable[[int], None]) -> None:
-        """Wait for one chunk's acknowledgement, resending it while the learner finds it damaged."""
+        """Wait for one chunk's acknowledgement, resending it while the learner finds it damaged or is busy.
+
+        A busy learner gets the chunk again after the retry policy's back-off (up to
+        ``retry.max_attempts`` times) instead of failing the whole attempt, which would
+        re-read and re-hash the bag while the learner is overloaded.
+        """
+        busy = 0
         while True:
             try:
                 payload, _ = wait_reply(item.replies, key)
@@ -343,7 +353,16 @@ class BagUploader:
                     return
                 reason = f"ack for chunk {item.index} of {item.name} does not match what was sent"
             except RemoteError as err:
-                if err.header.get("code") != "digest_mismatch":
+                code = err.header.get("code")
+                if code == "busy" and busy < self.config.retry.max_attempts:
+                    busy += 1
+                    stats.busy_resends += 1
+                    stats.chunks_sent += 1
+                    stats.bytes_sent += len(item.data)
+                    self._sleep(self.config.retry.delay_s(busy))
+                    item.replies = self._send_chunk(key, item.name, item.index, item.data, item.sha256)
+                    continue
+                if code != "digest_mismatch":
                     raise
                 reason = err.reason
             if item.sends > self.config.chunk_retries:

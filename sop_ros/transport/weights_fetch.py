@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.durable import fsync_dir, write_durably
 from sop_ros.core.errors import (
     IncompatibleWeightsError,
     IntegrityError,
@@ -188,6 +189,8 @@ class WeightsFetcher:
         self._offered: WeightsManifest | None = None  # newest manifest heard, not yet handled
         self._current: _Download | None = None
         self._newest = -1  # newest version handled (staged, or refused for good)
+        # version -> file sha256 of manifests whose download proved corrupt; not fetched again.
+        self._corrupt: dict[int, str] = {}
         self._stop = threading.Event()
         self._subs = [
             session.declare_subscriber(self.keys["manifest"], self._on_manifest_sample),
@@ -218,6 +221,8 @@ class WeightsFetcher:
             current = self._current.manifest.version if self._current is not None else -1
             if manifest.version <= self._newest or manifest.version < current:
                 return  # latest wins: older or equal versions are ignored
+            if self._corrupt.get(manifest.version) == manifest.sha256:
+                return  # refused as corrupt already (see _refuse)
             if manifest.version > current:
                 # Start collecting at once, on this thread, so no pushed chunk that follows is missed.
                 if self._current is not None:
@@ -293,6 +298,12 @@ class WeightsFetcher:
         with self._lock:
             if isinstance(err, IncompatibleWeightsError):
                 self._newest = max(self._newest, manifest.version)  # retrying cannot help
+            elif isinstance(err, IntegrityError):
+                # The learner serves this exact file corrupt: fetching it again at every manifest poll
+                # would only burn the link. A new manifest (another digest or a newer version) is tried.
+                self._corrupt[manifest.version] = manifest.sha256
+                for old in sorted(self._corrupt)[:-16]:  # bounded: only recent versions come back
+                    del self._corrupt[old]
             current = self._current
             same = current is not None and current.manifest.version == manifest.version
             # A transport failure keeps the verified chunks for the next try; anything else restarts.
@@ -368,11 +379,11 @@ class WeightsFetcher:
         final = self.staging_dir / f"{name}.safetensors"
         with download.partial.open("rb+") as out:
             os.fsync(out.fileno())
-        _write_atomically(self.staging_dir / f"{name}.json", m.to_json())
+        write_durably(self.staging_dir / f"{name}.json", m.to_json())
         with self._lock:
             self._check_superseded(m.version)
             os.replace(download.partial, final)
-            _fsync_dir(self.staging_dir)
+            fsync_dir(self.staging_dir)
             self._current = None
             self._newest = max(self._newest, m.version)
             self.stats.versions_ready += 1
@@ -391,20 +402,3 @@ class WeightsFetcher:
 
 class _Superseded(SopError):
     """A newer manifest arrived (or the fetcher closes): drop the download in progress."""
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -135,11 +135,18 @@ class WeightsPublisher:
             query.reply(self.keys["manifest"], latest.to_json())
 
     def _answer_chunk(self, query: Any) -> None:
-        version_text, index_text = str(query.key_expr).rsplit("/", 2)[1:]
+        # A wildcard query (``sop/**``, ``.../chunk/*/*``) also reaches here: answer it, never raise.
+        tail = str(query.key_expr)[len(self.keys["chunk"]) + 1 :].split("/")
         try:
+            version_text, index_text = tail
             version, index = int(version_text), int(index_text)
         except ValueError:
-            reply_error(query, f"bad chunk key {query.key_expr}", code="bad_request", retry=False)
+            reply_error(
+                query,
+                f"bad chunk key {query.key_expr}: ask for chunk/<version>/<index>",
+                code="bad_request",
+                retry=False,
+            )
             return
         with self._lock:
             entry = self._versions.get(version)

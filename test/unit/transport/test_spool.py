@@ -47,3 +47,34 @@ def test_bags_queue_while_learner_is_away_then_upload_oldest_first(fleet, tmp_pa
     assert "learner rejected it" in (spool / "quarantine" / broken.name / "REASON.txt").read_text()
     assert all((store / "pick" / "r1" / e).is_dir() for e in bags)
     server.close()
+
+
+def test_a_bag_the_learner_keeps_failing_backs_off_and_the_bags_behind_it_go_on(fleet, tmp_path):
+    spool, store = tmp_path / "spool", tmp_path / "store"
+    (spool / "ready").mkdir(parents=True)
+    stuck, _ = write_bag(spool / "ready", "r1", messages=3, seed=0)
+    _, behind_meta = write_bag(spool / "ready", "r1", messages=3, seed=1)
+    os.utime(stuck, ns=(0, 0))
+    # A file where the learner keeps the stuck bag's partial upload: every attempt is an internal error.
+    (store / ".partial" / "r1").mkdir(parents=True)
+    (store / ".partial" / "r1" / stuck.name).write_text("in the way")
+    server = IngestServer(fleet.client(), store, validate_bag=validate_bag, config=IngestConfig(fleet="t"))
+    now = [100.0]
+    retry = RetryPolicy(timeout_s=2.0, max_attempts=2, backoff_s=0.01, max_backoff_s=0.01)
+    runner = SpoolUploader(
+        BagUploader(fleet.client(), UploadConfig(fleet="t", robot_id="r1", retry=retry)),
+        spool,
+        config=SpoolConfig(poll_period_s=5.0, max_backoff_s=60.0),
+        clock=lambda: now[0],
+    )
+    assert [r.episode_id for r in runner.run_once()] == [behind_meta.episode_id]
+    assert runner.backoff(stuck.name) == (1, 5.0)
+    assert runner.run_once() == [] and runner.backoff(stuck.name) == (1, 5.0)  # not tried while backing off
+    now[0] += 5.0
+    assert runner.run_once() == [] and runner.backoff(stuck.name) == (2, 10.0)  # tried, failed, doubled
+    (store / ".partial" / "r1" / stuck.name).unlink()
+    now[0] += 10.0
+    assert [r.episode_id for r in runner.run_once()] == [stuck.name]
+    assert runner.backoff(stuck.name) == (0, 0.0) and runner.pending() == []
+    assert not list((spool / "quarantine").iterdir())
+    server.close()

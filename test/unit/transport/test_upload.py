@@ -222,3 +222,20 @@ def test_an_upload_summary_reads_as_one_log_line() -> None:
         "g1-ep already stored as t/g1/g1-ep: "
         "2.50 MB in 5 chunks, 3 already held, 1 resent, 2 attempts, 3.20 s"
     )
+
+
+def test_a_busy_learner_gets_chunks_again_without_failing_the_attempt(fleet, bag_factory, tmp_path):
+    store = tmp_path / "store"
+    config = IngestConfig(fleet="t", workers=1, max_queued=1)
+    srv = IngestServer(fleet.client(), store, validate_bag=validate_bag, config=config)
+    path, meta = bag_factory("r1", messages=40)
+    retry = RetryPolicy(timeout_s=5.0, max_attempts=50, backoff_s=0.001, max_backoff_s=0.01)
+    up = BagUploader(
+        fleet.client(),
+        UploadConfig(fleet="t", robot_id="r1", chunk_size_bytes=CHUNK, max_in_flight=16, retry=retry),
+    )
+    result = up.upload(path)
+    assert result.state == "stored" and result.stats.attempts == 1
+    assert result.stats.busy_resends > 0 and "resent to a busy learner" in result.summary()
+    assert tree_digest(store / "pick" / "r1" / meta.episode_id) == tree_digest(path)
+    srv.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import queue
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from safetensors.numpy import save_file
 
 from sop_ros.core.errors import IncompatibleWeightsError, WeightsError
 from sop_ros.core.weights import TensorSpec, WeightsManifest, read_safetensors_specs
-from sop_ros.transport.session import RetryPolicy
+from sop_ros.transport.session import RetryPolicy, query_once
 from sop_ros.transport.weights_fetch import WeightsFetcher, WeightsFetcherConfig
 from sop_ros.transport.weights_publish import WeightsPublisher, WeightsPublisherConfig
 
@@ -222,4 +224,45 @@ def test_newer_version_abandons_the_download_in_progress(fleet, tmp_path):
     assert fetcher.stats.versions_abandoned == 1 and fetcher.stats.versions_ready == 1
     assert sorted(p.name for p in (tmp_path / "robot").iterdir()) == ["v0002.json", "v0002.safetensors"]
     fetcher.close()
+    pub.close()
+
+
+def test_a_corrupt_version_is_refused_once_not_downloaded_at_every_poll(fleet, tmp_path):
+    robot = Robot(fleet.client(), tmp_path / "robot")
+    pub = publisher(fleet.client())
+    wait_routes()
+    path, manifest = make_weights(tmp_path, 1)
+    data = bytearray(path.read_bytes())
+    data[CHUNK + 10] ^= 0xFF  # chunk 1 on the learner's disk no longer matches its manifest
+    path.write_bytes(bytes(data))
+    pub.publish(path, manifest)
+    deadline = time.monotonic() + 15
+    while not robot.errors and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(robot.errors) == 1 and "chunk 1 of v1 failed its digest" in str(robot.errors[0])
+    stats = vars(robot.fetcher.stats).copy()
+    threading.Event().wait(2.0)  # about six manifest polls, each answering the same corrupt v1
+    assert vars(robot.fetcher.stats) == stats and len(robot.errors) == 1
+    # A newer, sound version is still taken.
+    good, good_manifest = make_weights(tmp_path, 2)
+    pub.publish(good, good_manifest)
+    got, _, digest = robot.next_ready()
+    assert got.version == 2 and digest == good_manifest.sha256
+    robot.fetcher.close()
+    pub.close()
+
+
+def test_a_wildcard_query_gets_answers_not_a_crash(fleet, tmp_path):
+    pub = publisher(fleet.client())
+    path, manifest = make_weights(tmp_path, 1)
+    pub.publish(path, manifest, push=False)
+    session = fleet.client()
+    wait_routes()
+    for key in ("sop/**", "sop/t/weights/chunk/**", "sop/t/weights/chunk/*/*"):
+        replies = list(session.get(key, timeout=3.0))
+        errors = [json.loads(r.err.payload.to_bytes()) for r in replies if r.err is not None]
+        assert any("bad chunk key" in e["reason"] and e["retry"] is False for e in errors), key
+    # The queryable still serves real chunks afterwards.
+    data, _ = query_once(session, "sop/t/weights/chunk/1/0", timeout_s=3.0)
+    assert hashlib.sha256(data).hexdigest() == manifest.chunk_sha256[0]
     pub.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,47 @@ try:  # the learner's real validator, when the storage layer is installed
     from sop_ros.storage import validate_bag
 except ImportError:
     validate_bag = _small_validate_bag
+
+
+def serve_until_crash(endpoint: str, store: str, crash_step: str, ready) -> None:
+    """Child process: an ingest server that exits abruptly (``os._exit``) once ``crash_step`` is durable."""
+    from sop_ros.transport.ingest import IngestConfig, IngestServer
+
+    def hook(step: str) -> None:
+        if step == crash_step:
+            os._exit(17)  # no clean-up, no flush: what a power cut or SIGKILL leaves
+
+    session = open_session(CONFIG_DIR / "test_client.json5", {"connect/endpoints": [endpoint]})
+    IngestServer(
+        session, Path(store), validate_bag=validate_bag, config=IngestConfig(fleet="t"), commit_hook=hook
+    )
+    ready.set()
+    threading.Event().wait(120)
+
+
+class RssSampler:
+    """Samples this process's resident set size on a thread; ``peak_growth_bytes`` is max - start."""
+
+    def __init__(self, period_s: float = 0.005) -> None:
+        self.start_bytes = rss_bytes()
+        self.peak_bytes = self.start_bytes
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, period_s: float) -> None:
+        while not self._stop.wait(period_s):
+            self.peak_bytes = max(self.peak_bytes, rss_bytes())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self.peak_bytes, rss_bytes())
+        return self.peak_bytes - self.start_bytes
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
