@@ -8,7 +8,11 @@ key/value pairs, so ``rqt_robot_monitor`` and aggregators show them.
 from __future__ import annotations
 
 import logging
+import signal
+import sys
+import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -25,6 +29,7 @@ from rclpy.qos import (
 )
 
 from sop_ros.core import topics
+from sop_ros.core.errors import SopError
 
 __all__ = [
     "COMMAND_QOS",
@@ -32,6 +37,7 @@ __all__ = [
     "RECORD_COMMAND_QOS",
     "RECORD_SENSOR_QOS",
     "SENSOR_QOS",
+    "SHUTDOWN_HURRY",
     "Diagnostics",
     "RateMeter",
     "forward_python_logs",
@@ -141,6 +147,8 @@ def forward_python_logs(node: Node, logger_name: str) -> None:
     class _ToRos(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             message = f"{record.name.rsplit('.', 1)[-1]}: {record.getMessage()}"
+            if record.exc_info:
+                message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
             if record.levelno >= logging.ERROR:
                 ros_logger.error(message)
             elif record.levelno >= logging.WARNING:
@@ -160,9 +168,20 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
     The node spins on a single-threaded executor: work that takes long (inference, uploads,
     downloads, weights staging) runs on threads the node owns, never in a callback, and
     rclpy's multi-threaded executor busy-waits (see :mod:`sop_ros.nodes.spinning`).
+
+    Stopping: the first SIGINT or SIGTERM ends the spin; from then on further
+    signals (``ros2 launch`` sends SIGINT twice, then SIGTERM) only set
+    :data:`SHUTDOWN_HURRY` and are logged, so the clean-up (closing bags,
+    stopping threads) is never cut short by a ``KeyboardInterrupt``. A node
+    whose clean-up may wait long checks :data:`SHUTDOWN_HURRY` to cut it short.
+
+    A node that cannot start because of a :class:`~sop_ros.core.errors.SopError`
+    (bad parameter, missing file, device not available) logs that one error
+    and the process exits with status 1, without a traceback.
     """
     rclpy.init(args=args)
     node = None
+    failed = False
     try:
         node = make_node()
         executor = rclpy.executors.SingleThreadedExecutor()
@@ -170,7 +189,34 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except SopError as err:
+        failed = True
+        rclpy.logging.get_logger(_node_name(make_node)).fatal(f"cannot start: {err}")
     finally:
+        _keep_signals_from_cleanup(node)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+    if failed:
+        sys.exit(1)
+
+
+# Set when a further SIGINT or SIGTERM arrives while a node cleans up after the first.
+SHUTDOWN_HURRY = threading.Event()
+
+
+def _keep_signals_from_cleanup(node: Node | None) -> None:
+    """From now until the process exits, SIGINT and SIGTERM set SHUTDOWN_HURRY and are logged."""
+    logger = node.get_logger() if node is not None else rclpy.logging.get_logger("sop_ros")
+
+    def hurry(signum: int, _frame: object) -> None:
+        SHUTDOWN_HURRY.set()
+        logger.info(f"{signal.Signals(signum).name} while shutting down: finishing the clean-up first")
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, hurry)
+
+
+def _node_name(make_node: Callable[[], Node]) -> str:
+    return getattr(make_node, "__name__", "sop_ros")
