@@ -192,6 +192,11 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
     except SopError as err:
         failed = True
         rclpy.logging.get_logger(_node_name(make_node)).fatal(f"cannot start: {err}")
+    except Exception:
+        # A callback already under way when a signal shut the context down fails to publish
+        # ("context is invalid"): that is the shutdown, not an error. Anything else is one.
+        if rclpy.ok():
+            raise
     finally:
         _keep_signals_from_cleanup(node)
         if node is not None:

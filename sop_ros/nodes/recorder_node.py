@@ -54,7 +54,7 @@ from sop_ros.nodes.common import (
 from sop_ros.nodes.convert import outcome_from_msg, received_ns, stamp_to_ns
 from sop_ros.nodes.params import declare_config
 from sop_ros.storage import EpisodeRecorder, SpoolFullError, episode_meta, recover_spool
-from sop_ros.storage.typestore import typestore
+from sop_ros.storage.typestore import definitions_dir, typestore
 
 try:  # rclpy 3.4+ (Iron and newer) hands a two-argument callback the middleware's MessageInfo
     from rclpy.subscription import MessageInfo
@@ -102,6 +102,7 @@ class RecorderNode(Node):
         self.config = declare_config(self, RecorderConfig)
         # Without the sop_msgs definitions every bag would come out empty: refuse to start instead.
         typestore()
+        self.get_logger().info(f"sop_msgs definitions from {definitions_dir()}")
         self._recover()
         self._recorder = EpisodeRecorder(
             self.config.spool_dir,

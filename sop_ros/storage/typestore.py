@@ -40,6 +40,7 @@ __all__ = [
     "INTERVENTION",
     "JOINT_STATE",
     "STRING",
+    "definitions_dir",
     "deserialize",
     "header",
     "make",
@@ -76,6 +77,19 @@ def sop_msgs_dirs() -> list[Path]:
     return [*ament, Path(sys.prefix) / "share" / "sop_msgs" / "msg", source]
 
 
+def definitions_dir() -> Path:
+    """Return the folder the ``sop_msgs`` definitions are read from (the first of :func:`sop_msgs_dirs`).
+
+    Raises:
+        BagError: none of the folders holds ``.msg`` files.
+    """
+    folder = next((d for d in sop_msgs_dirs() if any(d.glob("*.msg"))), None)
+    if folder is None:
+        searched = ", ".join(str(d) for d in sop_msgs_dirs())
+        raise BagError(f"no sop_msgs .msg files found (searched {searched})")
+    return folder
+
+
 @functools.cache
 def typestore() -> Typestore:
     """Return the process-wide typestore with the ROS 2 and ``sop_msgs`` types.
@@ -84,10 +98,7 @@ def typestore() -> Typestore:
         BagError: no folder with ``sop_msgs`` definitions exists, or one does not parse.
     """
     store = get_typestore(DISTRO)
-    folder = next((d for d in sop_msgs_dirs() if any(d.glob("*.msg"))), None)
-    if folder is None:
-        searched = ", ".join(str(d) for d in sop_msgs_dirs())
-        raise BagError(f"no sop_msgs .msg files found (searched {searched})")
+    folder = definitions_dir()
     types = {}
     for path in sorted(folder.glob("*.msg")):
         try:
