@@ -20,6 +20,7 @@ from workspace import (
     RECIPE,
     ROBOT_SIM,
     ROOT,
+    ROSDEP,
     Launch,
     Workspace,
     free_port,
@@ -74,17 +75,20 @@ def test_readme_says_what_the_tests_run() -> None:
     assert [command for command in RECIPE if command not in lines] == []
 
 
-def test_rosdep_and_colcon_find_both_packages() -> None:
-    # rosdep's --from-paths crawls with catkin_pkg, which stops at the first package.xml.
+def test_rosdep_finds_both_packages(workspace: Workspace) -> None:
+    # rosdep's --from-paths crawls with catkin_pkg, which stops at the first package.xml:
+    # each of the README's paths must yield its package, and sop_ros's sop_msgs is among them.
     from catkin_pkg.packages import find_packages
 
+    paths = ROSDEP.split("--from-paths", 1)[1].split("--", 1)[0].split()
     found = {}
-    for path in ("src/sop_ros", "src/sop_ros/sop_msgs"):  # the README's rosdep --from-paths
-        root = ROOT if path == "src/sop_ros" else ROOT / "sop_msgs"
-        found.update({pkg.name: root / rel for rel, pkg in find_packages(str(root)).items()})
+    for path in paths:
+        found.update({pkg.name: pkg for pkg in find_packages(str(workspace.path / path)).values()})
     assert sorted(found) == ["sop_msgs", "sop_ros"]
+    assert "sop_msgs" in {dep.name for dep in found["sop_ros"].build_depends + found["sop_ros"].exec_depends}
 
 
+@pytest.mark.timeout(1200)
 def test_colcon_build_and_ros2_pkg(workspace: Workspace) -> None:
     assert "Summary: 2 packages finished" in workspace.build_log, workspace.build_log[-3000:]
     done = workspace.run("ros2 pkg executables sop_ros", timeout=120)
@@ -97,6 +101,7 @@ def test_colcon_build_and_ros2_pkg(workspace: Workspace) -> None:
     assert where.stdout.strip() == str(workspace.path / "install" / "sop_msgs"), where
 
 
+@pytest.mark.timeout(1200)
 def test_robot_launch_without_a_learner_records_and_stops_cleanly(
     workspace: Workspace, tmp_path: Path
 ) -> None:
@@ -134,6 +139,7 @@ def _episode_versions(bag: Path) -> tuple[str, ...]:
     return episode_meta(bag).policy_versions
 
 
+@pytest.mark.timeout(1200)
 def test_robot_started_before_its_learner_uploads_everything_and_swaps_weights(
     workspace: Workspace, tmp_path: Path
 ) -> None:
@@ -203,6 +209,7 @@ def test_robot_started_before_its_learner_uploads_everything_and_swaps_weights(
     )
 
 
+@pytest.mark.timeout(1200)
 def test_fleet_sim_uploads_and_swaps_weights_on_every_robot(workspace: Workspace, tmp_path: Path) -> None:
     port = free_port()
     fleet = Launch(
@@ -236,6 +243,7 @@ def test_fleet_sim_uploads_and_swaps_weights_on_every_robot(workspace: Workspace
         fleet.kill()
 
 
+@pytest.mark.timeout(1200)
 def test_launch_pytest_file_passes_under_pytest_8(workspace: Workspace, tmp_path: Path) -> None:
     # launch_pytest does not load under pytest 9 (ros2/launch#979): its file runs under the
     # pytest 8 that `make setup` keeps in .venv/pytest8, with the workspace sourced.

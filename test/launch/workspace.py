@@ -35,12 +35,12 @@ VENV_BIN = Path(sys.executable).parent
 
 # The README's commands, as the tests run them (test_readme_says_what_the_tests_run checks).
 CLONE = "git clone <this repository> src/sop_ros"
+ROSDEP = "rosdep install --from-paths src/sop_ros src/sop_ros/sop_msgs --ignore-src -y"
 BUILD = "python -m colcon build --base-paths src/sop_ros src/sop_ros/sop_msgs"
 SOURCE = "source install/setup.bash"
 EXECUTABLES = "ros2 pkg executables sop_ros"
 ROBOT_SIM = "ros2 launch sop_ros robot.launch.py robot_id:=sim_1 sim:=true"
-ROBOT = "ros2 launch sop_ros robot.launch.py robot_id:=g1_01 learner:=tcp/learner.example.com:7447"
-RECIPE = (CLONE, BUILD, SOURCE, EXECUTABLES, ROBOT, ROBOT_SIM)
+RECIPE = (CLONE, ROSDEP, BUILD, SOURCE, EXECUTABLES, ROBOT_SIM)
 
 
 def missing_tools() -> str:
