@@ -125,7 +125,8 @@ class RecorderNode(Node):
         self._record(topics.JOINT_STATES, JointState, RECORD_SENSOR_QOS)
         self._record(topics.COMMAND, JointState, RECORD_COMMAND_QOS)
         self._record(topics.ACTION_CHUNK, ActionChunk, RECORD_COMMAND_QOS)
-        self._record(topics.INSTRUCTION, String, LATCHED_QOS)
+        self._instruction = ""
+        self._subscribe(String, topics.INSTRUCTION, self._on_instruction, LATCHED_QOS)
         self._subscribe(Intervention, topics.INTERVENTION, self._on_intervention, RECORD_COMMAND_QOS)
         self._subscribe(EpisodeEvent, topics.EPISODE_EVENTS, self._on_episode, RECORD_COMMAND_QOS)
         self._diagnostics = Diagnostics(self, self._report)
@@ -179,6 +180,12 @@ class RecorderNode(Node):
 
     def _on_intervention(self, msg: Intervention, log_ns: int) -> None:
         self._write(topics.INTERVENTION, _type_name(Intervention), serialize_message(msg), log_ns)
+
+    def _on_instruction(self, msg: String, log_ns: int) -> None:
+        """Keep the latest instruction: it is published just before its episode's START."""
+        self._instruction = msg.data
+        if self._recorder.recording:
+            self._write(topics.INSTRUCTION, _type_name(String), serialize_message(msg), log_ns)
 
     def _on_episode(self, msg: EpisodeEvent, log_ns: int) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
@@ -237,6 +244,10 @@ class RecorderNode(Node):
             self.get_logger().error(f"cannot record episode {msg.episode_id}: {err}")
             return
         self.get_logger().info(f"recording episode {msg.episode_id} ({msg.task}) into {path}")
+        if msg.instruction and self._instruction == msg.instruction:
+            # Heard before the START: it opens the bag (log time = the episode's first instant).
+            instruction = serialize_message(String(data=msg.instruction))
+            self._write(topics.INSTRUCTION, _type_name(String), instruction, since_ns)
 
     def _finish(self, msg: EpisodeEvent, stamp_ns: int) -> None:
         if self._meta is None or msg.episode_id != self._meta.episode_id:

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,14 +157,24 @@ class Launch:
         self.command = f"ros2 launch {arguments}"
         self.log = log
         self._out = log.open("w")
+        self._started = time.monotonic()
         self.process = subprocess.Popen(
             self.command.split(),
             cwd=cwd,
             env=workspace.env,
-            stdout=self._out,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        # Every line gets the seconds since the start, so a slow stop shows who was slow.
+        self._copier = threading.Thread(target=self._copy, daemon=True)
+        self._copier.start()
+
+    def _copy(self) -> None:
+        for raw in self.process.stdout:
+            line = raw.decode(errors="replace")
+            self._out.write(f"{time.monotonic() - self._started:8.2f} {line}")
+            self._out.flush()
 
     def output(self) -> str:
         """What the launch printed so far."""
@@ -182,6 +193,7 @@ class Launch:
             self.kill()
             raise AssertionError(f"{self.command} still running {timeout_s} s after SIGINT") from None
         finally:
+            self._copier.join(timeout=10)
             self._out.close()
         return time.monotonic() - started
 
