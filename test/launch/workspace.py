@@ -93,9 +93,15 @@ class Workspace:
 
 
 def _digest() -> str:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-    diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=ROOT, capture_output=True, check=True)
-    data = head.stdout.encode() + diff.stdout + WHEELS_FIX.read_bytes() + sys.prefix.encode()
+    """Digest of what the build is made of: every file but the tests, as in the working tree."""
+    outside_tests = ["--", ".", ":!test"]
+    files = subprocess.run(
+        ["git", "ls-files", "-s", *outside_tests], cwd=ROOT, capture_output=True, check=True
+    )
+    diff = subprocess.run(
+        ["git", "diff", "HEAD", "--binary", *outside_tests], cwd=ROOT, capture_output=True, check=True
+    )
+    data = files.stdout + diff.stdout + WHEELS_FIX.read_bytes() + sys.prefix.encode()
     return hashlib.sha256(data).hexdigest()[:12]
 
 
