@@ -229,9 +229,10 @@ UNCLEAN = (
     "Traceback",
     "KeyboardInterrupt",
     "terminate called",
+    "escalating to",  # launch's patience ran out: "... escalating to 'SIGTERM'"
     "sending signal 'SIGTERM'",
     "sending signal 'SIGKILL'",
-    "exit code -",
+    "process has died",
 )
 
 
