@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from workspace import Workspace, build_workspace, missing_tools
 
@@ -11,3 +13,15 @@ def workspace() -> Workspace:
     if reason:
         pytest.skip(reason)
     return build_workspace()
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Print a result line on the terminal even while pytest captures output (CI shows it)."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def say(line: str) -> None:
+        with capture.global_and_fixture_disabled():
+            print(f"\n[{request.node.name}] {line}", flush=True)
+
+    return say
