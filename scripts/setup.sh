@@ -69,8 +69,10 @@ fi
 # PyPI dependencies and colcon (test/launch/requirements.txt), and pytest 8 in
 # a folder of its own for launch_pytest, which does not load under pytest 9.
 TOOLS="$ROOT/../shared/ros2-tools"
+# launch_pytest 3.7 breaks on pytest 8.4's fixture objects as well: 8.3 is the newest it takes.
+PYTEST_FOR_LAUNCH="pytest==8.3.5"
 if [ -d "$TOOLS/wheels" ]; then
-  tools=$(digest "$ROOT/test/launch/requirements.txt" "$TOOLS"/wheels/*.whl <(echo "$deps"))
+  tools=$(digest "$ROOT/test/launch/requirements.txt" "$TOOLS"/wheels/*.whl <(echo "$deps $PYTEST_FOR_LAUNCH"))
   if step_done tools "$tools"; then
     say "ROS 2 test toolchain up to date"
   else
@@ -78,7 +80,7 @@ if [ -d "$TOOLS/wheels" ]; then
     pip_quiet install --quiet -r "$ROOT/test/launch/requirements.txt"
     pip_quiet install --quiet --no-deps "$TOOLS"/wheels/*.whl
     rm -rf "$VENV/pytest8"
-    pip_quiet install --quiet --no-deps --target "$VENV/pytest8" "pytest==8.4.2"
+    pip_quiet install --quiet --no-deps --target "$VENV/pytest8" "$PYTEST_FOR_LAUNCH"
     mark_done tools "$tools"
   fi
 else
