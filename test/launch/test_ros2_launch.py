@@ -96,7 +96,8 @@ def test_colcon_build_and_ros2_pkg(workspace: Workspace, report) -> None:
     done = workspace.run("ros2 pkg executables sop_ros", timeout=120)
     assert done.returncode == 0, done.stderr
     executables = {line.split()[1] for line in done.stdout.splitlines() if line.startswith("sop_ros ")}
-    report(workspace.build_log.strip().splitlines()[-3] + "\n" + done.stdout.strip())
+    summary = [line for line in workspace.build_log.splitlines() if line.startswith("Summary:")]
+    report(f"colcon build: {summary}; ros2 pkg executables sop_ros: {sorted(executables)}")
     nodes = {"bridge", "command_mux", "episode_manager", "learner", "param_update", "policy", "recorder"}
     assert nodes | {"sim_robot", "teleop"} <= executables
     where = workspace.run("ros2 pkg prefix sop_msgs", timeout=120)

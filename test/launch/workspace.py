@@ -117,33 +117,22 @@ def build_workspace(timeout_s: float = 900.0) -> Workspace:
     if not stamp.exists():
         shutil.rmtree(ws, ignore_errors=True)
         (ws / "src").mkdir(parents=True)
-        env = ros_env()
-        steps = [
-            (CLONE.replace("<this repository>", str(ROOT)).split(), None),
-            (["git", "apply", "--allow-empty", "-"], "diff"),
-            (
-                [
-                    sys.executable,
-                    *BUILD.split()[1:],
-                    "--cmake-args",
-                    f"-DCMAKE_PROJECT_INCLUDE={WHEELS_FIX}",
-                ],
-                None,
-            ),
-        ]
-        log = []
-        for argv, stdin in steps:
-            given = None
-            cwd = ws
-            if stdin == "diff":
-                given = subprocess.run(
-                    ["git", "diff", "HEAD", "--binary"], cwd=ROOT, capture_output=True, check=True
-                ).stdout
-                cwd = ws / "src" / "sop_ros"
-            done = subprocess.run(argv, cwd=cwd, env=env, input=given, capture_output=True, timeout=timeout_s)
-            out = (done.stdout + done.stderr).decode(errors="replace")
-            log.append(f"$ {' '.join(argv)}\n{out}")
+        log: list[str] = []
+
+        def step(argv: list[str], cwd: Path, given: bytes | None = None) -> None:
+            done = subprocess.run(
+                argv, cwd=cwd, env=ros_env(), input=given, capture_output=True, timeout=timeout_s
+            )
+            log.append(f"$ {' '.join(argv)}\n{(done.stdout + done.stderr).decode(errors='replace')}")
             assert done.returncode == 0, "\n".join(log)
+
+        step(CLONE.replace("<this repository>", str(ROOT)).split(), ws)
+        changes = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=ROOT, capture_output=True)
+        assert changes.returncode == 0, changes.stderr
+        step(["git", "apply", "--allow-empty", "-"], ws / "src" / "sop_ros", changes.stdout)
+        # `python -m colcon build ...` with this venv's python, plus the wheels' CMake fix.
+        wheels_fix = f"-DCMAKE_PROJECT_INCLUDE={WHEELS_FIX}"
+        step([sys.executable, *BUILD.split()[1:], "--cmake-args", wheels_fix], ws)
         text = "\n".join(log)
         for package in ("sop_msgs", "sop_ros"):
             assert (ws / "install" / package).is_dir(), f"colcon did not build {package}:\n{text}"
