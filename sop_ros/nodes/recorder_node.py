@@ -35,6 +35,9 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
 from rclpy.serialization import serialize_message
+
+# Jazzy and newer hand a two-argument callback the middleware's MessageInfo (arrival stamps).
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from sop_msgs.msg import ActionChunk, EpisodeEvent, Intervention
 from std_msgs.msg import String
@@ -55,13 +58,6 @@ from sop_ros.nodes.convert import outcome_from_msg, received_ns, stamp_to_ns
 from sop_ros.nodes.params import declare_config
 from sop_ros.storage import EpisodeRecorder, SpoolFullError, episode_meta, recover_spool
 from sop_ros.storage.typestore import definitions_dir, typestore
-
-try:  # rclpy 3.4+ (Iron and newer) hands a two-argument callback the middleware's MessageInfo
-    from rclpy.subscription import MessageInfo
-
-    _ARRIVAL_STAMPS = True
-except ImportError:  # Humble: a callback only knows when it runs
-    _ARRIVAL_STAMPS = False
 
 __all__ = ["RecorderConfig", "RecorderNode", "main"]
 
@@ -154,11 +150,7 @@ class RecorderNode(Node):
         def with_info(msg: Any, info: MessageInfo) -> None:
             handle(msg, self._log_ns(info["received_timestamp"]))
 
-        def without_info(msg: Any) -> None:
-            handle(msg, self._log_ns(0))
-
-        callback = with_info if _ARRIVAL_STAMPS else without_info
-        self.create_subscription(msg_type, topic, callback, qos, raw=raw)
+        self.create_subscription(msg_type, topic, with_info, qos, raw=raw)
 
     def _log_ns(self, received_timestamp_ns: int) -> int:
         now_ns = self.get_clock().now().nanoseconds
