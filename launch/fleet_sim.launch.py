@@ -4,7 +4,9 @@
 
 The ROS-launch counterpart of ``sop demo`` (which also makes the base policy
 and writes the report): the learner listens on loopback, each simulated robot
-runs robot.launch.py with ``sim:=true`` in its own namespace.
+runs robot.launch.py with ``sim:=true`` in its own namespace and keeps its
+spool and weights under ``robot_<i>/`` of the working directory. The robots
+connect whenever the learner is up, however long it takes to start.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ SHARE = Path(get_package_share_directory("sop_ros"))
 def _robots(context) -> list[IncludeLaunchDescription]:
     count = int(LaunchConfiguration("robots").perform(context))
     endpoint = LaunchConfiguration("endpoint").perform(context)
+    # Each robot keeps its spool and weights in a folder of its own: robot_<i>/ here.
+    for i in range(1, count + 1):
+        Path(f"robot_{i}").mkdir(exist_ok=True)
     return [
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(str(SHARE / "launch" / "robot.launch.py")),
             launch_arguments={
                 "robot_id": f"robot_{i}",
                 "sim": "true",
+                "data_dir": str(Path(f"robot_{i}").resolve()),
                 "learner": endpoint,
                 "zenoh_config": str(SHARE / "config" / "zenoh" / "test_client.json5"),
             }.items(),

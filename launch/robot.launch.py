@@ -66,12 +66,19 @@ def generate_launch_description() -> LaunchDescription:
             "fleet", default_value="default", description="Fleet name in the Zenoh key space"
         ),
         DeclareLaunchArgument(
+            "data_dir",
+            default_value=".",
+            description="Working directory of the robot's nodes: relative paths of the params file "
+            "(sim: spool, weights) are under it",
+        ),
+        DeclareLaunchArgument(
             "use_joy_driver",
             default_value="true",
             description="Start the joy driver for a gamepad (ignored in sim)",
         ),
     ]
     params_file = LaunchConfiguration("params_file")
+    data_dir = LaunchConfiguration("data_dir")
     zenoh = {
         "zenoh.config_file": LaunchConfiguration("zenoh_config"),
         "zenoh.connect": LaunchConfiguration("learner"),
@@ -89,6 +96,7 @@ def generate_launch_description() -> LaunchDescription:
             name=name,
             namespace=robot_id,
             parameters=[params_file, per_node.get(name, {})],
+            cwd=data_dir,
             output="screen",
             emulate_tty=True,
         )
@@ -101,6 +109,7 @@ def generate_launch_description() -> LaunchDescription:
             name="sim_robot",
             namespace=robot_id,
             parameters=[params_file],
+            cwd=data_dir,
             condition=IfCondition(sim),
             output="screen",
         )

@@ -64,6 +64,29 @@ else
   mark_done pkg "$pkg"
 fi
 
+# The ROS 2 test toolchain, only where ../shared/ros2-tools is beside this
+# checkout: the upstream launch/launch_ros/ros2cli wheels built there, their
+# PyPI dependencies and colcon (test/launch/requirements.txt), and pytest 8 in
+# a folder of its own for launch_pytest, which does not load under pytest 9.
+TOOLS="$ROOT/../shared/ros2-tools"
+# launch_pytest 3.7 breaks on pytest 8.4's fixture objects as well: 8.3 is the newest it takes.
+PYTEST_FOR_LAUNCH="pytest==8.3.5"
+if [ -d "$TOOLS/wheels" ]; then
+  tools=$(digest "$ROOT/test/launch/requirements.txt" "$TOOLS"/wheels/*.whl <(echo "$deps $PYTEST_FOR_LAUNCH"))
+  if step_done tools "$tools"; then
+    say "ROS 2 test toolchain up to date"
+  else
+    say "installing the ROS 2 test toolchain (launch, ros2cli from $TOOLS; colcon; pytest 8 for launch_pytest)"
+    pip_quiet install --quiet -r "$ROOT/test/launch/requirements.txt"
+    pip_quiet install --quiet --no-deps "$TOOLS"/wheels/*.whl
+    rm -rf "$VENV/pytest8"
+    pip_quiet install --quiet --no-deps --target "$VENV/pytest8" "$PYTEST_FOR_LAUNCH"
+    mark_done tools "$tools"
+  fi
+else
+  say "no $TOOLS: the colcon / ros2 launch tests will be skipped"
+fi
+
 "$VENV/bin/python" - <<'PY' || die "the environment is incomplete (see the import error above); delete .venv and run again"
 from sop_msgs.msg import ActionChunk, EpisodeEvent, Intervention, PolicyStatus  # noqa: F401
 import rclpy, torch, transformers, zenoh, rosbags  # noqa: E401,F401

@@ -120,9 +120,10 @@ class CloudLearner:
         self.learner.start()
         self.learner.run(self.config.max_steps or None, stop=stop)
 
-    def close(self) -> None:
-        """Checkpoint, then stop serving the fleet and close the session."""
-        self.learner.save_checkpoint()
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Checkpoint (unless told not to), then stop serving the fleet and close the session."""
+        if checkpoint:
+            self.learner.save_checkpoint()
         self.learner.close()
         if self.ingest is not None:
             self.ingest.close()

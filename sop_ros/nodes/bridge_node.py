@@ -5,16 +5,21 @@ learner what it already holds (an interrupted upload resumes), streams
 checksummed chunks from disk, and moves the bag to ``uploaded/`` only after
 the learner's commit ack. Bags the learner rejects go to ``rejected/`` with
 the reason. While the learner is unreachable bags simply queue: recording
-never waits for the bridge. Progress and queue length are on ``/diagnostics``.
+never waits for the bridge, and the bridge never waits for the learner (the
+Zenoh session opens in the background; diagnostics say WARN until it does).
+Progress and queue length are on ``/diagnostics``.
 
-Threads: the upload loop runs on its own thread (``bridge-upload``); it shares
-only the progress fields below, guarded by ``_lock``, with the diagnostics
-timer on the executor.
+Threads: the Zenoh session connects on its own thread and starts the upload
+loop (``bridge-upload``) once open; an unexpected error in that loop is
+logged with its traceback and the loop restarts after a back-off. The loop
+shares only the progress fields below, guarded by ``_lock``, with the
+diagnostics timer on the executor.
 """
 
 from __future__ import annotations
 
 import threading
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +30,7 @@ from rclpy.node import Node
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.nodes.common import Diagnostics, forward_python_logs, run_node
 from sop_ros.nodes.params import declare_config
-from sop_ros.nodes.zenoh_session import ZenohConfig, close_zenoh, open_zenoh
+from sop_ros.nodes.zenoh_session import ZenohConfig, link_diagnostics, start_zenoh
 from sop_ros.transport import (
     BagUploader,
     SpoolConfig,
@@ -61,26 +66,48 @@ class BridgeNode(Node):
         self._progress: UploadProgress | None = None
         self._uploaded = 0
         self._uploaded_bytes = 0
+        self._upload_error = ""
         self._stop = threading.Event()
-        self._session = open_zenoh(self.config.zenoh)
-        uploader = BagUploader(self._session, self.config.upload)
-        self._spool = SpoolUploader(
-            uploader,
+        self._ready = Path(self.config.spool_dir) / "ready"
+        self._spool: SpoolUploader | None = None
+        self._thread: threading.Thread | None = None
+        forward_python_logs(self, "sop_ros.transport")
+        self._diagnostics = Diagnostics(self, self._report)
+        self._link = start_zenoh(self.config.zenoh, "bridge", self._start_uploading)
+        self.get_logger().info(
+            f"uploading bags from {self._ready} as {self.config.upload.robot_id} "
+            f"(fleet {self.config.upload.fleet}) once the learner is reached"
+        )
+
+    def _start_uploading(self, session) -> None:
+        """The session is open (connecting thread): start the upload loop."""
+        spool = SpoolUploader(
+            BagUploader(session, self.config.upload),
             Path(self.config.spool_dir),
             config=self.config.spool,
             on_uploaded=self._on_uploaded,
             progress=self._on_progress,
         )
-        forward_python_logs(self, "sop_ros.transport")
-        self._thread = threading.Thread(
-            target=self._spool.run, args=(self._stop,), name="bridge-upload", daemon=True
-        )
-        self._thread.start()
-        self._diagnostics = Diagnostics(self, self._report)
-        self.get_logger().info(
-            f"uploading bags from {self.config.spool_dir}/ready as {self.config.upload.robot_id} "
-            f"(fleet {self.config.upload.fleet})"
-        )
+        thread = threading.Thread(target=self._upload_loop, args=(spool,), name="bridge-upload", daemon=True)
+        with self._lock:
+            self._spool, self._thread = spool, thread
+        thread.start()
+
+    def _upload_loop(self, spool: SpoolUploader) -> None:
+        """Run the spool uploader until stopped; an unexpected error is logged and the loop restarts."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                spool.run(self._stop)
+            except Exception as err:  # a bug or a disk error must not end uploading without a word
+                failures += 1
+                delay = min(60.0, 2.0**failures)
+                with self._lock:
+                    self._upload_error = f"{type(err).__name__}: {err}"
+                self.get_logger().error(
+                    f"upload loop failed, restarting in {delay:.0f} s: {err!r}\n{traceback.format_exc()}"
+                )
+                self._stop.wait(delay)
 
     def _on_progress(self, progress: UploadProgress) -> None:
         with self._lock:
@@ -94,27 +121,48 @@ class BridgeNode(Node):
         self.get_logger().info(f"uploaded {result.summary()}")
 
     def _report(self) -> tuple[bytes, str, Sequence[tuple[str, str]]]:
-        pending = len(self._spool.pending())
+        pending = self._waiting()
         with self._lock:
             progress, uploaded, uploaded_bytes = self._progress, self._uploaded, self._uploaded_bytes
+            upload_error = self._upload_error
+        link_level, link_message, link_values = link_diagnostics(self._link)
         values = [
             ("bags_waiting", str(pending)),
             ("bags_uploaded", str(uploaded)),
             ("bytes_uploaded", str(uploaded_bytes)),
+            ("upload_loop_error", upload_error),
+            *link_values,
         ]
         if progress is not None:
             values += [
                 ("uploading", progress.episode_id),
                 ("progress", f"{progress.done_bytes}/{progress.total_bytes} B"),
             ]
-        level = DiagnosticStatus.WARN if pending > 10 else DiagnosticStatus.OK
-        return level, f"{pending} bags waiting, {uploaded} uploaded", values
+        busy = pending > 10 or upload_error
+        level = max(link_level, DiagnosticStatus.WARN if busy else DiagnosticStatus.OK)
+        message = "; ".join(m for m in (f"{pending} bags waiting, {uploaded} uploaded", link_message) if m)
+        return level, message, values
+
+    def _waiting(self) -> int:
+        with self._lock:
+            spool = self._spool
+        if spool is not None:
+            return len(spool.pending())
+        if not self._ready.is_dir():
+            return 0
+        return sum(1 for p in self._ready.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def destroy_node(self) -> None:
         """Stop the upload thread (an upload in progress resumes next time) and close the session."""
         self._stop.set()
-        self._thread.join(timeout=15.0)
-        close_zenoh(self._session, self.get_logger())
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=3.0)
+        # Closing the session ends a query still in flight; then the thread ends for sure.
+        self._link.close()
+        if thread is not None:
+            thread.join(timeout=5.0)
         super().destroy_node()
 
 

@@ -7,10 +7,16 @@ key/value pairs, so ``rqt_robot_monitor`` and aggregators show them.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import signal
+import sys
+import threading
 import time
+import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -23,8 +29,10 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.signals import SignalHandlerOptions
 
 from sop_ros.core import topics
+from sop_ros.core.errors import SopError
 
 __all__ = [
     "COMMAND_QOS",
@@ -32,6 +40,7 @@ __all__ = [
     "RECORD_COMMAND_QOS",
     "RECORD_SENSOR_QOS",
     "SENSOR_QOS",
+    "SHUTDOWN_HURRY",
     "Diagnostics",
     "RateMeter",
     "forward_python_logs",
@@ -141,6 +150,8 @@ def forward_python_logs(node: Node, logger_name: str) -> None:
     class _ToRos(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             message = f"{record.name.rsplit('.', 1)[-1]}: {record.getMessage()}"
+            if record.exc_info:
+                message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
             if record.levelno >= logging.ERROR:
                 ros_logger.error(message)
             elif record.levelno >= logging.WARNING:
@@ -155,22 +166,96 @@ def forward_python_logs(node: Node, logger_name: str) -> None:
 
 
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> None:
-    """Init rclpy, spin the node made by ``make_node`` until Ctrl-C or shutdown, then clean up.
+    """Init rclpy, spin the node made by ``make_node`` until Ctrl-C, SIGTERM or shutdown, then clean up.
 
     The node spins on a single-threaded executor: work that takes long (inference, uploads,
     downloads, weights staging) runs on threads the node owns, never in a callback, and
     rclpy's multi-threaded executor busy-waits (see :mod:`sop_ros.nodes.spinning`).
+
+    Stopping: rclpy's own signal handlers are not installed (they shut the ROS
+    context down at once, under the feet of threads still publishing). The
+    first SIGINT or SIGTERM ends the spin within :data:`_SPIN_PERIOD_S`; the
+    node is destroyed while its context still works, then rclpy shuts down.
+    Further signals (``ros2 launch`` and the terminal both send SIGINT, launch
+    then SIGTERM) only set :data:`SHUTDOWN_HURRY` and are logged, so the
+    clean-up (closing bags, stopping threads) is never cut short by a
+    ``KeyboardInterrupt``; a node whose clean-up may wait long checks
+    :data:`SHUTDOWN_HURRY` to cut it short. A signal while the node is still
+    being made interrupts that.
+
+    A node that cannot start because of a :class:`~sop_ros.core.errors.SopError`
+    (bad parameter, missing file, device not available) logs that one error
+    and the process exits with status 1, without a traceback.
     """
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stopping = threading.Event()
     node = None
+    failed = False
     try:
-        node = make_node()
+        with _signals_interrupt_construction(stopping):
+            node = make_node()
         executor = rclpy.executors.SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while not stopping.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=_SPIN_PERIOD_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except SopError as err:
+        failed = True
+        rclpy.logging.get_logger(_node_name(make_node)).fatal(f"cannot start: {err}")
     finally:
+        _keep_signals_from_cleanup(node)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        # Everything is closed; what is left is the interpreter's last full garbage collection
+        # over torch's and transformers' object graphs, which took 2-8 s on a loaded 2-core
+        # machine (past launch's 5 s patience). Frozen objects are left to the OS instead.
+        gc.freeze()
+    if failed:
+        sys.exit(1)
+
+
+# Longest a node keeps spinning after SIGINT/SIGTERM (s): the executor wakes this often.
+_SPIN_PERIOD_S = 0.1
+
+# Set when a further SIGINT or SIGTERM arrives while a node cleans up after the first.
+SHUTDOWN_HURRY = threading.Event()
+
+
+@contextlib.contextmanager
+def _signals_interrupt_construction(stopping: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM raise KeyboardInterrupt while the node is made, then only set ``stopping``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    making = True
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+        if making:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    try:
+        yield
+    finally:
+        making = False
+
+
+def _keep_signals_from_cleanup(node: Node | None) -> None:
+    """From now until the process exits, SIGINT and SIGTERM set SHUTDOWN_HURRY and are logged."""
+    logger = node.get_logger() if node is not None else rclpy.logging.get_logger("sop_ros")
+
+    def hurry(signum: int, _frame: object) -> None:
+        SHUTDOWN_HURRY.set()
+        logger.info(f"{signal.Signals(signum).name} while shutting down: finishing the clean-up first")
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, hurry)
+
+
+def _node_name(make_node: Callable[[], Node]) -> str:
+    return getattr(make_node, "__name__", "sop_ros")

@@ -13,6 +13,7 @@ reads counters.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
 
 from sop_ros.learner.service import CloudConfig, CloudLearner
-from sop_ros.nodes.common import Diagnostics, forward_python_logs, run_node
+from sop_ros.nodes.common import SHUTDOWN_HURRY, Diagnostics, forward_python_logs, run_node
 from sop_ros.nodes.params import declare_config
 from sop_ros.nodes.share import share_path
 
@@ -68,10 +69,22 @@ class LearnerNode(Node):
         )
 
     def destroy_node(self) -> None:
-        """Stop training, write a checkpoint, stop serving the fleet."""
+        """Stop training, write a checkpoint, stop serving the fleet.
+
+        The training thread stops at its next step. A further SIGINT or SIGTERM
+        while it does (``ros2 launch`` sends SIGTERM when its patience ends)
+        stops the waiting: the fleet is let go at once and no checkpoint is
+        written over a model still being updated (the previous one stays).
+        """
         self._stop.set()
-        self._thread.join(timeout=120.0)
-        self._cloud.close()
+        deadline = time.monotonic() + 120.0
+        while self._thread.is_alive() and time.monotonic() < deadline and not SHUTDOWN_HURRY.is_set():
+            self._thread.join(timeout=0.1)
+        if self._thread.is_alive():
+            self.get_logger().warning("training did not stop in time; leaving without a new checkpoint")
+            self._cloud.close(checkpoint=False)
+        else:
+            self._cloud.close()
         super().destroy_node()
 
 

@@ -11,8 +11,13 @@ out at once between episodes or defers to the running episode's end. An
 interrupted or tampered download never reaches the policy; a refused or
 failed activation leaves the previous version running.
 
-Threads: the fetcher runs its own thread and calls back ``_on_ready`` from
-it; service calls are made asynchronously from there and complete on the
+The Zenoh session opens in the background: the node runs (and reports WARN)
+while the learner is unreachable, and starts following the fleet once it is
+reached.
+
+Threads: the session connects on its own thread and creates the fetcher
+there; the fetcher runs its own thread and calls back ``_on_ready`` from it;
+service calls are made asynchronously from there and complete on the
 executor. Status fields are guarded by ``_lock``.
 """
 
@@ -36,8 +41,8 @@ from sop_ros.core.types import format_version
 from sop_ros.core.weights import WeightsManifest
 from sop_ros.nodes.common import LATCHED_QOS, Diagnostics, forward_python_logs, run_node
 from sop_ros.nodes.params import declare_config
-from sop_ros.nodes.zenoh_session import ZenohConfig, close_zenoh, open_zenoh
-from sop_ros.transport import WeightsFetcher, WeightsFetcherConfig
+from sop_ros.nodes.zenoh_session import ZenohConfig, link_diagnostics, start_zenoh
+from sop_ros.transport import FetchStats, WeightsFetcher, WeightsFetcherConfig
 
 __all__ = ["ParamUpdateConfig", "ParamUpdateNode", "main"]
 
@@ -71,15 +76,26 @@ class ParamUpdateNode(Node):
         self._activate = self.create_client(ActivateWeights, "policy/activate", callback_group=group)
         self.create_subscription(PolicyStatus, topics.POLICY_STATUS, self._on_status, LATCHED_QOS)
         forward_python_logs(self, "sop_ros.transport")
-        self._session = open_zenoh(self.config.zenoh)
-        self._fetcher = WeightsFetcher(
-            self._session,
+        self._fetcher: WeightsFetcher | None = None
+        self._closing = False
+        self._diagnostics = Diagnostics(self, self._report)
+        self._link = start_zenoh(self.config.zenoh, "param_update", self._start_fetching)
+
+    def _start_fetching(self, session) -> None:
+        """The session is open (connecting thread): follow the fleet's weights."""
+        fetcher = WeightsFetcher(
+            session,
             Path(self.config.staging_dir),
             on_ready=self._on_ready,
             on_error=self._on_error,
             config=self.config.fetch,
         )
-        self._diagnostics = Diagnostics(self, self._report)
+        with self._lock:
+            closing = self._closing
+            if not closing:
+                self._fetcher = fetcher
+        if closing:  # shut down while the session was opening
+            fetcher.close()
 
     def _on_status(self, msg: PolicyStatus) -> None:
         with self._lock:
@@ -125,11 +141,13 @@ class ParamUpdateNode(Node):
     def _report(self) -> tuple[bytes, str, Sequence[tuple[str, str]]]:
         with self._lock:
             active, staged, downloaded, error = self._active, self._staged, self._downloaded, self._last_error
-        stats = self._fetcher.stats
-        level = DiagnosticStatus.WARN if error else DiagnosticStatus.OK
+            fetcher = self._fetcher
+        stats = fetcher.stats if fetcher is not None else FetchStats()
+        link_level, link_message, link_values = link_diagnostics(self._link)
+        level = max(link_level, DiagnosticStatus.WARN if error else DiagnosticStatus.OK)
         return (
             level,
-            error or f"active {active or '?'}",
+            "; ".join(m for m in (error or f"active {active or '?'}", link_message) if m),
             [
                 ("active_version", active),
                 ("staged_version", staged),
@@ -138,13 +156,18 @@ class ParamUpdateNode(Node):
                 ("chunks_fetched", str(stats.chunks_fetched)),
                 ("chunks_rejected", str(stats.chunks_rejected)),
                 ("last_error", error),
+                *link_values,
             ],
         )
 
     def destroy_node(self) -> None:
         """Stop the fetcher (a download in progress is abandoned, never handed over), close Zenoh."""
-        self._fetcher.close()
-        close_zenoh(self._session, self.get_logger())
+        with self._lock:
+            self._closing = True
+            fetcher, self._fetcher = self._fetcher, None
+        if fetcher is not None:
+            fetcher.close()
+        self._link.close()
         super().destroy_node()
 
 

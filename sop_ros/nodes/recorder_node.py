@@ -35,6 +35,9 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
 from rclpy.serialization import serialize_message
+
+# Jazzy and newer hand a two-argument callback the middleware's MessageInfo (arrival stamps).
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from sop_msgs.msg import ActionChunk, EpisodeEvent, Intervention
 from std_msgs.msg import String
@@ -54,13 +57,7 @@ from sop_ros.nodes.common import (
 from sop_ros.nodes.convert import outcome_from_msg, received_ns, stamp_to_ns
 from sop_ros.nodes.params import declare_config
 from sop_ros.storage import EpisodeRecorder, SpoolFullError, episode_meta, recover_spool
-
-try:  # rclpy 3.4+ (Iron and newer) hands a two-argument callback the middleware's MessageInfo
-    from rclpy.subscription import MessageInfo
-
-    _ARRIVAL_STAMPS = True
-except ImportError:  # Humble: a callback only knows when it runs
-    _ARRIVAL_STAMPS = False
+from sop_ros.storage.typestore import definitions_dir, typestore
 
 __all__ = ["RecorderConfig", "RecorderNode", "main"]
 
@@ -99,6 +96,9 @@ class RecorderNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("recorder", **kwargs)
         self.config = declare_config(self, RecorderConfig)
+        # Without the sop_msgs definitions every bag would come out empty: refuse to start instead.
+        typestore()
+        self.get_logger().info(f"sop_msgs definitions from {definitions_dir()}")
         self._recover()
         self._recorder = EpisodeRecorder(
             self.config.spool_dir,
@@ -121,7 +121,8 @@ class RecorderNode(Node):
         self._record(topics.JOINT_STATES, JointState, RECORD_SENSOR_QOS)
         self._record(topics.COMMAND, JointState, RECORD_COMMAND_QOS)
         self._record(topics.ACTION_CHUNK, ActionChunk, RECORD_COMMAND_QOS)
-        self._record(topics.INSTRUCTION, String, LATCHED_QOS)
+        self._instruction = ""
+        self._subscribe(String, topics.INSTRUCTION, self._on_instruction, LATCHED_QOS)
         self._subscribe(Intervention, topics.INTERVENTION, self._on_intervention, RECORD_COMMAND_QOS)
         self._subscribe(EpisodeEvent, topics.EPISODE_EVENTS, self._on_episode, RECORD_COMMAND_QOS)
         self._diagnostics = Diagnostics(self, self._report)
@@ -149,11 +150,7 @@ class RecorderNode(Node):
         def with_info(msg: Any, info: MessageInfo) -> None:
             handle(msg, self._log_ns(info["received_timestamp"]))
 
-        def without_info(msg: Any) -> None:
-            handle(msg, self._log_ns(0))
-
-        callback = with_info if _ARRIVAL_STAMPS else without_info
-        self.create_subscription(msg_type, topic, callback, qos, raw=raw)
+        self.create_subscription(msg_type, topic, with_info, qos, raw=raw)
 
     def _log_ns(self, received_timestamp_ns: int) -> int:
         now_ns = self.get_clock().now().nanoseconds
@@ -175,6 +172,12 @@ class RecorderNode(Node):
 
     def _on_intervention(self, msg: Intervention, log_ns: int) -> None:
         self._write(topics.INTERVENTION, _type_name(Intervention), serialize_message(msg), log_ns)
+
+    def _on_instruction(self, msg: String, log_ns: int) -> None:
+        """Keep the latest instruction: it is published just before its episode's START."""
+        self._instruction = msg.data
+        if self._recorder.recording:
+            self._write(topics.INSTRUCTION, _type_name(String), serialize_message(msg), log_ns)
 
     def _on_episode(self, msg: EpisodeEvent, log_ns: int) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
@@ -233,6 +236,10 @@ class RecorderNode(Node):
             self.get_logger().error(f"cannot record episode {msg.episode_id}: {err}")
             return
         self.get_logger().info(f"recording episode {msg.episode_id} ({msg.task}) into {path}")
+        if msg.instruction and self._instruction == msg.instruction:
+            # Heard before the START: it opens the bag (log time = the episode's first instant).
+            instruction = serialize_message(String(data=msg.instruction))
+            self._write(topics.INSTRUCTION, _type_name(String), instruction, since_ns)
 
     def _finish(self, msg: EpisodeEvent, stamp_ns: int) -> None:
         if self._meta is None or msg.episode_id != self._meta.episode_id:

@@ -1,8 +1,17 @@
 """The message types that episode bags hold, as a rosbags typestore.
 
 The store is the newest ROS 2 distribution store of rosbags plus the
-``sop_msgs`` types, parsed from their ``.msg`` files: the installed copy under
-``<sys.prefix>/share/sop_msgs/msg`` when there is one, else the source tree.
+``sop_msgs`` types, parsed from their ``.msg`` files, looked for in this order:
+
+1. the ament index: ``<prefix>/share/sop_msgs/msg`` of the first prefix on
+   ``AMENT_PREFIX_PATH`` that registers ``sop_msgs`` (a colcon or apt install,
+   after ``source install/setup.bash``);
+2. ``<sys.prefix>/share/sop_msgs/msg`` (``sop_msgs`` built as a wheel into the
+   virtual environment);
+3. the source tree next to this package (an editable install).
+
+The index is read as files (the layout ament defines), so this module needs
+no ROS import.
 
 :func:`typestore` builds the store once per process and returns the same
 object afterwards; it is only read after that, so any thread may use it.
@@ -11,6 +20,7 @@ object afterwards; it is only read after that, so any thread may use it.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +40,7 @@ __all__ = [
     "INTERVENTION",
     "JOINT_STATE",
     "STRING",
+    "definitions_dir",
     "deserialize",
     "header",
     "make",
@@ -51,10 +62,32 @@ EPISODE_EVENT = "sop_msgs/msg/EpisodeEvent"
 STRING = "std_msgs/msg/String"
 
 
+# Where a prefix registers a package in the ament index (a marker file).
+_AMENT_MARKER = Path("share/ament_index/resource_index/packages/sop_msgs")
+
+
 def sop_msgs_dirs() -> list[Path]:
-    """Return the folders searched for ``sop_msgs`` ``.msg`` files, installed copy first."""
+    """Return the folders searched for ``sop_msgs`` ``.msg`` files, in the order they are tried."""
+    ament = [
+        Path(prefix) / "share" / "sop_msgs" / "msg"
+        for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)
+        if prefix and (Path(prefix) / _AMENT_MARKER).is_file()
+    ]
     source = Path(__file__).resolve().parents[2] / "sop_msgs" / "msg"
-    return [Path(sys.prefix) / "share" / "sop_msgs" / "msg", source]
+    return [*ament, Path(sys.prefix) / "share" / "sop_msgs" / "msg", source]
+
+
+def definitions_dir() -> Path:
+    """Return the folder the ``sop_msgs`` definitions are read from (the first of :func:`sop_msgs_dirs`).
+
+    Raises:
+        BagError: none of the folders holds ``.msg`` files.
+    """
+    folder = next((d for d in sop_msgs_dirs() if any(d.glob("*.msg"))), None)
+    if folder is None:
+        searched = ", ".join(str(d) for d in sop_msgs_dirs())
+        raise BagError(f"no sop_msgs .msg files found (searched {searched})")
+    return folder
 
 
 @functools.cache
@@ -65,10 +98,7 @@ def typestore() -> Typestore:
         BagError: no folder with ``sop_msgs`` definitions exists, or one does not parse.
     """
     store = get_typestore(DISTRO)
-    folder = next((d for d in sop_msgs_dirs() if any(d.glob("*.msg"))), None)
-    if folder is None:
-        searched = ", ".join(str(d) for d in sop_msgs_dirs())
-        raise BagError(f"no sop_msgs .msg files found (searched {searched})")
+    folder = definitions_dir()
     types = {}
     for path in sorted(folder.glob("*.msg")):
         try:

@@ -1,14 +1,17 @@
 """Zenoh sessions, the fleet key space and the small wire helpers every exchange uses.
 
-Nothing here keeps state between calls; a ``zenoh.Session`` is thread-safe and
-may be shared by every uploader, server and fetcher of one process.
+Apart from :class:`BackgroundSession`, nothing here keeps state between calls;
+a ``zenoh.Session`` is thread-safe and may be shared by every uploader, server
+and fetcher of one process.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,8 @@ from sop_ros.core.errors import ConfigError, IntegrityError, TransportError
 
 __all__ = [
     "WIRE_SCHEMA",
+    "BackgroundSession",
+    "LinkState",
     "RateLimiter",
     "RemoteError",
     "RetryPolicy",
@@ -32,6 +37,8 @@ __all__ = [
     "start_query",
     "wait_reply",
 ]
+
+_log = logging.getLogger(__name__)
 
 # Version of every JSON header this package puts on the wire.
 WIRE_SCHEMA = 1
@@ -83,6 +90,175 @@ def open_session(config: Path | str | Mapping[str, Any], overrides: Mapping[str,
         return zenoh.open(conf)
     except zenoh.ZError as err:
         raise TransportError(f"cannot open zenoh session: {err}") from None
+
+
+class LinkState:
+    """Where a :class:`BackgroundSession` stands (plain strings, shown as they are in diagnostics)."""
+
+    CONNECTING = "connecting"  # no session yet; attempts go on in the background
+    CONNECTED = "connected"  # session open, a router reached
+    DISCONNECTED = "disconnected"  # session open, the router lost; Zenoh reconnects by itself
+    FAILED = "failed"  # the config is wrong or on_open failed; no more attempts
+    CLOSED = "closed"
+
+
+class BackgroundSession:
+    """A client Zenoh session opened on a thread of its own, retried until it opens.
+
+    The constructor returns at once: a robot starts, records and spools with no
+    learner in sight, and connects when the learner appears. Each attempt is
+    bounded (``connect/timeout_ms`` is set to ``attempt_timeout_s``); after a
+    failure the next attempt waits ``first_delay_s``, doubling up to
+    ``max_delay_s``. Once open, the same thread watches whether a router is
+    reached (Zenoh reconnects a client by itself). Each change of state is
+    logged once (``sop_ros.transport.session``), never once per attempt.
+
+    Args:
+        config: json5 file or mapping, as for :func:`open_session`.
+        overrides: As for :func:`open_session`.
+        on_open: Called once, on the connecting thread, with the open session
+            (declare subscribers, start workers there). If it raises, the
+            session is closed and the state is FAILED.
+        name: What the session is for, in log lines ("bridge", ...).
+        attempt_timeout_s: Longest one attempt to reach a router may take (s).
+        first_delay_s: Wait after the first failed attempt (s).
+        max_delay_s: Longest wait between attempts (s).
+        watch_period_s: How often an open session's router link is checked (s).
+    """
+
+    def __init__(
+        self,
+        config: Path | str | Mapping[str, Any],
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        on_open: Callable[[Any], None],
+        name: str = "zenoh",
+        attempt_timeout_s: float = 3.0,
+        first_delay_s: float = 0.5,
+        max_delay_s: float = 10.0,
+        watch_period_s: float = 1.0,
+    ) -> None:
+        if attempt_timeout_s <= 0 or first_delay_s < 0 or max_delay_s < first_delay_s or watch_period_s <= 0:
+            raise ConfigError(
+                f"bad retry timing: attempt {attempt_timeout_s} s, delays {first_delay_s}..{max_delay_s} s, "
+                f"watch {watch_period_s} s"
+            )
+        self.name = name
+        self._config = config
+        self._overrides = {**(overrides or {}), "connect/timeout_ms": round(attempt_timeout_s * 1000)}
+        self._on_open = on_open
+        self._attempt_timeout_s = attempt_timeout_s
+        self._retry = RetryPolicy(
+            timeout_s=max(0.05, attempt_timeout_s), backoff_s=first_delay_s, max_backoff_s=max_delay_s
+        )
+        self._watch_period_s = watch_period_s
+        self._lock = threading.Lock()
+        self._state = LinkState.CONNECTING
+        self._since = time.monotonic()
+        self._error = ""
+        self._attempts = 0
+        self._session: Any = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{name}-zenoh", daemon=True)
+        self._thread.start()
+
+    @property
+    def state(self) -> str:
+        """One of the :class:`LinkState` values."""
+        with self._lock:
+            return self._state
+
+    def status(self) -> tuple[str, float, str, int]:
+        """Return (state, seconds in that state, last error, attempts so far) in one consistent read."""
+        with self._lock:
+            return self._state, time.monotonic() - self._since, self._error, self._attempts
+
+    @property
+    def session(self) -> Any:
+        """The open session, or None while connecting (and after close)."""
+        with self._lock:
+            return self._session
+
+    def close(self) -> None:
+        """Stop connecting or watching and close the session; returns within about one attempt's time."""
+        self._stop.set()
+        self._thread.join(timeout=self._attempt_timeout_s + 2.0)
+        with self._lock:
+            session, self._session = self._session, None
+        self._set(LinkState.CLOSED)
+        if session is not None:
+            try:
+                session.close()
+            except zenoh.ZError as err:
+                _log.warning("%s: closing the zenoh session: %s", self.name, err)
+
+    def _set(self, state: str, error: str = "") -> bool:
+        """Record ``state``; True when it differs from the previous one (the caller logs it)."""
+        with self._lock:
+            changed = state != self._state
+            if changed:
+                self._state, self._since = state, time.monotonic()
+            self._error = error or (self._error if state == LinkState.CONNECTING else "")
+            return changed
+
+    def _run(self) -> None:
+        session = self._connect()
+        if session is None:
+            return
+        try:
+            self._on_open(session)
+        except Exception as err:  # nothing can use the session: say why, once, and stop here
+            session.close()
+            self._set(LinkState.FAILED, f"cannot start {self.name} on the open session: {err}")
+            _log.error("%s: cannot start on the open zenoh session: %s", self.name, err, exc_info=True)
+            return
+        with self._lock:
+            self._session = session
+        self._set(LinkState.CONNECTED)
+        _log.info("%s: connected to the zenoh router", self.name)
+        self._watch(session)
+
+    def _connect(self) -> Any:
+        failures = 0
+        while not self._stop.is_set():
+            with self._lock:
+                self._attempts += 1
+            try:
+                session = open_session(self._config, self._overrides)
+            except ConfigError as err:  # a wrong config does not heal by waiting
+                self._set(LinkState.FAILED, str(err))
+                _log.error("%s: not connecting, the zenoh config is wrong: %s", self.name, err)
+                return None
+            except TransportError as err:
+                failures += 1
+                delay = self._retry.delay_s(failures)
+                with self._lock:
+                    first, self._error = not self._error, str(err)
+                if first:
+                    _log.warning(
+                        "%s: zenoh router unreachable (%s); retrying in the background every %.1f s at most",
+                        self.name,
+                        err,
+                        self._retry.max_backoff_s,
+                    )
+                self._stop.wait(delay)
+                continue
+            if self._stop.is_set():
+                session.close()
+                return None
+            return session
+        return None
+
+    def _watch(self, session: Any) -> None:
+        while not self._stop.wait(self._watch_period_s):
+            try:
+                reached = any(True for _ in session.info.routers_zid())
+            except zenoh.ZError:  # closed under us: close() is running
+                return
+            if reached and self._set(LinkState.CONNECTED):
+                _log.info("%s: zenoh router reached again", self.name)
+            elif not reached and self._set(LinkState.DISCONNECTED, "router lost; zenoh reconnects by itself"):
+                _log.warning("%s: zenoh router lost; reconnecting in the background", self.name)
 
 
 def encode_header(kind: str, **fields: Any) -> bytes:

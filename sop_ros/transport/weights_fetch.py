@@ -265,6 +265,17 @@ class WeightsFetcher:
     # Fetcher thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except Exception:  # a bug must not end the following of the fleet without a word
+                failures += 1
+                delay = min(60.0, 2.0**failures)
+                _log.exception("weights fetcher failed; restarting in %.0f s", delay)
+                self._stop.wait(delay)
+
+    def _follow(self) -> None:
         next_poll = 0.0
         while not self._stop.is_set():
             if time.monotonic() >= next_poll:

@@ -205,6 +205,7 @@ def test_an_episode_becomes_one_readable_bag_with_its_interventions(ros_context,
     assert counts["/g1_test/camera/head/image_raw/compressed"] >= 25
     assert counts["/g1_test/intervention"] == len(graph.heard) == sent + 1  # every command and the stop
     assert counts["/g1_test/episode/events"] == 2  # START and END, both in the bag
+    assert counts["/g1_test/instruction"] == 1  # published just before the START, kept all the same
     assert counts["/g1_test/command"] == len(graph.commands)  # every executed command is in the bag
 
 

@@ -29,6 +29,27 @@ def test_falls_back_to_the_source_tree(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert all(f"sop_msgs/msg/{name}" in store.fielddefs for name in SOP_TYPES)
 
 
+def test_the_ament_index_comes_first(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A colcon install: install/sop_msgs registers the package and holds its .msg files.
+    source = Path(ts.__file__).resolve().parents[2] / "sop_msgs" / "msg"
+    prefix = tmp_path / "install" / "sop_msgs"
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "sop_msgs").touch()
+    msg_dir = prefix / "share" / "sop_msgs" / "msg"
+    msg_dir.mkdir(parents=True)
+    for path in source.glob("*.msg"):
+        (msg_dir / path.name).write_text(path.read_text())
+    unregistered = tmp_path / "other"
+    (unregistered / "share" / "sop_msgs" / "msg").mkdir(parents=True)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"{unregistered}:{prefix}")
+    dirs = ts.sop_msgs_dirs()
+    assert dirs[0] == msg_dir and unregistered / "share" / "sop_msgs" / "msg" not in dirs
+    # Only the ament copy is readable: the store is built from it.
+    monkeypatch.setattr(ts, "sop_msgs_dirs", lambda: [tmp_path / "missing", *dirs[:1]])
+    store = ts.typestore.__wrapped__()
+    assert all(f"sop_msgs/msg/{name}" in store.fielddefs for name in SOP_TYPES)
+
+
 def test_no_definitions_anywhere_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(ts, "sop_msgs_dirs", lambda: [tmp_path])
     with pytest.raises(BagError, match=re.escape(str(tmp_path))):
