@@ -10,6 +10,7 @@ with the config's own message.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,14 @@ from sop_ros.core.config import config_from_flat, flatten_config, flatten_mappin
 from sop_ros.core.errors import ConfigError
 from sop_ros.nodes.registry import node_spec
 
-__all__ = ["check_params_file", "live_parameters", "node_sections", "params_markdown", "params_yaml"]
+__all__ = [
+    "check_node_settings",
+    "check_params_file",
+    "live_parameters",
+    "node_sections",
+    "params_markdown",
+    "params_yaml",
+]
 
 
 def params_yaml(node: str) -> str:
@@ -88,6 +96,30 @@ def node_sections(path: Path) -> dict[str, dict[str, Any]]:
     return sections
 
 
+def check_node_settings(node: str, values: dict[str, Any]) -> None:
+    """Build ``node``'s config from ``values`` (dotted names) over its defaults.
+
+    Raises:
+        ConfigError: the node is unknown, or a name is unknown or a value invalid (the config says which).
+    """
+    _, config_cls = node_spec(node).load()
+    flat = flatten_mapping(values)
+    known = [leaf.name for leaf in flatten_config(config_cls())]
+    unknown = [name for name in flat if name not in known]
+    if unknown:
+        hints = [
+            f"{name} (did you mean {', '.join(close)}?)"
+            if (close := difflib.get_close_matches(name, known, 3))
+            else name
+            for name in unknown
+        ]
+        raise ConfigError(f"node {node} has no parameter {'; '.join(hints)}; `sop params {node}` lists them")
+    try:
+        config_from_flat(config_cls, flat)
+    except ConfigError as err:
+        raise ConfigError(f"node {node}: {err}") from None
+
+
 def check_params_file(path: Path) -> list[str]:
     """Build every node's config from ``path``; return the node names checked.
 
@@ -96,10 +128,9 @@ def check_params_file(path: Path) -> list[str]:
     """
     checked = []
     for name, params in node_sections(path).items():
-        _, config_cls = node_spec(name).load()
         try:
-            config_from_flat(config_cls, flatten_mapping(params))
+            check_node_settings(name, params)
         except ConfigError as err:
-            raise ConfigError(f"{path}: node {name}: {err}") from None
+            raise ConfigError(f"{path}: {err}") from None
         checked.append(name)
     return checked
