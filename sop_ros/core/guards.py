@@ -26,6 +26,7 @@ plain values and call these.
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -336,6 +337,9 @@ class ActionGuard:
         return out
 
 
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|nan|inf", re.IGNORECASE)
+
+
 class RecentFault:
     """The newest refusal, remembered for ``hold_s`` so a once-a-second status still shows it.
 
@@ -352,8 +356,13 @@ class RecentFault:
         self.count = 0
 
     def report(self, reason: str, now_ns: int) -> bool:
-        """Remember ``reason``; return True when it is new (log it then, not on every repeat)."""
-        new = reason != self.current(now_ns)
+        """Remember ``reason``; return True when it is a new cause (log it then, not on every repeat).
+
+        Reasons that differ only in their numbers ("stamped 10.03 s ago", "10.04 s ago")
+        are one cause.
+        """
+        current = self.current(now_ns)
+        new = _NUMBER.sub("#", reason) != _NUMBER.sub("#", current) if current else True
         self._reason, self._at_ns = reason, now_ns
         self.count += 1
         return new

@@ -161,7 +161,8 @@ class CommandMuxNode(Node):
             if verdict.action is None:
                 self._refuse(f"refused a {reason}")
             elif verdict.clipped and self._clipped.report(reason, now_ns):
-                self.get_logger().warning(reason)
+                # Which dimensions are out varies from tick to tick: throttled as well.
+                self.get_logger().warning(reason, throttle_duration_sec=2.0)
         source = out.source if action is not None else Source.HOLD
         if source is not self._last:
             self.get_logger().info(f"command source: {self._last.value} -> {source.value}")

@@ -44,7 +44,18 @@ _TYPES = {
 }
 
 
-def _tuple_type(value: tuple) -> int:
+_ARRAY_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL_ARRAY,
+    int: ParameterType.PARAMETER_INTEGER_ARRAY,
+    float: ParameterType.PARAMETER_DOUBLE_ARRAY,
+    str: ParameterType.PARAMETER_STRING_ARRAY,
+}
+
+
+def _tuple_type(value: tuple, item_type: type | None = None) -> int:
+    # The declared element type wins: an empty tuple of floats is still a double array.
+    if item_type is not None:
+        return _ARRAY_TYPES[item_type]
     kinds = {type(item) for item in value}
     if kinds <= {str}:
         return ParameterType.PARAMETER_STRING_ARRAY
@@ -68,7 +79,7 @@ def descriptor_for(leaf: FlatSetting, *, live: bool = True) -> ParameterDescript
     read_only = leaf.read_only or not live
     descriptor = ParameterDescriptor(
         name=leaf.name,
-        type=_tuple_type(leaf.value) if leaf.type_ is tuple else _TYPES[leaf.type_],
+        type=_tuple_type(leaf.value, leaf.item_type) if leaf.type_ is tuple else _TYPES[leaf.type_],
         description=f"{leaf.description}{unit}{choices}{READ_ONLY_NOTE if read_only else ''}",
         read_only=read_only,
     )
@@ -121,7 +132,7 @@ def declare_config(
     for leaf in leaves:
         descriptor = descriptor_for(leaf, live=leaf.name in live)
         # An empty list carries no element type, so declare the type instead.
-        initial = Parameter.Type(descriptor.type) if leaf.value == () else _ros_value(leaf.value)
+        initial = Parameter.Type(descriptor.type) if leaf.value == () else _ros_value(leaf.value, leaf.item_type)
         declared = node.declare_parameter(leaf.name, initial, descriptor)
         values[leaf.name] = _python_value(declared.value, leaf)
     config = config_from_flat(config_cls, values)
@@ -146,8 +157,10 @@ def declare_config(
     return config
 
 
-def _ros_value(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def _ros_value(value: Any, item_type: type | None = None) -> Any:
+    if isinstance(value, tuple):
+        return [item_type(v) for v in value] if item_type is not None else list(value)
+    return value
 
 
 def _python_value(value: Any, leaf: FlatSetting) -> Any:

@@ -22,7 +22,8 @@ stamp of the newest input it was computed from; the inference time is in
 ``infer_ms``. The inference worker outlives any failure: an unexpected
 exception is logged once with its traceback, the robot holds, diagnostics
 show ERROR naming it, and the worker tries again; the error clears with the
-next chunk published (or the next episode event).
+next chunk published (or the next episode event, which also clears a refused
+weights file's error).
 
 Weights (:class:`WeightsSwapper`): ``policy/stage`` (``sop_msgs/StageWeights``)
 checks the file's sha256 and loads it into a shadow copy without touching
@@ -251,7 +252,8 @@ class PolicyNode(LifecycleNode):
 
     def _on_episode(self, msg: EpisodeEvent) -> None:
         self._episode_epoch += 1
-        self._error = ""
+        # A failure is reported until the episode it happened in is over; each episode starts clean.
+        self._error = self._weights.last_error = ""
         if msg.kind == EpisodeEvent.START:
             with self._inputs_lock:
                 self._instruction = msg.instruction

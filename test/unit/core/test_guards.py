@@ -218,7 +218,10 @@ def test_recent_fault_reports_new_reasons_and_clears_by_itself() -> None:
     assert fault.current(0) == ""
     assert fault.report("nan", 10 * S) is True
     assert fault.report("nan", 10 * S + 1) is False  # a repeat: not logged again
-    assert fault.current(11 * S) == "nan" and fault.count == 2
+    assert fault.report("stamped 10.03 s ago", 10 * S + 2) is True
+    assert fault.report("stamped 10.04 s ago", 10 * S + 3) is False  # the same cause, other numbers
+    assert fault.report("nan", 10 * S + 4) is True
+    assert fault.current(11 * S) == "nan" and fault.count == 5
     assert fault.current(12 * S) == ""  # the bad input stopped: the report clears
     assert fault.report("nan", 12 * S) is True
     fault.clear()
