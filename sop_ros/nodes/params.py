@@ -132,7 +132,9 @@ def declare_config(
     for leaf in leaves:
         descriptor = descriptor_for(leaf, live=leaf.name in live)
         # An empty list carries no element type, so declare the type instead.
-        initial = Parameter.Type(descriptor.type) if leaf.value == () else _ros_value(leaf.value, leaf.item_type)
+        initial = (
+            Parameter.Type(descriptor.type) if leaf.value == () else _ros_value(leaf.value, leaf.item_type)
+        )
         declared = node.declare_parameter(leaf.name, initial, descriptor)
         values[leaf.name] = _python_value(declared.value, leaf)
     config = config_from_flat(config_cls, values)
