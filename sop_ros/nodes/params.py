@@ -116,8 +116,9 @@ def declare_config(
         config_cls: A frozen config dataclass built with ``setting(...)`` fields.
         defaults: Values to declare instead of the dataclass defaults.
         live: Names the node applies while running; all others are declared read-only.
-        on_change: Called with the new config after a live parameter was set at run time
-            (on the thread serving the parameter services). Required when ``live`` is not empty.
+        on_change: Called with the new config when a live parameter is set at run time (on
+            the thread serving the parameter services); raising ConfigError refuses the set.
+            Required when ``live`` is not empty.
 
     Raises:
         ConfigError: a value given by a params file or the command line is invalid, or
@@ -148,11 +149,11 @@ def declare_config(
                 p.name: _python_value(p.value, by_name[p.name]) for p in parameters if p.name in by_name
             }
             try:
-                new = config_from_flat(config_cls, {**values, **changed})
+                # The node may refuse too (limits that do not fit its action names): then nothing changes.
+                on_change(config_from_flat(config_cls, {**values, **changed}))
             except ConfigError as err:
                 return SetParametersResult(successful=False, reason=str(err))
             values.update(changed)
-            on_change(new)
             return SetParametersResult(successful=True)
 
         node.add_on_set_parameters_callback(apply)
