@@ -173,6 +173,10 @@ class PolicyNode(LifecycleNode):
         except SopError as err:
             self.get_logger().error(f"cannot build the policy: {err}")
             return TransitionCallbackReturn.FAILURE
+        except Exception as err:  # a checkpoint or library failure no check foresaw: stay unconfigured
+            detail = "".join(traceback.format_exception(err))
+            self.get_logger().error(f"cannot build the policy: {type(err).__name__}: {err}\n{detail}")
+            return TransitionCallbackReturn.FAILURE
         self.get_logger().info(
             f"policy {self.policy.base_model_id} ready in {time.perf_counter() - start:.1f} s "
             f"on {self.policy.device} ({self.policy.inference_path}), weights {self.policy.active_version}"
