@@ -20,6 +20,8 @@ callback group, so the mux state is only touched by one thread at a time.
 
 from __future__ import annotations
 
+import math
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +117,8 @@ class CommandMuxNode(Node):
         try:
             chunk = chunk_from_msg(msg)
             check_finite(f"action chunk {msg.policy_version}", chunk.actions)
+            if not math.isfinite(chunk.control_period_s):  # (> 0 is the chunk's own check)
+                raise UnsafeInputError(f"action chunk has control period {chunk.control_period_s} s")
         except ConfigError as err:
             self._refuse(f"dropped a malformed action chunk: {err}")
             return
@@ -146,6 +150,14 @@ class CommandMuxNode(Node):
         self._previous = None
 
     def _tick(self) -> None:
+        try:
+            self._command_once()
+        except Exception as err:  # the last gate must keep running whatever happens; this tick holds
+            reason = f"control tick failed, holding: {type(err).__name__}: {err}"
+            if self._refused.report(reason, self.get_clock().now().nanoseconds):
+                self.get_logger().error("".join(traceback.format_exception(err)))
+
+    def _command_once(self) -> None:
         now_ns = self.get_clock().now().nanoseconds
         out = self._mux.tick(now_ns)
         if out.expired_command_age_s is not None:
