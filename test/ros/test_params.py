@@ -24,6 +24,7 @@ class Sampler:
 class Demo:
     cameras: tuple[str, ...] = setting(("head",), "camera names")
     topics: tuple[str, ...] = setting((), "extra topics")
+    offsets: tuple[float, ...] = setting((), "offsets", unit="m")
     sampler: Sampler = field(default_factory=Sampler)
 
     def __post_init__(self) -> None:
@@ -43,6 +44,8 @@ def test_declares_every_field_with_a_descriptor(ros_context) -> None:
     assert descriptor.floating_point_range[0].from_value == 1.0
     assert node.describe_parameter("sampler.window").description.startswith("window length [samples]")
     assert node.describe_parameter("cameras").type == ParameterType.PARAMETER_STRING_ARRAY
+    # Empty by default, still typed by its element type: a params file may give floats.
+    assert node.describe_parameter("offsets").type == ParameterType.PARAMETER_DOUBLE_ARRAY
     node.destroy_node()
 
 
@@ -50,10 +53,14 @@ def test_overrides_are_read_back_and_checked(ros_context) -> None:
     node = rclpy.create_node(
         "params_override",
         context=ros_context,
-        parameter_overrides=[Parameter("sampler.window", value=8), Parameter("cameras", value=["a", "b"])],
+        parameter_overrides=[
+            Parameter("sampler.window", value=8),
+            Parameter("cameras", value=["a", "b"]),
+            Parameter("offsets", value=[0.5, -1.0]),
+        ],
     )
     config = declare_config(node, Demo)
-    assert config.sampler.window == 8 and config.cameras == ("a", "b")
+    assert config.sampler.window == 8 and config.cameras == ("a", "b") and config.offsets == (0.5, -1.0)
     node.destroy_node()
 
     node = rclpy.create_node(
