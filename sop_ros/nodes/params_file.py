@@ -96,14 +96,24 @@ def node_sections(path: Path) -> dict[str, dict[str, Any]]:
     return sections
 
 
+# Parameters every rclpy node declares itself: valid in any section, not part of a config.
+ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
+
+
+def _ros_own(name: str) -> bool:
+    return name in ROS_PARAMETERS or name.startswith("qos_overrides.")
+
+
 def check_node_settings(node: str, values: dict[str, Any]) -> None:
     """Build ``node``'s config from ``values`` (dotted names) over its defaults.
+
+    ``use_sim_time`` and the other parameters rclpy declares on every node pass as they are.
 
     Raises:
         ConfigError: the node is unknown, or a name is unknown or a value invalid (the config says which).
     """
     _, config_cls = node_spec(node).load()
-    flat = flatten_mapping(values)
+    flat = {k: v for k, v in flatten_mapping(values).items() if not _ros_own(k)}
     known = [leaf.name for leaf in flatten_config(config_cls())]
     unknown = [name for name in flat if name not in known]
     if unknown:
@@ -128,6 +138,11 @@ def check_params_file(path: Path) -> list[str]:
     """
     checked = []
     for name, params in node_sections(path).items():
+        if name == "**":  # a section for every node: only what every node has
+            unknown = sorted(k for k in flatten_mapping(params) if not _ros_own(k))
+            if unknown:
+                raise ConfigError(f"{path}: section /** sets {', '.join(unknown)}, which not every node has")
+            continue
         try:
             check_node_settings(name, params)
         except ConfigError as err:

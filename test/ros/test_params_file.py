@@ -39,6 +39,15 @@ def test_sop_robot_refuses_unknown_names_before_starting_anything(tmp_path: Path
     assert "unknown node 'polcy'" in capsys.readouterr().err
     assert main(["robot", "--set", "command_mux:safety.on_violation=ignore"]) == 1
     assert "command_mux: on_violation must be one of clip, hold" in capsys.readouterr().err
+    path = tmp_path / "sim_time.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters:\n    use_sim_time: true\n"
+        "/**/teleop:\n  ros__parameters:\n    use_sim_time: true\n    source: pad\n"
+    )
+    assert check_params_file(path) == ["teleop"]
+    path.write_text("/**:\n  ros__parameters:\n    source: pad\n")
+    with pytest.raises(ConfigError, match="section /\\*\\* sets source, which not every node has"):
+        check_params_file(path)
     path = tmp_path / "typo.yaml"
     path.write_text("/**/teleop:\n  ros__parameters:\n    sauce: pad\n")
     assert main(["robot", "--params-file", str(path)]) == 1
