@@ -180,6 +180,9 @@ def _cmd_train_offline(args: argparse.Namespace) -> int:
 
 
 def _cmd_robot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sop_ros.nodes.params_file import check_node_settings, check_params_file
     from sop_ros.nodes.robot_graph import RobotGraphConfig, run_robot
 
     parameters: dict[str, dict[str, object]] = {}
@@ -189,6 +192,11 @@ def _cmd_robot(args: argparse.Namespace) -> int:
         if not (node and name and value):
             raise SystemExit(f"--set {item!r}: expected NODE:PARAMETER=VALUE")
         parameters.setdefault(node, {})[name] = yaml.safe_load(value)
+    # A misspelt name or node is an error, as in `sop learner`, not silently dropped.
+    for node, values in parameters.items():
+        check_node_settings(node, values)
+    if args.params_file:
+        check_params_file(Path(args.params_file))
     extra: tuple[str, ...] = ()
     if args.learner:
         zenoh = {"zenoh.connect": args.learner}

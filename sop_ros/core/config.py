@@ -77,6 +77,8 @@ class FlatSetting:
     high: float | None = None
     choices: tuple[str, ...] = ()
     read_only: bool = False
+    # Element type of a tuple setting (``tuple[float, ...]`` -> float), else None.
+    item_type: type | None = None
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -107,9 +109,15 @@ def flatten_config(config: Any, prefix: str = "") -> list[FlatSetting]:
                 high=meta["high"],
                 choices=meta["choices"],
                 read_only=meta["read_only"],
+                item_type=_item_type(hints[f.name]),
             )
         )
     return out
+
+
+def _item_type(hint: Any) -> type | None:
+    args = typing.get_args(hint) if typing.get_origin(hint) is tuple else ()
+    return args[0] if args and args[0] in (bool, int, float, str) else None
 
 
 def _leaf_type(hint: Any) -> type:

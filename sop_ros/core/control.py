@@ -67,6 +67,10 @@ class ChunkBroker:
         self._config = config
         self._chunks: deque[ActionChunk] = deque(maxlen=config.ensemble_depth)
 
+    def reconfigure(self, config: ControlConfig) -> None:
+        """Apply a new chunk age limit and decay from now on (the ensembling depth stays)."""
+        self._config = config
+
     def add(self, chunk: ActionChunk) -> None:
         """Accept a new chunk; older ones stay only for ensembling."""
         self._chunks.append(chunk)
@@ -121,6 +125,11 @@ class CommandMux:
         self._human: np.ndarray | None = None
         self._human_stamp_ns = 0
         self._handback_ns: int | None = None
+
+    def reconfigure(self, config: ControlConfig) -> None:
+        """Apply new ages and ensembling decay from now on (the ensembling depth stays)."""
+        self._config = config
+        self._broker.reconfigure(config)
 
     @property
     def human_active(self) -> bool:

@@ -9,6 +9,7 @@ __all__ = [
     "IntegrityError",
     "SopError",
     "TransportError",
+    "UnsafeInputError",
     "WeightsError",
 ]
 
@@ -39,3 +40,7 @@ class WeightsError(SopError):
 
 class IncompatibleWeightsError(WeightsError):
     """Weights do not fit the running policy (names, shapes, dtypes or base model)."""
+
+
+class UnsafeInputError(SopError, ValueError):
+    """Input the robot must not act on: not finite, malformed, mislabelled or stale."""

@@ -14,6 +14,13 @@ Threads: one staging thread at a time, started by ``stage``; every method
 may be called from any thread. ``_lock`` orders every decision to swap
 (episode boundaries, activation requests, the end of a staging); the
 policy's own locks keep a swap from overlapping an inference.
+
+Staging refuses a file holding NaN or infinity in any tensor
+(:func:`check_weights_finite`, naming the tensors): such weights would make
+every action non-finite. The staging thread never dies on a failure: an
+unexpected exception is logged with its traceback and refuses the file like
+any other error. ``last_error`` holds the newest refusal until a later
+staging or activation succeeds.
 """
 
 from __future__ import annotations
@@ -27,12 +34,38 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from sop_ros.core.episode import SwapGate
-from sop_ros.core.errors import SopError
+from sop_ros.core.errors import SopError, WeightsError
 from sop_ros.core.weights import file_sha256
 
-__all__ = ["StagingPolicy", "SwapAnswer", "WeightsSwapper"]
+__all__ = ["StagingPolicy", "SwapAnswer", "WeightsSwapper", "check_weights_finite"]
 
 _log = logging.getLogger(__name__)
+
+
+def check_weights_finite(path: Path) -> None:
+    """Raise unless every floating-point tensor of the safetensors file ``path`` is finite.
+
+    Reads one tensor at a time, so the check needs no more memory than the largest tensor.
+
+    Raises:
+        WeightsError: the file cannot be read, or names the tensors holding NaN or infinity.
+    """
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    bad: list[str] = []
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            for name in handle.keys():  # noqa: SIM118 - a safe_open handle is not a mapping
+                tensor = handle.get_tensor(name)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    count = int((~torch.isfinite(tensor)).sum())
+                    bad.append(f"{name} ({count} of {tensor.numel()} values)")
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        raise WeightsError(f"cannot read weights {path}: {err}") from None
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more tensors" if len(bad) > 5 else "")
+        raise WeightsError(f"{path} holds NaN or infinite values in {shown}; not staged")
 
 
 class StagingPolicy(Protocol):
@@ -150,12 +183,18 @@ class WeightsSwapper:
             digest = file_sha256(path)
             if sha256 and digest != sha256.lower():
                 raise SopError(f"{path} has sha256 {digest[:12]}…, expected {sha256[:12]}…; not staged")
+            check_weights_finite(path)
             self._policy.stage(path, version=job.version or None)
         except (SopError, OSError) as err:
             self.last_error = str(err)
             job.answer = SwapAnswer(False, False, str(err))
             _log.error("refused weights %s: %s", job.version, err)
+        except Exception as err:  # the staging thread must answer whatever happens
+            self.last_error = f"staging {job.version} failed: {type(err).__name__}: {err}"
+            job.answer = SwapAnswer(False, False, self.last_error)
+            _log.exception("refused weights %s", job.version)
         else:
+            self.last_error = ""
             elapsed_s = time.perf_counter() - start
             job.answer = SwapAnswer(True, False, f"staged {self._policy.staged_version} in {elapsed_s:.2f} s")
             _log.info(job.answer.message)

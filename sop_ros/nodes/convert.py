@@ -15,6 +15,7 @@ from sop_msgs.msg import EpisodeEvent as EpisodeEventMsg
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from sop_ros.core.errors import ConfigError
+from sop_ros.core.guards import check_compressed_format, check_decoded_image, rgb_from_raw, select_joints
 from sop_ros.core.types import ActionChunk, EpisodeEventKind, Outcome
 
 __all__ = [
@@ -124,31 +125,31 @@ def chunk_to_trajectory(chunk: ActionChunk) -> JointTrajectory:
 
 
 def joint_positions(msg: JointState, names: tuple[str, ...]) -> np.ndarray:
-    """Positions of ``names`` in that order; raises ConfigError naming the missing joints."""
-    index = {name: i for i, name in enumerate(msg.name)}
-    missing = [name for name in names if name not in index]
-    if missing:
-        raise ConfigError(f"joint_states lacks {', '.join(missing)}")
-    if len(msg.position) != len(msg.name):
-        raise ConfigError(f"joint_states has {len(msg.name)} names but {len(msg.position)} positions")
-    return np.asarray([msg.position[index[name]] for name in names], dtype=np.float32)
+    """Positions of ``names`` in that order (float32).
+
+    Raises:
+        UnsafeInputError: names and positions differ in count, a joint is missing or
+            named twice, or a position is NaN or infinite (a driver glitch).
+    """
+    return select_joints(list(msg.name), list(msg.position), names).astype(np.float32)
 
 
-def image_from_msg(msg: Image | CompressedImage) -> np.ndarray:
-    """``Image`` (rgb8/bgr8/mono8) or JPEG/PNG ``CompressedImage`` -> uint8 RGB (H, W, 3)."""
+def image_from_msg(msg: Image | CompressedImage, what: str = "image") -> np.ndarray:
+    """``Image`` (rgb8/bgr8/rgba8/bgra8/mono8) or colour JPEG/PNG ``CompressedImage`` -> uint8 RGB (H, W, 3).
+
+    Raises:
+        UnsafeInputError: a non-colour encoding or format (a depth image), sizes that
+            disagree with the data, or data that does not decode to an 8-bit image.
+    """
     if isinstance(msg, CompressedImage):
-        decoded = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        if decoded is None:
-            raise ConfigError(f"cannot decode a {msg.format!r} CompressedImage of {len(msg.data)} bytes")
-        return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-    data = np.frombuffer(bytes(msg.data), np.uint8)
-    if msg.encoding in ("rgb8", "bgr8"):
-        image = data.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
-        return image[..., ::-1].copy() if msg.encoding == "bgr8" else image.copy()
-    if msg.encoding == "mono8":
-        gray = data.reshape(msg.height, msg.step)[:, : msg.width]
-        return np.repeat(gray[..., None], 3, axis=2)
-    raise ConfigError(f"unsupported image encoding {msg.encoding!r}; use rgb8, bgr8, mono8 or a JPEG")
+        check_compressed_format(what, msg.format)
+        decoded = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
+        check_decoded_image(f"{what} ({msg.format!r}, {len(msg.data)} bytes)", decoded)
+        if decoded.ndim == 2:
+            return cv2.cvtColor(decoded, cv2.COLOR_GRAY2RGB)
+        code = cv2.COLOR_BGRA2RGB if decoded.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        return cv2.cvtColor(decoded, code)
+    return rgb_from_raw(what, msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data))
 
 
 def event_kind_to_msg(kind: EpisodeEventKind) -> int:

@@ -11,6 +11,20 @@ actions, a ``JointTrajectory`` a stock joint_trajectory_controller accepts)
 every ``replan_period_s``. Missing or stale input is never acted on: the
 worker publishes nothing and says why, throttled, and the mux holds.
 
+What it refuses (:mod:`sop_ros.core.guards`), holding and reporting ERROR on
+``/diagnostics`` with the cause until good input returns: joint states that
+lack a joint, name one twice or hold NaN/infinity; images with a non-colour
+encoding or format (``16UC1; png``), sizes that disagree with their data, or
+data that does not decode; inputs whose header stamp is older than
+``max_input_age_s`` or more than ``max_clock_skew_s`` in the future; chunks
+the model computed with NaN or infinity. Each chunk's header stamp is the
+stamp of the newest input it was computed from; the inference time is in
+``infer_ms``. The inference worker outlives any failure: an unexpected
+exception is logged once with its traceback, the robot holds, diagnostics
+show ERROR naming it, and the worker tries again; the error clears with the
+next chunk published (or the next episode event, which also clears a refused
+weights file's error).
+
 Weights (:class:`WeightsSwapper`): ``policy/stage`` (``sop_msgs/StageWeights``)
 checks the file's sha256 and loads it into a shadow copy without touching
 the live weights, on a staging thread, and answers with the outcome when
@@ -32,6 +46,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,10 +62,11 @@ from trajectory_msgs.msg import JointTrajectory
 
 from sop_ros.core import topics
 from sop_ros.core.config import check_ranges, setting
-from sop_ros.core.errors import SopError
+from sop_ros.core.errors import SopError, UnsafeInputError
+from sop_ros.core.guards import RecentFault, check_finite, check_stamp
 from sop_ros.core.policy import Pi0Policy, PolicyConfig
 from sop_ros.core.types import Observation
-from sop_ros.core.weights_swap import WeightsSwapper
+from sop_ros.core.weights_swap import WeightsSwapper, check_weights_finite
 from sop_ros.nodes.common import (
     COMMAND_QOS,
     LATCHED_QOS,
@@ -60,7 +76,13 @@ from sop_ros.nodes.common import (
     forward_python_logs,
     run_node,
 )
-from sop_ros.nodes.convert import chunk_to_msg, chunk_to_trajectory, image_from_msg, joint_positions
+from sop_ros.nodes.convert import (
+    chunk_to_msg,
+    chunk_to_trajectory,
+    image_from_msg,
+    joint_positions,
+    stamp_to_ns,
+)
 from sop_ros.nodes.params import declare_config
 
 __all__ = ["PolicyNode", "PolicyNodeConfig", "main"]
@@ -73,7 +95,16 @@ class PolicyNodeConfig:
     autostart: bool = setting(True, "configure and activate at start-up", read_only=True)
     initial_weights: str = setting("", "trainable weights file loaded at configure; empty = the base model")
     replan_period_s: float = setting(0.5, "time between two inferences during an episode", unit="s", low=0.0)
-    max_input_age_s: float = setting(0.5, "oldest camera frame or joint state acted on", unit="s", low=0.0)
+    max_input_age_s: float = setting(
+        0.5, "oldest camera frame or joint state acted on (by arrival and by header stamp)", unit="s", low=0.0
+    )
+    max_clock_skew_s: float = setting(
+        0.1,
+        "how far in the future an input's header stamp may lie (clock offset between the sensor's "
+        "computer and this one); further ahead is refused",
+        unit="s",
+        low=0.0,
+    )
     stage_answer_wait_s: float = setting(
         0.2,
         "longest a stage request waits for its outcome before answering that staging goes on in the "
@@ -89,12 +120,18 @@ class PolicyNodeConfig:
         check_ranges(self)
 
 
+# Settings applied while running; every other one is read-only.
+LIVE_PARAMETERS = ("replan_period_s", "max_input_age_s", "max_clock_skew_s")
+
+
 class PolicyNode(LifecycleNode):
     """Run the policy and handle weight stage/activate requests."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__("policy", **kwargs)
-        self.config = declare_config(self, PolicyNodeConfig)
+        self.config = declare_config(
+            self, PolicyNodeConfig, live=LIVE_PARAMETERS, on_change=lambda c: setattr(self, "config", c)
+        )
         self.policy: Pi0Policy | None = None
         self._weights: WeightsSwapper | None = None
         # Bumped at every episode event: a chunk computed in one episode is never published in the next.
@@ -109,7 +146,9 @@ class PolicyNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self._infers = RateMeter()
         self._hold_reason = "not configured"
-        self._last_error = ""
+        # Why the worker could not act (bad input, a failed inference); cleared by the next chunk.
+        self._error = ""
+        self._faults = RecentFault()
         if self.config.autostart:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
@@ -126,12 +165,17 @@ class PolicyNode(LifecycleNode):
         try:
             self.policy = Pi0Policy(self.config.policy)
             if self.config.initial_weights:
+                check_weights_finite(Path(self.config.initial_weights))
                 self.policy.load_trainable(self.config.initial_weights)
             if self.config.policy.compile_mode != "none":
                 # Compile or capture now, not on the first episode's first observation.
                 self.policy.warmup()
         except SopError as err:
             self.get_logger().error(f"cannot build the policy: {err}")
+            return TransitionCallbackReturn.FAILURE
+        except Exception as err:  # a checkpoint or library failure no check foresaw: stay unconfigured
+            detail = "".join(traceback.format_exception(err))
+            self.get_logger().error(f"cannot build the policy: {type(err).__name__}: {err}\n{detail}")
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(
             f"policy {self.policy.base_model_id} ready in {time.perf_counter() - start:.1f} s "
@@ -212,6 +256,8 @@ class PolicyNode(LifecycleNode):
 
     def _on_episode(self, msg: EpisodeEvent) -> None:
         self._episode_epoch += 1
+        # A failure is reported until the episode it happened in is over; each episode starts clean.
+        self._error = self._weights.last_error = ""
         if msg.kind == EpisodeEvent.START:
             with self._inputs_lock:
                 self._instruction = msg.instruction
@@ -228,7 +274,11 @@ class PolicyNode(LifecycleNode):
         self._publish_status()
 
     def _observation(self) -> tuple[Observation | None, str]:
-        """The newest inputs as an Observation, or (None, why) if any is missing or stale."""
+        """The newest inputs as an Observation, or (None, why) if any is missing or stale.
+
+        Raises:
+            UnsafeInputError: an input is malformed, not finite, or stamped too old or too new.
+        """
         now = time.monotonic()
         limit = self.config.max_input_age_s
         with self._inputs_lock:
@@ -240,53 +290,85 @@ class PolicyNode(LifecycleNode):
                 return None, f"no frame from camera {camera!r} yet"
             age = now - images[camera][0]
             if age > limit:
-                return None, f"camera {camera!r} frame is {age:.2f} s old (limit {limit} s)"
+                return None, f"camera {camera!r} frame arrived {age:.2f} s ago (limit {limit} s)"
         if joints is None:
             return None, "no joint_states yet"
         if now - joints[0] > limit:
-            return None, f"joint_states are {now - joints[0]:.2f} s old (limit {limit} s)"
-        try:
-            state = joint_positions(joints[1], self.config.policy.state_names)
-            decoded = {c: image_from_msg(images[c][1]) for c in self.config.policy.camera_names}
-        except SopError as err:
-            return None, str(err)
-        stamp_ns = self.get_clock().now().nanoseconds
+            return None, f"joint_states arrived {now - joints[0]:.2f} s ago (limit {limit} s)"
+        inputs = {f"camera {c!r} frame": images[c][1] for c in self.config.policy.camera_names}
+        inputs["joint_states"] = joints[1]
+        now_ns = self.get_clock().now().nanoseconds
+        for what, msg in inputs.items():
+            check_stamp(
+                what,
+                stamp_to_ns(msg.header.stamp),
+                now_ns,
+                max_age_s=limit,
+                max_skew_s=self.config.max_clock_skew_s,
+            )
+        state = joint_positions(joints[1], self.config.policy.state_names)
+        decoded = {
+            c: image_from_msg(images[c][1], f"camera {c!r} frame") for c in self.config.policy.camera_names
+        }
+        # The chunk answers the newest input it saw: the mux times its rows from this stamp.
+        stamp_ns = max(stamp_to_ns(msg.header.stamp) for msg in inputs.values())
         return Observation(images=decoded, state=state, instruction=instruction, stamp_ns=stamp_ns), ""
 
     # ------------------------------------------------------------ inference
 
     def _run_worker(self) -> None:
         while not self._stop.is_set():
-            if not self._weights.episode_running:
-                self._hold_reason = "no episode running"
-                self._wake.wait(timeout=0.2)
-                self._wake.clear()
-                continue
-            started = time.monotonic()
-            epoch = self._episode_epoch
-            observation, why = self._observation()
-            if observation is None:
-                self._hold_reason = why
-                # Right after an episode starts, waiting for its first inputs is normal.
-                if time.monotonic() - self._inputs_cleared_at > self.config.max_input_age_s:
-                    self.get_logger().warning(f"not acting: {why}", throttle_duration_sec=5.0)
-                self._stop.wait(0.05)
-                continue
             try:
-                chunk = self.policy.infer(observation)
-            except SopError as err:
-                self._last_error = str(err)
-                self.get_logger().error(f"inference failed: {err}", throttle_duration_sec=5.0)
+                self._work_once()
+            except Exception as err:  # the worker must outlive any failure
+                if self._stop.is_set() or not self.context.ok():
+                    return  # shutting down: the publishers are going away with the context
+                self._fail(f"inference worker failed: {type(err).__name__}: {err}", err)
                 self._stop.wait(0.5)
-                continue
-            if not self._weights.episode_running or epoch != self._episode_epoch:
-                continue  # the episode ended (and maybe another began) during inference: the chunk is void
-            self._chunks.publish(chunk_to_msg(chunk))
-            if self._trajectory is not None:
-                self._trajectory.publish(chunk_to_trajectory(chunk))
-            self._infers.record(chunk.infer_ms / 1e3)
-            self._hold_reason = ""
-            self._stop.wait(max(0.0, self.config.replan_period_s - (time.monotonic() - started)))
+
+    def _work_once(self) -> None:
+        if not self._weights.episode_running:
+            self._hold_reason = "no episode running"
+            self._wake.wait(timeout=0.2)
+            self._wake.clear()
+            return
+        started = time.monotonic()
+        epoch = self._episode_epoch
+        try:
+            observation, why = self._observation()
+        except UnsafeInputError as err:
+            self._fail(f"refusing input: {err}")
+            self._stop.wait(0.05)
+            return
+        if observation is None:
+            self._hold_reason = why
+            # Right after an episode starts, waiting for its first inputs is normal.
+            if time.monotonic() - self._inputs_cleared_at > self.config.max_input_age_s:
+                self.get_logger().warning(f"not acting: {why}", throttle_duration_sec=5.0)
+            self._stop.wait(0.05)
+            return
+        try:
+            chunk = self.policy.infer(observation)
+            check_finite(f"action chunk of {chunk.policy_version}", chunk.actions)
+        except SopError as err:
+            self._fail(f"inference failed: {err}")
+            self._stop.wait(0.5)
+            return
+        if not self._weights.episode_running or epoch != self._episode_epoch:
+            return  # the episode ended (and maybe another began) during inference: the chunk is void
+        self._chunks.publish(chunk_to_msg(chunk))
+        if self._trajectory is not None:
+            self._trajectory.publish(chunk_to_trajectory(chunk))
+        self._infers.record(chunk.infer_ms / 1e3)
+        self._hold_reason = self._error = ""
+        self._stop.wait(max(0.0, self.config.replan_period_s - (time.monotonic() - started)))
+
+    def _fail(self, reason: str, err: BaseException | None = None) -> None:
+        """Hold and report ``reason``; log it once while it repeats (with the traceback of ``err``)."""
+        self._hold_reason = self._error = reason
+        if self._faults.report(reason, time.monotonic_ns()):
+            detail = "".join(traceback.format_exception(err)) if err is not None else ""
+            self.get_logger().error(f"{reason}; holding{chr(10) + detail if detail else ''}")
 
     # ------------------------------------------------------------ weights
 
@@ -327,7 +409,7 @@ class PolicyNode(LifecycleNode):
         self._status.publish(msg)
 
     def _report(self) -> tuple[bytes, str, Sequence[tuple[str, str]]]:
-        error = self._last_error or self._weights.last_error
+        error = self._error or self._weights.last_error
         if error:
             level, message = DiagnosticStatus.ERROR, error
         elif self._hold_reason and self._weights.episode_running:

@@ -10,6 +10,13 @@ call the episode manager's services (``episode/start``, ``episode/succeed``,
 The axis mapping lives in a YAML file (``mapping_file``, default
 ``config/joystick.yaml``); the logic is ``sop_ros.core.teleop``.
 
+Bad input never moves the robot and never stops the node: a Joy message with
+a NaN or infinite axis, or fewer axes or buttons than the mapping reads, and
+a joint state that is not finite, give no command; if the operator was in
+control, one ``active=false`` hands control back at once (the deadman must
+be released and pressed again). The reason is logged once and shown on
+``/diagnostics`` (WARN) while such input keeps coming.
+
 Threads: all callbacks share the node's default mutually exclusive group, so
 the state machine has one caller at a time.
 """
@@ -29,6 +36,7 @@ from std_srvs.srv import Trigger
 from sop_ros.core import topics
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import SopError
+from sop_ros.core.guards import RecentFault, check_finite
 from sop_ros.core.teleop import (
     EpisodeButton,
     EpisodeRequest,
@@ -66,19 +74,25 @@ class TeleopConfig:
         check_ranges(self)
 
 
+# Settings applied while running; every other one is read-only.
+LIVE_PARAMETERS = ("source",)
+
+
 class TeleopNode(Node):
     """Turn Joy messages into interventions and episode requests."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__("teleop", **kwargs)
-        self.config = declare_config(self, TeleopConfig)
+        self.config = declare_config(
+            self, TeleopConfig, live=LIVE_PARAMETERS, on_change=lambda c: setattr(self, "config", c)
+        )
         path = self.config.mapping_file or str(share_path("config/joystick.yaml"))
         self.mapping = load_joy_mapping(path)
         self._machine = TeleopStateMachine(self.mapping)
         self._state: np.ndarray | None = None
         self._commands = RateMeter()
         self._takeovers = 0
-        self._last_error = ""
+        self._refused = RecentFault()
         self._intervention = self.create_publisher(Intervention, topics.INTERVENTION, COMMAND_QOS)
         self._episode_clients = {
             request: self.create_client(Trigger, name) for request, name in _SERVICES.items()
@@ -96,15 +110,15 @@ class TeleopNode(Node):
         try:
             self._state = joint_positions(msg, self.mapping.action_names)
         except SopError as err:
-            self.get_logger().error(f"cannot read the robot's state: {err}", throttle_duration_sec=5.0)
+            self._state = None
+            self._refuse(f"cannot read the robot's state: {err}")
 
     def _on_joy(self, msg: Joy) -> None:
         sample = JoySample(axes=msg.axes, buttons=msg.buttons, stamp_ns=self.get_clock().now().nanoseconds)
         try:
             outputs = self._machine.on_joy(sample)
         except SopError as err:
-            self._last_error = str(err)
-            self.get_logger().error(f"ignored a Joy message: {err}", throttle_duration_sec=5.0)
+            self._refuse(f"ignored a Joy message: {err}")
             return
         self._handle(outputs)
 
@@ -113,14 +127,25 @@ class TeleopNode(Node):
             return
         if self._state is None:
             self.get_logger().warning(
-                "deadman held but no joint_states yet: not moving", throttle_duration_sec=5.0
+                "deadman held but no usable joint_states: not moving", throttle_duration_sec=5.0
             )
             return
-        self._handle(self._machine.on_tick(self.get_clock().now().nanoseconds, self._state))
+        try:
+            self._handle(self._machine.on_tick(self.get_clock().now().nanoseconds, self._state))
+        except SopError as err:
+            self._refuse(f"no command: {err}")
+
+    def _refuse(self, reason: str) -> None:
+        """No command from bad input; hand control back if the operator had it."""
+        now_ns = self.get_clock().now().nanoseconds
+        if self._refused.report(reason, now_ns):
+            self.get_logger().error(reason)
+        self._handle(self._machine.refuse(now_ns))
 
     def _handle(self, outputs: Sequence[object]) -> None:
         for out in outputs:
             if isinstance(out, TeleopCommand):
+                check_finite("human command", out.action)  # finite by construction; never send otherwise
                 self._publish(True, out.action, out.stamp_ns)
                 self._commands.record()
             elif isinstance(out, HandBack):
@@ -157,13 +182,14 @@ class TeleopNode(Node):
             )
 
     def _report(self) -> tuple[bytes, str, Sequence[tuple[str, str]]]:
-        level = DiagnosticStatus.WARN if self._last_error else DiagnosticStatus.OK
+        refused = self._refused.current(self.get_clock().now().nanoseconds)
         return (
-            level,
-            self._last_error or f"operator {self._machine.phase.value}",
+            DiagnosticStatus.WARN if refused else DiagnosticStatus.OK,
+            refused or f"operator {self._machine.phase.value}",
             [
                 ("command_rate_hz", f"{self._commands.rate_hz():.1f}"),
                 ("takeovers", str(self._takeovers)),
+                ("refused_inputs", str(self._refused.count)),
             ],
         )
 

@@ -8,7 +8,7 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from sop_msgs.msg import EpisodeEvent
 
-from sop_ros.core.errors import ConfigError
+from sop_ros.core.errors import ConfigError, UnsafeInputError
 from sop_ros.core.types import ActionChunk, EpisodeEventKind, Outcome
 from sop_ros.nodes import convert
 
@@ -43,8 +43,11 @@ def test_chunk_round_trip_and_trajectory() -> None:
 def test_joint_positions_pick_names_in_order() -> None:
     msg = JointState(name=["b", "a", "c"], position=[2.0, 1.0, 3.0])
     assert convert.joint_positions(msg, ("a", "c")).tolist() == [1.0, 3.0]
-    with pytest.raises(ConfigError, match="lacks d"):
+    with pytest.raises(UnsafeInputError, match="lacks d"):
         convert.joint_positions(msg, ("a", "d"))
+    msg.position = [2.0, float("nan"), float("inf")]
+    with pytest.raises(UnsafeInputError, match="not finite: a=nan, c=inf"):
+        convert.joint_positions(msg, ("a", "c"))
 
 
 def test_images_decode_to_rgb() -> None:
@@ -55,10 +58,27 @@ def test_images_decode_to_rgb() -> None:
     _, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]))
     decoded = convert.image_from_msg(CompressedImage(format="jpeg", data=jpeg.tobytes()))
     assert decoded.shape == (4, 6, 3) and abs(int(decoded[0, 0, 0]) - 200) < 10
-    with pytest.raises(ConfigError, match="cannot decode"):
+    with pytest.raises(UnsafeInputError, match="cannot be decoded"):
         convert.image_from_msg(CompressedImage(format="jpeg", data=b"not a jpeg"))
-    with pytest.raises(ConfigError, match="unsupported image encoding"):
+    with pytest.raises(UnsafeInputError, match="encoding '16UC1'"):
         convert.image_from_msg(Image(height=1, width=1, encoding="16UC1", step=2, data=b"\0\0"))
+
+
+def test_images_that_are_not_colour_or_not_whole_are_refused() -> None:
+    # A 16-bit depth PNG, labelled as image_transport labels it, and unlabelled.
+    _, depth = cv2.imencode(".png", np.full((4, 6), 1000, np.uint16))
+    with pytest.raises(UnsafeInputError, match="16uc1 image is not a colour"):
+        convert.image_from_msg(CompressedImage(format="16UC1; png compressed", data=depth.tobytes()))
+    with pytest.raises(UnsafeInputError, match="uint16 pixels"):
+        convert.image_from_msg(CompressedImage(format="png", data=depth.tobytes()))
+    with pytest.raises(UnsafeInputError, match="empty format"):
+        convert.image_from_msg(CompressedImage(format="", data=depth.tobytes()))
+    _, png = cv2.imencode(".png", np.full((4, 6, 3), 7, np.uint8))
+    labelled = CompressedImage(format="bgr8; png compressed bgr8", data=png.tobytes())
+    assert convert.image_from_msg(labelled).shape == (4, 6, 3)
+    short = Image(height=4, width=6, encoding="rgb8", step=18, data=bytes(18 * 3))
+    with pytest.raises(UnsafeInputError, match="54 bytes, not step 18 × height 4"):
+        convert.image_from_msg(short)
 
 
 def test_event_enums_map_both_ways() -> None:

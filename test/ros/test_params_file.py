@@ -26,10 +26,32 @@ def test_typos_and_bad_values_name_the_node_and_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"node command_mux: control_rate_hz must be >= 1.0 Hz"):
         check_params_file(path)
     path.write_text("/**/recorder:\n  ros__parameters:\n    spool: /tmp\n")
-    with pytest.raises(ConfigError, match="unknown settings: spool"):
+    with pytest.raises(ConfigError, match=r"recorder has no parameter spool \(did you mean spool_dir\?\)"):
         check_params_file(path)
     with pytest.raises(ConfigError, match="unknown node 'recordr'; choose one of"):
         node_spec("recordr")
+
+
+def test_sop_robot_refuses_unknown_names_before_starting_anything(tmp_path: Path, capsys) -> None:
+    assert main(["robot", "--set", "policy:replan_perod_s=1.0"]) == 1
+    assert "policy has no parameter replan_perod_s (did you mean replan_period_s?)" in capsys.readouterr().err
+    assert main(["robot", "--set", "polcy:replan_period_s=1.0"]) == 1
+    assert "unknown node 'polcy'" in capsys.readouterr().err
+    assert main(["robot", "--set", "command_mux:safety.on_violation=ignore"]) == 1
+    assert "command_mux: on_violation must be one of clip, hold" in capsys.readouterr().err
+    path = tmp_path / "sim_time.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters:\n    use_sim_time: true\n"
+        "/**/teleop:\n  ros__parameters:\n    use_sim_time: true\n    source: pad\n"
+    )
+    assert check_params_file(path) == ["teleop"]
+    path.write_text("/**:\n  ros__parameters:\n    source: pad\n")
+    with pytest.raises(ConfigError, match="section /\\*\\* sets source, which not every node has"):
+        check_params_file(path)
+    path = tmp_path / "typo.yaml"
+    path.write_text("/**/teleop:\n  ros__parameters:\n    sauce: pad\n")
+    assert main(["robot", "--params-file", str(path)]) == 1
+    assert "teleop has no parameter sauce" in capsys.readouterr().err
 
 
 def test_every_node_module_is_registered_and_installed() -> None:

@@ -178,3 +178,49 @@ def test_staging_in_the_background_still_verifies_and_swaps_between_episodes(ros
 
         robot.episode(EpisodeEvent.END, "e1")
         assert wait_for(lambda: robot.status[-1].active_version == "v0001")
+
+
+@pytest.mark.slow
+def test_the_inference_worker_outlives_an_unexpected_exception(ros_context, capfd) -> None:
+    """A failure no check foresaw: logged once with its traceback, ERROR while it lasts, then acting again."""
+    node = policy_node(ros_context)
+    robot = Robot(ros_context)
+    statuses: list[DiagnosticStatus] = []
+    robot.node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda msg: statuses.extend(s for s in msg.status if s.name == "/policy"),
+        10,
+    )
+    broken = threading.Event()
+    with spinning(ros_context, node, robot.node):
+        assert wait_for(lambda: robot.status and robot.status[-1].active_version == "v0000")
+        infer = node.policy.infer
+
+        def failing_infer(observation):
+            if broken.is_set():
+                raise RuntimeError("device-side assert triggered")
+            return infer(observation)
+
+        node.policy.infer = failing_infer
+        robot.episode(EpisodeEvent.START, "e1")
+        assert wait_for(lambda: len(robot.chunks) >= 1)
+        broken.set()
+        assert wait_for(
+            lambda: (
+                statuses
+                and statuses[-1].level == DiagnosticStatus.ERROR
+                and "RuntimeError: device-side assert triggered" in statuses[-1].message
+            )
+        )
+        count = len(robot.chunks)
+        time.sleep(1.5)
+        assert len(robot.chunks) == count  # holding
+        broken.clear()
+        assert wait_for(lambda: len(robot.chunks) >= count + 2)  # the same worker thread recovered
+        assert wait_for(
+            lambda: statuses[-1].level == DiagnosticStatus.OK and statuses[-1].message == "acting"
+        )
+        robot.episode(EpisodeEvent.END, "e1")
+    logged = capfd.readouterr().err
+    assert logged.count("Traceback (most recent call last)") == 1, logged

@@ -22,6 +22,7 @@ from types import MappingProxyType
 import numpy as np
 
 from sop_ros.core.errors import ConfigError
+from sop_ros.core.guards import check_finite
 from sop_ros.core.teleop.mapping import EpisodeRequest, JoyMapping, check_axes, target_from_axes
 
 __all__ = [
@@ -52,6 +53,7 @@ class Trigger(enum.Enum):
     DEADMAN_PRESSED = "deadman_pressed"
     DEADMAN_RELEASED = "deadman_released"
     JOY_TIMEOUT = "joy_timeout"
+    BAD_INPUT = "bad_input"
 
 
 class HandBackReason(enum.Enum):
@@ -59,6 +61,8 @@ class HandBackReason(enum.Enum):
 
     RELEASED = "released"
     TIMEOUT = "timeout"
+    # A Joy message or joint state could not be used (NaN axis, too few axes): no command from it.
+    BAD_INPUT = "bad_input"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,9 +119,11 @@ TRANSITIONS: Mapping[tuple[TeleopPhase, Trigger], tuple[TeleopPhase, HandBackRea
             (TeleopPhase.IDLE, Trigger.DEADMAN_PRESSED): (TeleopPhase.ACTIVE, None),
             (TeleopPhase.IDLE, Trigger.DEADMAN_RELEASED): (TeleopPhase.IDLE, None),
             (TeleopPhase.IDLE, Trigger.JOY_TIMEOUT): (TeleopPhase.IDLE, None),
+            (TeleopPhase.IDLE, Trigger.BAD_INPUT): (TeleopPhase.IDLE, None),
             (TeleopPhase.ACTIVE, Trigger.DEADMAN_PRESSED): (TeleopPhase.ACTIVE, None),
             (TeleopPhase.ACTIVE, Trigger.DEADMAN_RELEASED): (TeleopPhase.IDLE, HandBackReason.RELEASED),
             (TeleopPhase.ACTIVE, Trigger.JOY_TIMEOUT): (TeleopPhase.IDLE, HandBackReason.TIMEOUT),
+            (TeleopPhase.ACTIVE, Trigger.BAD_INPUT): (TeleopPhase.IDLE, HandBackReason.BAD_INPUT),
         }
     )
 )
@@ -154,6 +160,7 @@ class TeleopStateMachine:
 
         Raises:
             ConfigError: the message has fewer buttons or axes than the mapping uses.
+            UnsafeInputError: an axis the mapping reads is NaN or infinite.
         """
         mapping = self.mapping
         needed = max(mapping.buttons.values()) + 1
@@ -162,6 +169,7 @@ class TeleopStateMachine:
                 f"the mapping reads button {needed - 1}; the Joy message has {len(sample.buttons)}"
             )
         check_axes(sample.axes, mapping)
+        check_finite("Joy axes", [sample.axes[a] for a in mapping.axes], [f"axis {a}" for a in mapping.axes])
         out: list[TeleopOutput] = []
         was = self._pressed(self._buttons, mapping.deadman_button)
         now = self._pressed(sample.buttons, mapping.deadman_button)
@@ -185,6 +193,9 @@ class TeleopStateMachine:
             now_ns: Current time on the clock that stamped the Joy samples.
             state: The robot's measured values (one per action name); the first
                 command after a takeover integrates from here.
+
+        Raises:
+            UnsafeInputError: the first command would integrate from a state that is not finite.
         """
         if self.phase is TeleopPhase.IDLE:
             return ()
@@ -198,10 +209,19 @@ class TeleopStateMachine:
         if self._command is not None and self._last_tick_ns is not None:
             elapsed_s = (now_ns - self._last_tick_ns) / 1e9
             period_s = min(max(elapsed_s, 0.0), MAX_TICK_PERIODS * self.mapping.period_s)
-        base = state if self._command is None else self._command
+        base = check_finite("joint state", state) if self._command is None else self._command
         self._command = target_from_axes(self._axes, base, self.mapping, period_s)
         self._last_tick_ns = now_ns
         return (TeleopCommand(stamp_ns=now_ns, action=self.last_command or ()),)
+
+    def refuse(self, stamp_ns: int) -> tuple[TeleopOutput, ...]:
+        """An input could not be used: no command comes from it, and control goes back to the policy.
+
+        The buttons seen before stay the reference, so a deadman still held must be
+        released and pressed again before the operator has control again.
+        """
+        self._axes = ()
+        return self._fire(Trigger.BAD_INPUT, stamp_ns)
 
     def _fire(self, trigger: Trigger, stamp_ns: int) -> tuple[TeleopOutput, ...]:
         before = self.phase

@@ -66,3 +66,16 @@ def test_a_silent_joystick_hands_control_back() -> None:
     assert expired.expired_command_age_s == 0.6, "the tick that ends the intervention says why"
     assert not mux.human_active
     assert mux.tick(700 * MS).expired_command_age_s is None, "reported once"
+
+
+def test_reconfigure_applies_new_age_limits_from_now_on() -> None:
+    mux = CommandMux(ControlConfig(max_chunk_age_s=1.0, max_command_age_s=0.5))
+    mux.on_chunk(chunk(10.0, stamp_ns=0, horizon=50))
+    assert mux.tick(500 * MS).source is Source.POLICY
+    mux.reconfigure(ControlConfig(max_chunk_age_s=0.2, max_command_age_s=0.5))
+    out = mux.tick(500 * MS)
+    assert out.source is Source.HOLD and "limit 0.2 s" in out.reason
+    mux.on_intervention(True, np.array([1.0]), 400 * MS)
+    assert mux.tick(500 * MS).source is Source.HUMAN
+    mux.reconfigure(ControlConfig(max_chunk_age_s=0.2, max_command_age_s=0.05))
+    assert mux.tick(500 * MS).expired_command_age_s is not None

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sop_ros.core.errors import ConfigError
+from sop_ros.core.errors import ConfigError, UnsafeInputError
 from sop_ros.core.teleop import (
     MAX_TICK_PERIODS,
     TRANSITIONS,
@@ -435,6 +435,27 @@ def test_short_joy_messages_are_refused() -> None:
     with pytest.raises(ConfigError, match="axis 4"):
         sm.on_joy(JoySample(axes=(0.0,) * 3, buttons=(0,) * 11, stamp_ns=0))
     assert sm.phase is TeleopPhase.IDLE
+
+
+def test_a_nan_axis_gives_no_command_hands_back_and_needs_a_fresh_press() -> None:
+    sm = TeleopStateMachine(JoyMapping())
+    sm.on_joy(joy(0, deadman=True, a1=1.0))
+    sm.on_tick(10 * MS, STATE)
+    with pytest.raises(UnsafeInputError, match="axis 1=nan"):
+        sm.on_joy(joy(20, deadman=True, a1=math.nan))
+    assert sm.refuse(20 * MS) == (HandBack(stamp_ns=20 * MS, reason=HandBackReason.BAD_INPUT),)
+    assert sm.phase is TeleopPhase.IDLE and sm.on_tick(30 * MS, STATE) == ()
+    assert sm.refuse(31 * MS) == ()  # nothing to hand back while idle
+    assert sm.on_joy(joy(40, deadman=True, a1=1.0)) == ()  # still held: not a fresh press
+    sm.on_joy(joy(50))
+    assert sm.on_joy(joy(60, deadman=True)) == (TakeOver(stamp_ns=60 * MS),)
+
+
+def test_a_takeover_never_integrates_from_a_state_that_is_not_finite() -> None:
+    sm = TeleopStateMachine(JoyMapping())
+    sm.on_joy(joy(0, deadman=True, a1=1.0))
+    with pytest.raises(UnsafeInputError, match="joint state is not finite"):
+        sm.on_tick(10 * MS, (0.2, math.inf, 0.04))
 
 
 def test_commands_respect_limits() -> None:

@@ -7,9 +7,11 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from sop_ros.core.errors import WeightsError
-from sop_ros.core.weights_swap import WeightsSwapper
+from sop_ros.core.weights_swap import WeightsSwapper, check_weights_finite
 
 
 class ShadowPolicy:
@@ -36,8 +38,38 @@ class ShadowPolicy:
 @pytest.fixture
 def weights_file(tmp_path: Path) -> tuple[Path, str]:
     path = tmp_path / "v0001.safetensors"
-    path.write_bytes(b"trainable tensors")
+    save_file({"w": torch.zeros(3), "steps": torch.arange(2)}, str(path))
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_weights_with_nan_or_inf_are_refused_naming_the_tensors(tmp_path: Path, weights_file) -> None:
+    check_weights_finite(weights_file[0])
+    bad = tmp_path / "bad.safetensors"
+    save_file({"good": torch.ones(4), "layer.w": torch.tensor([0.0, float("nan"), float("inf")])}, str(bad))
+    with pytest.raises(WeightsError, match=r"NaN or infinite values in layer\.w \(2 of 3 values\)"):
+        check_weights_finite(bad)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError, match="cannot read weights"):
+        check_weights_finite(garbage)
+    swapper = WeightsSwapper(ShadowPolicy())
+    answer = swapper.stage(bad, version="v0002", wait_s=10.0)
+    assert not answer.accepted and "layer.w" in answer.message and "layer.w" in swapper.last_error
+    # The error clears once good weights are staged.
+    assert swapper.stage(weights_file[0], version="v0003", wait_s=10.0).accepted
+    assert swapper.last_error == ""
+
+
+def test_an_unexpected_failure_in_staging_is_an_answer_not_a_dead_thread(weights_file) -> None:
+    class Broken(ShadowPolicy):
+        def stage(self, source: Path, *, version: str | None = None) -> None:
+            raise KeyError("tokenizer_config.json")
+
+    swapper = WeightsSwapper(Broken())
+    answer = swapper.stage(weights_file[0], version="v0001", wait_s=10.0)
+    assert not answer.accepted and "KeyError" in answer.message
+    # The swapper is free again: the next request is taken.
+    assert "still staging" not in swapper.stage(weights_file[0], version="v0001", wait_s=10.0).message
 
 
 def test_a_verified_file_is_staged_and_swapped_in_between_episodes(weights_file) -> None:
