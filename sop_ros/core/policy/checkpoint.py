@@ -42,6 +42,7 @@ __all__ = [
     "FeatureNorm",
     "lerobot_pi0_config",
     "read_checkpoint",
+    "weight_shapes",
 ]
 
 LEROBOT_FORMAT = "lerobot"
@@ -206,8 +207,81 @@ def _read_json(path: Path) -> dict[str, Any]:
     return document
 
 
-def lerobot_pi0_config(lerobot: Mapping[str, Any]) -> PI0Config:
+_LEROBOT_VLM = "model.paligemma_with_expert.paligemma.model."
+_LEROBOT_EXPERT = "model.paligemma_with_expert.gemma_expert.model."
+# SigLIP's attention heads are not visible in tensor shapes; So400m has 72 dims per head.
+_SIGLIP_HEAD_DIM = 72
+
+
+def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the tensors in a safetensors file, read from its header only."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except Exception as err:  # safetensors raises its own error type for corrupt files
+        raise ConfigError(f"cannot read the tensor header of {path}: {err}") from None
+
+
+def _layers(shapes: Mapping[str, tuple[int, ...]], prefix: str) -> int:
+    indices = {int(name[len(prefix) :].split(".")[0]) for name in shapes if name.startswith(prefix)}
+    return max(indices) + 1 if indices else 0
+
+
+def _gemma_from_shapes(shapes: Mapping[str, tuple[int, ...]], prefix: str) -> dict[str, int]:
+    layer = f"{prefix}layers.0."
+    head_dim = shapes[f"{layer}self_attn.k_proj.weight"][0]  # π0's Gemmas have one KV head
+    return dict(
+        hidden_size=shapes[f"{prefix}norm.weight"][0],
+        num_hidden_layers=_layers(shapes, f"{prefix}layers."),
+        intermediate_size=shapes[f"{layer}mlp.gate_proj.weight"][0],
+        num_attention_heads=shapes[f"{layer}self_attn.q_proj.weight"][0] // head_dim,
+        num_key_value_heads=1,
+        head_dim=head_dim,
+    )
+
+
+def _sizes_from_weights(shapes: Mapping[str, tuple[int, ...]]) -> tuple[dict, dict, dict] | None:
+    """(text, vision, expert) sizes read off LeRobot-named tensors, or None for other names.
+
+    The text sizes include ``vocab_size`` (the embedding's rows; LeRobot may store the
+    embedding under its tied ``lm_head`` name only).
+    """
+    vision = f"{_LEROBOT_VLM}vision_tower.vision_model."  # LeRobot keeps SigLIP's inner module
+    patch = shapes.get(f"{vision}embeddings.patch_embedding.weight")
+    if patch is None:
+        return None
+    try:
+        text = _gemma_from_shapes(shapes, f"{_LEROBOT_VLM}language_model.")
+        embedding = shapes.get(f"{_LEROBOT_VLM}language_model.embed_tokens.weight") or shapes.get(
+            "model.paligemma_with_expert.paligemma.lm_head.weight"
+        )
+        text["vocab_size"] = embedding[0] if embedding else _PALIGEMMA_VOCAB
+        expert = _gemma_from_shapes(shapes, _LEROBOT_EXPERT)
+        hidden, patch_px = patch[0], patch[-1]
+        positions = shapes[f"{vision}embeddings.position_embedding.weight"][0]
+        siglip = dict(
+            _SIGLIP,
+            hidden_size=hidden,
+            intermediate_size=shapes[f"{vision}encoder.layers.0.mlp.fc1.weight"][0],
+            num_hidden_layers=_layers(shapes, f"{vision}encoder.layers."),
+            num_attention_heads=max(1, hidden // _SIGLIP_HEAD_DIM),
+            patch_size=patch_px,
+            image_size=round(positions**0.5) * patch_px,
+        )
+    except KeyError as err:
+        raise ConfigError(f"model.safetensors lacks {err} that every LeRobot π0 has") from None
+    return text, siglip, expert
+
+
+def lerobot_pi0_config(
+    lerobot: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]] | None = None
+) -> PI0Config:
     """The ``transformers`` config of the network a LeRobot π0 ``config.json`` describes.
+
+    Args:
+        lerobot: LeRobot's ``config.json``.
+        shapes: Tensor shapes of its ``model.safetensors``; when given, the sizes are read
+            off them (the variant names must agree for the real sizes).
 
     Raises:
         ConfigError: the variants or the image resolution are not ones π0 has.
@@ -221,16 +295,22 @@ def lerobot_pi0_config(lerobot: Mapping[str, Any]) -> PI0Config:
     height, width = lerobot.get("image_resolution", (224, 224))
     if height != width:
         raise ConfigError(f"image_resolution {height}x{width} is not square; π0 takes square images")
-    text = variants["paligemma_variant"]
+    text = dict(variants["paligemma_variant"], vocab_size=_PALIGEMMA_VOCAB)
+    vision, expert = dict(_SIGLIP), variants["action_expert_variant"]
+    measured = _sizes_from_weights(shapes) if shapes else None
+    if measured is not None:
+        text, vision, expert = measured
+    vision["image_size"] = int(height)
     return PI0Config(
         vlm_config=dict(
             model_type="paligemma",
-            text_config=dict(model_type="gemma", vocab_size=_PALIGEMMA_VOCAB, **text),
-            vision_config=dict(**_SIGLIP, image_size=int(height)),
+            text_config=dict(model_type="gemma", **text),
+            vision_config=vision,
             projection_dim=text["hidden_size"],
-            image_token_id=_PALIGEMMA_VOCAB,
+            # An id past the vocabulary: no prompt produces it.
+            image_token_id=text["vocab_size"],
         ),
-        dit_config=dict(model_type="gemma", **variants["action_expert_variant"]),
+        dit_config=dict(model_type="gemma", **expert),
         chunk_size=int(lerobot.get("chunk_size", 50)),
         max_state_dim=int(lerobot.get("max_state_dim", 32)),
         max_action_dim=int(lerobot.get("max_action_dim", 32)),
@@ -313,7 +393,8 @@ def _check_visual_norm(steps: list[dict[str, Any]], where: str) -> None:
 
 
 def _read_lerobot(path: Path, config: dict[str, Any]) -> CheckpointSpec:
-    pi0 = lerobot_pi0_config(config)
+    weights = path / WEIGHTS_FILE
+    pi0 = lerobot_pi0_config(config, weight_shapes(weights) if weights.is_file() else None)
     inputs = config.get("input_features", {}) or {}
     outputs = config.get("output_features", {}) or {}
     image_keys = [k for k, v in inputs.items() if (v or {}).get("type") == "VISUAL"]
@@ -337,6 +418,12 @@ def _read_lerobot(path: Path, config: dict[str, Any]) -> CheckpointSpec:
     prompt_tokens = int(
         tokenizer_config.get("max_length", config.get("tokenizer_max_length", DEFAULT_PROMPT_TOKENS))
     )
+    relative = _step(pre_steps, "relative_actions_processor") or {}
+    if relative.get("config", {}).get("enabled"):
+        raise ConfigError(
+            f"{PREPROCESSOR_FILE}: the checkpoint predicts actions relative to the state "
+            "(relative_actions_processor); sop_ros runs absolute-action checkpoints only"
+        )
     rename = (_step(pre_steps, "rename_observations_processor") or {}).get("config", {}).get("rename_map")
     if rename:
         raise ConfigError(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from transformers import AutoTokenizer, PI0Config, PI0ForConditionalGeneration, PreTrainedTokenizerFast
 
 from sop_ros.core.config import check_ranges, setting
@@ -413,6 +414,26 @@ def tokenizer_digest(tokenizer: PreTrainedTokenizerFast) -> str:
     return sha256_bytes(json.dumps(document, ensure_ascii=False).encode())
 
 
+_LEROBOT_EMBEDDING = "model.paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight"
+
+
+def _prefer_embedding(model: PI0ForConditionalGeneration, checkpoint: Path) -> None:
+    """Use LeRobot's token embedding over its ``lm_head`` when a file holds both.
+
+    ``transformers`` fills the embedding from either name (the hub files keep only the
+    tied ``lm_head``); a file saved untied has both, and π0 embeds prompts with the first.
+    """
+    weights = checkpoint / "model.safetensors"
+    if not weights.is_file():
+        return
+    with safe_open(str(weights), framework="pt") as handle:
+        if _LEROBOT_EMBEDDING not in handle.keys():  # noqa: SIM118
+            return
+        embedding = handle.get_tensor(_LEROBOT_EMBEDDING)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(embedding)
+
+
 def build_network(config: PolicyConfig, pi0: PI0Config) -> PI0ForConditionalGeneration:
     """Load the checkpoint, or draw a preset's weights from ``config.seed``.
 
@@ -425,11 +446,16 @@ def build_network(config: PolicyConfig, pi0: PI0Config) -> PI0ForConditionalGene
             checkpoint, config=pi0, local_files_only=True, output_loading_info=True, dtype=torch.float32
         )
         missing = sorted(info.get("missing_keys") or [])
-        if missing:
+        mismatched = sorted(
+            str(item[0] if isinstance(item, tuple) else item) for item in info.get("mismatched_keys") or []
+        )
+        if missing or mismatched:
             raise ConfigError(
-                f"checkpoint {checkpoint} lacks {len(missing)} tensors of the π0 it describes, e.g. "
-                f"{missing[:5]}; it is not loaded with random parts"
+                f"checkpoint {checkpoint} does not hold the π0 it describes: {len(missing)} tensors missing "
+                f"(e.g. {missing[:3]}), {len(mismatched)} of other shapes (e.g. {mismatched[:3]}); it is not "
+                "run with random parts"
             )
+        _prefer_embedding(model, checkpoint)
         return model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
