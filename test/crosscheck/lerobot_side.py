@@ -20,6 +20,7 @@ Usage::
 
     python lerobot_side.py make WORK     # tokenizer, checkpoint, observation, noise, LeRobot's outputs
     python lerobot_side.py run CKPT WORK OUT.npz   # load CKPT with LeRobot, predict on WORK's observation
+    python lerobot_side.py pi0-base DIR  # lerobot/pi0_base's config.json and parameter count (meta)
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ import numpy as np
 import torch
 
 REPO_ID = "google/paligemma-3b-pt-224"
-IMAGE_KEYS = ("observation.images.base_0_rgb", "observation.images.left_wrist_0_rgb",
-              "observation.images.right_wrist_0_rgb")  # fmt: skip
+IMAGE_KEYS = (
+    "observation.images.base_0_rgb",
+    "observation.images.left_wrist_0_rgb",
+    "observation.images.right_wrist_0_rgb",
+)
 STATE_DIM, ACTION_DIM, CHUNK, STEPS, SIDE = 6, 5, 8, 3, 112
 INSTRUCTION = "Pick up the Red cube and put it in the Bowl"
 
@@ -59,9 +63,13 @@ def _shrink_lerobot() -> None:
             if key == "paligemma":
                 return lambda **kw: PaliGemmaConfig(
                     vision_config=dict(
-                        model_type="siglip_vision_model", hidden_size=144, num_hidden_layers=1,
-                        num_attention_heads=2, patch_size=14, vision_use_head=False,
-                    ),  # fmt: skip
+                        model_type="siglip_vision_model",
+                        hidden_size=144,
+                        num_hidden_layers=1,
+                        num_attention_heads=2,
+                        patch_size=14,
+                        vision_use_head=False,
+                    ),
                     **kw,
                 )
             return modeling_pi0.__dict__["_CONFIG_MAPPING"][key]
@@ -92,9 +100,13 @@ def _train_tokenizer(work: Path) -> Path:
         single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", backend.token_to_id("<bos>"))]
     )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-        unk_token="<unk>", padding_side="right",
-    )  # fmt: skip
+        tokenizer_object=backend,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side="right",
+    )
     directory = work / "paligemma_tokenizer"
     tokenizer.save_pretrained(directory)
     # The same files under the hub name, in an offline cache, for LeRobot's AutoTokenizer call.
@@ -229,6 +241,36 @@ def make(work: Path) -> None:
     (work / "lerobot_state_dict_keys.json").write_text(json.dumps(keys, indent=1))
 
 
+def pi0_base(out: Path) -> None:
+    """lerobot/pi0_base's config.json as LeRobot writes it, and its parameter count (meta device)."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.pi0 import PI0Config, PI0Policy
+
+    cameras = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
+    config = PI0Config(
+        input_features={
+            **{
+                f"observation.images.{name}": PolicyFeature(type=FeatureType.VISUAL, shape=(3, 224, 224))
+                for name in cameras
+            },
+            "observation.state": PolicyFeature(type=FeatureType.STATE, shape=(32,)),
+        },
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(32,))},
+        device="cpu",
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    config._save_pretrained(out)
+    config.device = "meta"  # no memory: LeRobot moves the model to config.device
+    with torch.device("meta"):
+        policy = PI0Policy(config)
+    counts: dict[str, int] = {}
+    for name, param in policy.named_parameters():
+        part = ".".join(name.split(".")[:4])
+        counts[part] = counts.get(part, 0) + param.numel()
+    counts["total"] = sum(p.numel() for p in policy.parameters())
+    (out / "lerobot_parameter_counts.json").write_text(json.dumps(counts, indent=1))
+
+
 def run(ckpt: Path, work: Path, out: Path) -> None:
     observation = dict(np.load(work / "observation.npz"))
     noise = torch.from_numpy(np.load(work / "noise.npy"))
@@ -237,10 +279,13 @@ def run(ckpt: Path, work: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    if sys.argv[1] == "pi0-base":  # the real sizes: nothing shrunk
+        pi0_base(Path(sys.argv[2]))
+        sys.exit(0)
     # Before any Hugging Face import: the hub library reads these once, when first imported.
     _offline_cache(Path(sys.argv[2] if sys.argv[1] == "make" else sys.argv[3]))
     _shrink_lerobot()
-    torch.set_grad_enabled(False)
     if sys.argv[1] == "make":
         make(Path(sys.argv[2]))
     else:

@@ -37,10 +37,15 @@ def tiny_pi0() -> PI0ForConditionalGeneration:
                 model_type="gemma", vocab_size=VOCAB, hidden_size=32, intermediate_size=64, **gemma
             ),
             vision_config=dict(
-                model_type="siglip_vision_model", hidden_size=144, intermediate_size=64,
-                num_hidden_layers=1, num_attention_heads=2, patch_size=14, image_size=SIDE,
+                model_type="siglip_vision_model",
+                hidden_size=144,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                patch_size=14,
+                image_size=SIDE,
                 vision_use_head=False,
-            ),  # fmt: skip
+            ),
             projection_dim=32,
             image_token_id=VOCAB,
         ),
@@ -57,10 +62,11 @@ def tiny_pi0() -> PI0ForConditionalGeneration:
 
 
 def _normaliser_step(name: str, index: int, features: dict, norm_map: dict) -> dict:
+    side = "pre" if name == "normalizer_processor" else "post"
     return {
         "registry_name": name,
         "config": {"eps": 1e-8, "features": features, "norm_map": norm_map},
-        "state_file": f"policy_{'pre' if name == 'normalizer_processor' else 'post'}processor_step_{index}_{name}.safetensors",
+        "state_file": f"policy_{side}processor_step_{index}_{name}.safetensors",
     }
 
 
@@ -109,16 +115,34 @@ def write_lerobot_checkpoint(
         "action.std": rng.uniform(0.5, 2, ACTION_DIM).astype(np.float32),
     }
     norm_map = {"VISUAL": "IDENTITY", "STATE": state_mode, "ACTION": action_mode}
-    pre = _normaliser_step("normalizer_processor", 5, {**features, "action": {"type": "ACTION", "shape": [ACTION_DIM]}}, norm_map)
-    post = _normaliser_step("unnormalizer_processor", 0, {"action": {"type": "ACTION", "shape": [ACTION_DIM]}}, norm_map)
+    pre = _normaliser_step(
+        "normalizer_processor", 5, {**features, "action": {"type": "ACTION", "shape": [ACTION_DIM]}}, norm_map
+    )
+    post = _normaliser_step(
+        "unnormalizer_processor", 0, {"action": {"type": "ACTION", "shape": [ACTION_DIM]}}, norm_map
+    )
     tokenizer_step = {
         "registry_name": "tokenizer_processor",
-        "config": {"max_length": 48, "task_key": "task", "padding_side": "right", "padding": "max_length",
-                   "truncation": True, "tokenizer_name": "google/paligemma-3b-pt-224"},
-    }  # fmt: skip
-    steps = [{"registry_name": "rename_observations_processor", "config": {"rename_map": {}}}, tokenizer_step, pre]
-    (path / "policy_preprocessor.json").write_text(json.dumps({"name": "policy_preprocessor", "steps": steps}))
-    (path / "policy_postprocessor.json").write_text(json.dumps({"name": "policy_postprocessor", "steps": [post]}))
+        "config": {
+            "max_length": 48,
+            "task_key": "task",
+            "padding_side": "right",
+            "padding": "max_length",
+            "truncation": True,
+            "tokenizer_name": "google/paligemma-3b-pt-224",
+        },
+    }
+    steps = [
+        {"registry_name": "rename_observations_processor", "config": {"rename_map": {}}},
+        tokenizer_step,
+        pre,
+    ]
+    (path / "policy_preprocessor.json").write_text(
+        json.dumps({"name": "policy_preprocessor", "steps": steps})
+    )
+    (path / "policy_postprocessor.json").write_text(
+        json.dumps({"name": "policy_postprocessor", "steps": [post]})
+    )
     save_numpy(stats, str(path / pre["state_file"]))
     save_numpy({k: v for k, v in stats.items() if k.startswith("action.")}, str(path / post["state_file"]))
     if tokenizer:

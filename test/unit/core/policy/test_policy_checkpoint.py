@@ -29,6 +29,7 @@ from sop_ros.core.policy.export import export_checkpoint, inspect_checkpoint
 from sop_ros.core.types import Observation
 
 STATES = ("s0", "s1", "s2", "s3")
+LEROBOT_VISION = "model.paligemma_with_expert.paligemma.model.vision_tower.vision_model."
 ACTIONS = ("a0", "a1", "a2")
 
 
@@ -80,7 +81,7 @@ def test_a_checkpoint_without_a_tokenizer_is_refused_with_what_to_download(ckpt:
     assert "google/paligemma-3b-pt-224" in message
     assert "tokenizer: ~/models/paligemma-tokenizer" in message
     assert "tokenizer.json" in message
-    with pytest.raises(ConfigError, match="has no tokenizer.json"):
+    with pytest.raises(ConfigError, match=r"has no tokenizer\.json"):
         Pi0Policy(checkpoint_config(ckpt, ckpt.parent / "nowhere"))
 
 
@@ -103,12 +104,17 @@ def test_tokenizer_json_alone_loads_and_a_foreign_one_is_refused(ckpt: Path, tmp
 def test_every_tensor_loads_and_inputs_follow_the_checkpoint(ckpt: Path, tokenizer: Path) -> None:
     policy = Pi0Policy(checkpoint_config(ckpt, tokenizer))
     stored = load_file(ckpt / "model.safetensors")
-    vision = stored["model.paligemma_with_expert.paligemma.model.vision_tower.vision_model.post_layernorm.weight"]
+    vision = stored[
+        "model.paligemma_with_expert.paligemma.model.vision_tower.vision_model.post_layernorm.weight"
+    ]
     assert torch.equal(policy.model.model.vlm.vision_tower.vision_model.post_layernorm.weight, vision)
     assert torch.equal(policy.model.embed_action_time.state_proj.weight, stored["model.state_proj.weight"])
     observation = obs()
     inputs = policy._encoder.observations(
-        [observation.images], [observation.state], [policy._prompt(observation.instruction, None)], policy.norm_stats
+        [observation.images],
+        [observation.state],
+        [policy._prompt(observation.instruction, None)],
+        policy.norm_stats,
     )
     per_image = (SIDE // 14) ** 2
     assert inputs["input_ids"].shape[1] == len(IMAGE_KEYS) * per_image + 48  # LeRobot's 48 with <bos>
@@ -134,7 +140,10 @@ def test_actions_are_unnormalised_with_the_checkpoint_statistics(ckpt: Path, tok
     policy = Pi0Policy(checkpoint_config(ckpt, tokenizer))
     observation = obs()
     inputs = policy._encoder.observations(
-        [observation.images], [observation.state], [policy._prompt(observation.instruction, None)], policy.norm_stats
+        [observation.images],
+        [observation.state],
+        [policy._prompt(observation.instruction, None)],
+        policy.norm_stats,
     )
     raw = policy.model.sample_actions(**inputs, noise=NOISE, num_steps=3)[0, :, :ACTION_DIM].numpy()
     stats = load_file(ckpt / "policy_postprocessor_step_0_unnormalizer_processor.safetensors")
@@ -152,15 +161,21 @@ def test_joint_layouts_map_the_robot_names_onto_the_checkpoint_vectors(ckpt: Pat
     states, actions = tuple(reversed(STATES)), ("a2", "a0", "a1")
     mapped = Pi0Policy(
         checkpoint_config(
-            ckpt, tokenizer, state_names=states, action_names=actions,
-            state_layout=",".join(STATES), action_layout=",".join(ACTIONS),
-        )  # fmt: skip
+            ckpt,
+            tokenizer,
+            state_names=states,
+            action_names=actions,
+            state_layout=",".join(STATES),
+            action_layout=",".join(ACTIONS),
+        )
     )
     observation = obs()
     permuted = Observation(
-        images=observation.images, state=observation.state[::-1].copy(),
-        instruction=observation.instruction, stamp_ns=1,
-    )  # fmt: skip
+        images=observation.images,
+        state=observation.state[::-1].copy(),
+        instruction=observation.instruction,
+        stamp_ns=1,
+    )
     expected = plain.infer_batch([observation], noise=NOISE)[0].actions
     got = mapped.infer_batch([permuted], noise=NOISE)[0].actions
     np.testing.assert_allclose(got, expected[:, [2, 0, 1]], atol=1e-6)
@@ -172,7 +187,7 @@ def test_joint_layouts_map_the_robot_names_onto_the_checkpoint_vectors(ckpt: Pat
 
 
 def test_cameras_must_map_to_the_checkpoint_keys(ckpt: Path, tokenizer: Path) -> None:
-    with pytest.raises(ConfigError, match="no image input .*observation.images.front"):
+    with pytest.raises(ConfigError, match=r"no image input .*observation\.images\.front"):
         Pi0Policy(checkpoint_config(ckpt, tokenizer, camera_keys=""))
     with pytest.raises(ConfigError, match="one distinct checkpoint image key per camera"):
         checkpoint_config(ckpt, tokenizer, camera_keys="observation.images.base_0_rgb")
@@ -216,15 +231,25 @@ def test_inspect_reports_what_the_checkpoint_expects(ckpt: Path, capsys: pytest.
 
 
 def test_full_size_pi0_base_structure_inspects_with_real_counts(tmp_path: Path) -> None:
+    # config.json and parameter counts as LeRobot 0.6.1 itself writes and builds them for
+    # lerobot/pi0_base (test/crosscheck/lerobot_side.py pi0-base, on the meta device).
+    data = Path(__file__).parent / "data"
+    lerobot = json.loads((data / "pi0_base_lerobot_parameter_counts.json").read_text())
     ckpt = tmp_path / "pi0_base"
     ckpt.mkdir()
-    shutil.copyfile(Path(__file__).parent / "data" / "pi0_base_config.json", ckpt / "config.json")
+    shutil.copyfile(data / "pi0_base_config.json", ckpt / "config.json")
     report = inspect_checkpoint(ckpt)
-    total = sum(report.parameters.values())
-    assert report.parameters["vision tower (SigLIP)"] == 412_442_352
-    assert report.parameters["language model (Gemma)"] == 2_508_531_712
-    assert total == 3_501_372_176
-    assert not report.weights_present
+    counts = report.parameters
+    paligemma = sum(
+        counts[p] for p in ("vision tower (SigLIP)", "multimodal projector", "language model (Gemma)")
+    )
+    assert paligemma == lerobot["model.paligemma_with_expert.paligemma.model"] == 2_923_335_408
+    assert counts["action expert (Gemma)"] == lerobot["model.paligemma_with_expert.gemma_expert.model"]
+    projections = sum(v for k, v in lerobot.items() if k.startswith("model.") and "paligemma" not in k)
+    assert counts["state/action/time projections"] == projections == 3_248_160
+    # π0's 3.24 B parameters; LeRobot also keeps two unused lm_heads, transformers one embedding.
+    assert sum(counts.values()) - counts["action expert's unused embedding"] == 3_238_048_528
+    assert report.trainable == 729_516_816 and not report.weights_present
 
 
 def test_export_loads_back_in_sop_and_transformers(ckpt: Path, tokenizer: Path, tmp_path: Path) -> None:
