@@ -267,7 +267,7 @@ def export_checkpoint(policy: Pi0Policy, out: str | Path, *, version: str, weigh
         save_file(_lerobot_state(policy.model), str(out / WEIGHTS_FILE), metadata={"format": "pt"})
         shutil.copyfile(spec.path / "config.json", out / "config.json")
         processor_files = [PREPROCESSOR_FILE, POSTPROCESSOR_FILE]
-        for name in processor_files:
+        for name in (PREPROCESSOR_FILE, POSTPROCESSOR_FILE):
             if (spec.path / name).is_file():
                 shutil.copyfile(spec.path / name, out / name)
                 for step in json.loads((spec.path / name).read_text()).get("steps", []):

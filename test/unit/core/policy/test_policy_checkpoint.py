@@ -107,7 +107,7 @@ def test_every_tensor_loads_and_inputs_follow_the_checkpoint(ckpt: Path, tokeniz
     vision = stored[
         "model.paligemma_with_expert.paligemma.model.vision_tower.vision_model.post_layernorm.weight"
     ]
-    assert torch.equal(policy.model.model.vlm.vision_tower.vision_model.post_layernorm.weight, vision)
+    assert torch.equal(policy.model.model.vlm.vision_tower.post_layernorm.weight, vision)
     assert torch.equal(policy.model.embed_action_time.state_proj.weight, stored["model.state_proj.weight"])
     observation = obs()
     inputs = policy._encoder.observations(
