@@ -259,9 +259,15 @@ def test_export_loads_back_in_sop_and_transformers(ckpt: Path, tokenizer: Path, 
             param.add_(0.01)  # stands for post-training
     weights = tmp_path / "v0003.safetensors"
     policy.save_trainable(weights, version="v0003")
-    base = Pi0Policy(checkpoint_config(ckpt, tokenizer))
-    base.load_trainable(weights)
-    out = export_checkpoint(base, tmp_path / "exported", version="v0003", weights_file=str(weights))
+    settings = tmp_path / "policy.yaml"
+    settings.write_text(
+        "camera_names: [front, wrist]\n"
+        "camera_keys: observation.images.base_0_rgb,observation.images.left_wrist_0_rgb\n"
+        f"horizon: {CHUNK}\nstate_names: {list(STATES)}\naction_names: {list(ACTIONS)}\n"
+    )
+    out = tmp_path / "exported"
+    argv = ["checkpoint", "export", "--base", str(ckpt), "--weights", str(weights), "--out", str(out)]
+    assert main([*argv, "--tokenizer", str(tokenizer), "--config", str(settings)]) == 0
     again = Pi0Policy(checkpoint_config(out, None))  # the export carries the tokenizer
     expected = policy.infer_batch([obs()], noise=NOISE)[0].actions
     np.testing.assert_array_equal(again.infer_batch([obs()], noise=NOISE)[0].actions, expected)
@@ -270,5 +276,7 @@ def test_export_loads_back_in_sop_and_transformers(ckpt: Path, tokenizer: Path, 
     hf = PI0ForConditionalGeneration.from_pretrained(out / "transformers", local_files_only=True)
     for name, tensor in policy.model.state_dict().items():
         assert torch.equal(hf.state_dict()[name], tensor), name
+    assert json.loads((out / "sop_export.json").read_text())["version"] == "v0003"
     with pytest.raises(ConfigError, match="not overwriting"):
-        export_checkpoint(base, out, version="v0003")
+        export_checkpoint(again, out, version="v0003")
+    assert main([*argv, "--tokenizer", str(tokenizer)]) == 1  # without the robots' settings: refused, not guessed
