@@ -15,8 +15,6 @@ from pathlib import Path
 
 import yaml
 
-from sop_ros.core.errors import SopError
-
 __all__ = ["add_checkpoint_parser"]
 
 
@@ -29,15 +27,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _policy_settings(args: argparse.Namespace) -> dict[str, object]:
+    from sop_ros.cli import _parse_sets
     from sop_ros.core.config import flatten_mapping
 
     values = flatten_mapping(yaml.safe_load(Path(args.config).read_text()) or {}) if args.config else {}
-    for item in args.set:
-        name, _, value = item.partition("=")
-        if not name or not value:
-            raise SopError(f"--set {item!r}: expected NAME=VALUE")
-        values[name] = yaml.safe_load(value)
-    return values
+    return {**values, **_parse_sets(args.set)}
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -355,16 +355,12 @@ def _read_stats(directory: Path, step: Mapping[str, Any]) -> dict[str, np.ndarra
 
 
 def _feature_norm(
-    step: Mapping[str, Any] | None,
-    stats: Mapping[str, np.ndarray],
-    *,
-    key: str,
-    kind: str,
-    size: int,
-    where: str,
+    directory: Path, step: Mapping[str, Any] | None, key: str, kind: str, size: int, where: str
 ) -> FeatureNorm | None:
+    """The normalisation ``step`` (a processor file's normaliser) applies to feature ``key``."""
     if step is None:
         return None
+    stats = _read_stats(directory, step)
     config = step.get("config", {})
     features = config.get("features", {})
     norm_map = config.get("norm_map", {})
@@ -429,23 +425,16 @@ def _read_lerobot(path: Path, config: dict[str, Any]) -> CheckpointSpec:
         raise ConfigError(
             f"{PREPROCESSOR_FILE} renames observations ({rename}); map the cameras with camera_keys instead"
         )
-    normaliser = _step(pre_steps, "normalizer_processor")
-    unnormaliser = _step(post_steps, "unnormalizer_processor")
     state_norm = _feature_norm(
-        normaliser,
-        _read_stats(path, normaliser) if normaliser else {},
-        key=STATE_KEY,
-        kind="STATE",
-        size=state_dim,
-        where=PREPROCESSOR_FILE,
+        path, _step(pre_steps, "normalizer_processor"), STATE_KEY, "STATE", state_dim, PREPROCESSOR_FILE
     )
     action_norm = _feature_norm(
-        unnormaliser,
-        _read_stats(path, unnormaliser) if unnormaliser else {},
-        key=ACTION_KEY,
-        kind="ACTION",
-        size=action_dim,
-        where=POSTPROCESSOR_FILE,
+        path,
+        _step(post_steps, "unnormalizer_processor"),
+        ACTION_KEY,
+        "ACTION",
+        action_dim,
+        POSTPROCESSOR_FILE,
     )
     sources = tuple(
         name for name in ("config.json", PREPROCESSOR_FILE, POSTPROCESSOR_FILE) if (path / name).is_file()

@@ -142,29 +142,25 @@ class Pi0Policy:
         self._specs = specs_of({n: p.data for n, p in self._params.items()})
         if self.checkpoint is None:
             self.base_model_id = f"sop-pi0-{config.model}-random-seed{config.seed}"
-            self.config_hash = model_config_hash(
-                pi0,
-                tokenizer=TOKENIZER_DIGEST,
-                cameras=config.camera_names,
-                actions=config.action_names,
-                states=config.state_names,
-                base_model_id=self.base_model_id,
-            )
+            layout: dict[str, Any] = {"tokenizer": TOKENIZER_DIGEST}
         else:
             self.base_model_id = f"local:{self.checkpoint.path.name}"
-            # Everything that changes what the network computes from the same robot data.
-            self.config_hash = model_config_hash(
-                pi0,
-                tokenizer=tokenizer_digest(self.tokenizer),
-                cameras=config.camera_names,
-                image_slots=inputs.slots,
-                actions=config.action_names,
-                states=config.state_names,
-                state_order=inputs.state_order,
-                action_order=inputs.action_order,
-                checkpoint=self.checkpoint.digest(),
-                base_model_id=self.base_model_id,
-            )
+            # Everything else that changes what the network computes from the same robot data.
+            layout = {
+                "tokenizer": tokenizer_digest(self.tokenizer),
+                "image_slots": inputs.slots,
+                "state_order": inputs.state_order,
+                "action_order": inputs.action_order,
+                "checkpoint": self.checkpoint.digest(),
+            }
+        self.config_hash = model_config_hash(
+            pi0,
+            cameras=config.camera_names,
+            actions=config.action_names,
+            states=config.state_names,
+            base_model_id=self.base_model_id,
+            **layout,
+        )
         self._checkpoint_stats = inputs.norm_stats
         self._stats = inputs.norm_stats or NormStats.identity(config.state_dim, config.action_dim)
         self._active_version = format_version(0)

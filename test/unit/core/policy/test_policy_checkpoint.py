@@ -60,6 +60,13 @@ def obs(seed: int = 0, cameras: tuple[str, ...] = ("front", "wrist")) -> Observa
     )
 
 
+def encoded(policy: Pi0Policy, observation: Observation) -> dict[str, torch.Tensor]:
+    prompt = policy._prompt(observation.instruction, None)
+    return policy._encoder.observations(
+        [observation.images], [observation.state], [prompt], policy.norm_stats
+    )
+
+
 NOISE = torch.randn(1, CHUNK, 32, generator=torch.Generator().manual_seed(2))
 
 
@@ -110,12 +117,7 @@ def test_every_tensor_loads_and_inputs_follow_the_checkpoint(ckpt: Path, tokeniz
     assert torch.equal(policy.model.model.vlm.vision_tower.post_layernorm.weight, vision)
     assert torch.equal(policy.model.embed_action_time.state_proj.weight, stored["model.state_proj.weight"])
     observation = obs()
-    inputs = policy._encoder.observations(
-        [observation.images],
-        [observation.state],
-        [policy._prompt(observation.instruction, None)],
-        policy.norm_stats,
-    )
+    inputs = encoded(policy, observation)
     per_image = (SIDE // 14) ** 2
     assert inputs["input_ids"].shape[1] == len(IMAGE_KEYS) * per_image + 48  # LeRobot's 48 with <bos>
     assert policy._prompt("Pick up the Red cube", None) == "Pick up the Red cube"  # case kept
@@ -139,12 +141,7 @@ def test_every_tensor_loads_and_inputs_follow_the_checkpoint(ckpt: Path, tokeniz
 def test_actions_are_unnormalised_with_the_checkpoint_statistics(ckpt: Path, tokenizer: Path) -> None:
     policy = Pi0Policy(checkpoint_config(ckpt, tokenizer))
     observation = obs()
-    inputs = policy._encoder.observations(
-        [observation.images],
-        [observation.state],
-        [policy._prompt(observation.instruction, None)],
-        policy.norm_stats,
-    )
+    inputs = encoded(policy, observation)
     raw = policy.model.sample_actions(**inputs, noise=NOISE, num_steps=3)[0, :, :ACTION_DIM].numpy()
     stats = load_file(ckpt / "policy_postprocessor_step_0_unnormalizer_processor.safetensors")
     q01, q99 = stats["action.q01"].numpy(), stats["action.q99"].numpy()
@@ -279,4 +276,5 @@ def test_export_loads_back_in_sop_and_transformers(ckpt: Path, tokenizer: Path, 
     assert json.loads((out / "sop_export.json").read_text())["version"] == "v0003"
     with pytest.raises(ConfigError, match="not overwriting"):
         export_checkpoint(again, out, version="v0003")
-    assert main([*argv, "--tokenizer", str(tokenizer)]) == 1  # without the robots' settings: refused, not guessed
+    # Without the robots' settings the export is refused, not guessed.
+    assert main([*argv, "--tokenizer", str(tokenizer)]) == 1
