@@ -71,9 +71,17 @@ def _normaliser_step(name: str, index: int, features: dict, norm_map: dict) -> d
 
 
 def write_lerobot_checkpoint(
-    path: Path, *, state_mode: str = "MEAN_STD", action_mode: str = "QUANTILES", tokenizer: bool = False
+    path: Path,
+    *,
+    state_mode: str = "MEAN_STD",
+    action_mode: str = "QUANTILES",
+    tokenizer: bool = False,
+    tied: bool = False,
 ) -> Path:
-    """Write a tiny LeRobot-layout π0 checkpoint (no tokenizer unless asked); return its directory."""
+    """Write a tiny LeRobot-layout π0 checkpoint (no tokenizer unless asked); return its directory.
+
+    ``tied`` stores the token embedding under LeRobot's ``lm_head`` name only, as the hub files do.
+    """
     path.mkdir(parents=True, exist_ok=True)
     model = tiny_pi0()
     params = dict(model.named_parameters())
@@ -81,6 +89,8 @@ def write_lerobot_checkpoint(
     for name, targets in lerobot_names(list(params)).items():
         for target in targets:
             state[target] = params[name].detach().clone().contiguous()
+    if tied:
+        del state["model.paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight"]
     save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
     features = {
         **{key: {"type": "VISUAL", "shape": [3, SIDE, SIDE]} for key in IMAGE_KEYS},

@@ -138,6 +138,16 @@ def test_every_tensor_loads_and_inputs_follow_the_checkpoint(ckpt: Path, tokeniz
     assert bool((front[:, 0, :] == -1).all()) and not bool((front[:, SIDE // 2, :] == -1).all())
 
 
+def test_an_embedding_stored_as_the_tied_lm_head_only_loads(tmp_path: Path, tokenizer: Path) -> None:
+    untied = Pi0Policy(checkpoint_config(write_lerobot_checkpoint(tmp_path / "both"), tokenizer))
+    tied = Pi0Policy(checkpoint_config(write_lerobot_checkpoint(tmp_path / "tied", tied=True), tokenizer))
+    embedding = untied.model.get_input_embeddings().weight
+    assert torch.equal(tied.model.get_input_embeddings().weight, embedding)
+    np.testing.assert_array_equal(
+        tied.infer_batch([obs()], noise=NOISE)[0].actions, untied.infer_batch([obs()], noise=NOISE)[0].actions
+    )
+
+
 def test_actions_are_unnormalised_with_the_checkpoint_statistics(ckpt: Path, tokenizer: Path) -> None:
     policy = Pi0Policy(checkpoint_config(ckpt, tokenizer))
     observation = obs()
