@@ -20,6 +20,7 @@ Pure functions and immutable values; safe from any thread.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -479,7 +480,7 @@ def read_checkpoint(path: str | Path) -> CheckpointSpec:
     lerobot_file = path / "lerobot_config.json"
     if lerobot_file.is_file():
         spec = _read_lerobot(path, _read_json(lerobot_file))
-        return CheckpointSpec(**{**spec.__dict__, "format": TRANSFORMERS_FORMAT, "pi0": pi0})
+        return dataclasses.replace(spec, format=TRANSFORMERS_FORMAT, pi0=pi0)
     return CheckpointSpec(
         path=path,
         format=TRANSFORMERS_FORMAT,
