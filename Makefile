@@ -1,5 +1,5 @@
 # The two commands of the README. Each sets up .venv first when needed.
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean lerobot-venv
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,6 +13,10 @@ demo: setup
 # Isolate DDS traffic: localhost only, and a domain id of this run's own.
 test: setup
 	@ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m pytest $(ARGS)
+
+# LeRobot in a venv of its own, for the π0 cross-check (test_lerobot_crosscheck.py).
+lerobot-venv:
+	@bash scripts/lerobot_venv.sh
 
 lint: setup
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

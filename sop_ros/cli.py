@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import yaml
 
+from sop_ros.checkpoint_cmd import add_checkpoint_parser
 from sop_ros.core.errors import SopError
 
 __all__ = ["main"]
@@ -337,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("nodes", nargs="*", metavar="NODE", help="node executable names (default: all)")
     params.add_argument("--markdown", action="store_true", help="a Markdown reference instead of YAML")
     params.set_defaults(handler=_cmd_params)
+    add_checkpoint_parser(sub)
     return parser
 
 

@@ -14,7 +14,16 @@ def test_help_lists_every_subcommand(capsys) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     out = capsys.readouterr().out
-    for command in ("demo", "experiment", "robot", "learner", "train-offline", "params", "info"):
+    for command in (
+        "demo",
+        "experiment",
+        "robot",
+        "learner",
+        "train-offline",
+        "params",
+        "info",
+        "checkpoint",
+    ):
         assert command in out
 
 

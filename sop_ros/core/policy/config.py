@@ -3,13 +3,17 @@
 ``PolicyConfig.model`` picks the network: ``tiny`` (a small random π0 that
 learns simple visuomotor tasks on a CPU in minutes), ``full`` (the real π0
 sizes, PaliGemma 3B + 300M action expert, random init, for GPU work), or the
-path of a local checkpoint directory loaded with ``from_pretrained``.
+path of a local checkpoint directory: LeRobot's π0 layout (``lerobot/pi0_base``
+and its fine-tunes) or one ``transformers`` saved. A checkpoint reads prompts
+with PaliGemma's tokenizer, taken from the directory or from the
+``tokenizer`` setting; the built-in vocabulary serves the random presets only.
 
 Pure functions and immutable values; safe from any thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -17,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PI0Config, PI0ForConditionalGeneration, PreTrainedTokenizerFast
+from safetensors import safe_open
+from transformers import AutoTokenizer, PI0Config, PI0ForConditionalGeneration, PreTrainedTokenizerFast
 
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import ConfigError
-from sop_ros.core.policy.tokenizer import build_tokenizer
+from sop_ros.core.policy.checkpoint import CheckpointSpec, read_checkpoint
+from sop_ros.core.policy.tokenizer import BOS_TOKEN, PAD_TOKEN, build_tokenizer
+from sop_ros.core.weights import sha256_bytes
 
 __all__ = [
     "FULL",
@@ -35,6 +42,8 @@ __all__ = [
     "pi0_config",
     "resolve_device",
     "resolve_dtype",
+    "split_names",
+    "tokenizer_digest",
 ]
 
 TINY = "tiny"
@@ -46,6 +55,10 @@ PI0_MAX_DIM = 32
 
 _JOINTS = (*(f"joint_{i}" for i in range(1, 8)), "gripper")
 
+# Settings that only a checkpoint reads; repr shows them only when set, so records of
+# preset configs written before they existed (the demo's packaged base) still match.
+_CHECKPOINT_SETTINGS = ("tokenizer", "camera_keys", "state_layout", "action_layout")
+
 
 @dataclass(frozen=True, kw_only=True)
 class PolicyConfig:
@@ -54,6 +67,30 @@ class PolicyConfig:
     model: str = setting(
         TINY,
         "'tiny', 'full' (real π0 sizes, random init) or the path of a local π0 checkpoint",
+        read_only=True,
+    )
+    tokenizer: str = setting(
+        "",
+        "directory of PaliGemma's tokenizer (tokenizer.json) for a checkpoint without one; "
+        "'' = the checkpoint's own",
+        read_only=True,
+    )
+    camera_keys: str = setting(
+        "",
+        "checkpoint image key of each camera in camera_names, comma-separated "
+        "(e.g. observation.images.base_0_rgb); '' = observation.images.<camera>; keys left "
+        "without a camera are masked",
+        read_only=True,
+    )
+    state_layout: str = setting(
+        "",
+        "state_names in the order of the checkpoint's state vector, comma-separated; '' = as in state_names",
+        read_only=True,
+    )
+    action_layout: str = setting(
+        "",
+        "action_names in the order of the checkpoint's action vector, comma-separated; "
+        "'' = as in action_names",
         read_only=True,
     )
     camera_names: tuple[str, ...] = setting(("front",), "cameras the policy sees, in prompt order (1 to 3)")
@@ -70,7 +107,10 @@ class PolicyConfig:
     denoising_steps: int = setting(10, "flow-matching integration steps per chunk", low=1, high=100)
     control_period_s: float = setting(0.02, "time between consecutive actions of a chunk", unit="s", low=1e-4)
     max_prompt_tokens: int = setting(
-        32, "text tokens after the image tokens (prompts are padded to this)", low=4
+        32,
+        "text tokens after the image tokens for the presets (prompts are padded to this); a "
+        "checkpoint keeps its own length (48 with <bos> for LeRobot's π0)",
+        low=4,
     )
     inference_advantage: str = setting(
         "none",
@@ -106,6 +146,36 @@ class PolicyConfig:
             raise ConfigError(
                 f"model {self.model!r} is neither a preset ({', '.join(PRESETS)}) nor a checkpoint directory"
             )
+        if self.model in PRESETS:
+            used = [name for name in _CHECKPOINT_SETTINGS if getattr(self, name)]
+            if used:
+                raise ConfigError(
+                    f"{', '.join(used)} apply to a checkpoint directory, not to the {self.model!r} preset"
+                )
+        for what, layout, names in (
+            ("state_layout", self.state_layout, self.state_names),
+            ("action_layout", self.action_layout, self.action_names),
+        ):
+            entries = split_names(layout)
+            if entries and sorted(entries) != sorted(names):
+                raise ConfigError(
+                    f"{what} must list exactly the names of {what.split('_')[0]}_names in the checkpoint's "
+                    f"order; got {entries}, names are {list(names)}"
+                )
+        keys = split_names(self.camera_keys)
+        if keys and (len(keys) != len(self.camera_names) or len(set(keys)) != len(keys)):
+            raise ConfigError(
+                f"camera_keys must name one distinct checkpoint image key per camera in camera_names "
+                f"{list(self.camera_names)}; got {keys}"
+            )
+
+    def __repr__(self) -> str:
+        shown = (
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.name not in _CHECKPOINT_SETTINGS or getattr(self, f.name) != f.default
+        )
+        return f"PolicyConfig({', '.join(shown)})"
 
     @property
     def action_dim(self) -> int:
@@ -116,6 +186,11 @@ class PolicyConfig:
     def state_dim(self) -> int:
         """Number of state dimensions the robot reports."""
         return len(self.state_names)
+
+
+def split_names(text: str) -> list[str]:
+    """The entries of a comma-separated setting, stripped; [] for ''."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def resolve_device(config: PolicyConfig) -> torch.device:
@@ -200,8 +275,17 @@ def pi0_config(config: PolicyConfig, *, vocab_size: int, image_token_id: int) ->
             image_token_id=image_token_id,
         )
     else:
-        pi0 = PI0Config.from_pretrained(config.model, local_files_only=True)
-        pi0.chunk_size = config.horizon
+        pi0 = PI0Config.from_dict(read_checkpoint(config.model).pi0.to_dict())
+        if config.horizon != pi0.chunk_size:
+            raise ConfigError(
+                f"horizon {config.horizon} differs from the checkpoint's chunk size {pi0.chunk_size}; "
+                f"the action tokens attend to each other, so set horizon: {pi0.chunk_size}"
+            )
+        if vocab_size > pi0.vlm_config.text_config.vocab_size:
+            raise ConfigError(
+                f"the tokenizer has {vocab_size} tokens, more than the checkpoint's vocabulary "
+                f"{pi0.vlm_config.text_config.vocab_size}; it is not this checkpoint's tokenizer"
+            )
         native = pi0.vlm_config.vision_config.image_size
         if config.image_size_px not in (0, native):
             raise ConfigError(
@@ -255,12 +339,99 @@ def checkpoint_dir(config: PolicyConfig) -> Path | None:
     return None if config.model in PRESETS else Path(config.model)
 
 
-def load_tokenizer(config: PolicyConfig) -> PreTrainedTokenizerFast:
-    """The checkpoint's own tokenizer when it has one, else the locally built one."""
-    checkpoint = checkpoint_dir(config)
-    if checkpoint is not None and (checkpoint / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast.from_pretrained(checkpoint, local_files_only=True)
-    return build_tokenizer()
+def _missing_tokenizer(config: PolicyConfig, spec: CheckpointSpec) -> ConfigError:
+    return ConfigError(
+        f"checkpoint {spec.path} has no tokenizer (no tokenizer.json) and the policy setting "
+        f"'tokenizer' is empty. π0 reads prompts with PaliGemma's tokenizer; without it the "
+        f"language model would get meaningless token ids, so the checkpoint is not run. Download "
+        f"{spec.tokenizer_name} once (a gated repository: accept its licence on the Hugging Face Hub), "
+        f"e.g. `hf download {spec.tokenizer_name} tokenizer.json tokenizer_config.json "
+        f"special_tokens_map.json --local-dir ~/models/paligemma-tokenizer`, then set "
+        f"tokenizer: ~/models/paligemma-tokenizer (policy.tokenizer on a robot), or copy those files "
+        f"into {spec.path}. The built-in vocabulary serves only the random 'tiny' and 'full' presets."
+    )
+
+
+def _tokenizer_dir(config: PolicyConfig, spec: CheckpointSpec) -> Path:
+    if config.tokenizer:
+        path = Path(config.tokenizer).expanduser()
+        if not (path / "tokenizer.json").is_file():
+            raise ConfigError(
+                f"tokenizer {path} has no tokenizer.json; point the setting at the directory holding "
+                f"{spec.tokenizer_name}'s tokenizer.json (and tokenizer_config.json)"
+            )
+        return path
+    if (spec.path / "tokenizer.json").is_file():
+        return spec.path
+    raise _missing_tokenizer(config, spec)
+
+
+def _pretrained_tokenizer(path: Path) -> PreTrainedTokenizerFast:
+    if (path / "tokenizer_config.json").is_file():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"cannot load the tokenizer in {path}: {err}") from None
+    else:
+        # tokenizer.json alone (no tokenizer_config.json): PaliGemma's special tokens by name.
+        tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"))
+        vocab = tokenizer.get_vocab()
+        lacking = [token for token in (BOS_TOKEN, PAD_TOKEN) if token not in vocab]
+        if lacking:
+            raise ConfigError(
+                f"{path}/tokenizer.json has no {' or '.join(lacking)} token and there is no "
+                f"tokenizer_config.json naming the special tokens; it is not PaliGemma's tokenizer"
+            )
+        tokenizer.bos_token, tokenizer.pad_token = BOS_TOKEN, PAD_TOKEN
+    if tokenizer.bos_token_id is None or tokenizer.pad_token_id is None:
+        raise ConfigError(f"the tokenizer in {path} defines no <bos> or <pad> token; π0's prompts need both")
+    return tokenizer
+
+
+def load_tokenizer(config: PolicyConfig, spec: CheckpointSpec | None = None) -> PreTrainedTokenizerFast:
+    """The built-in tokenizer for a preset; the checkpoint's PaliGemma tokenizer otherwise.
+
+    Args:
+        config: The policy settings.
+        spec: The checkpoint's description (read from ``config.model`` when omitted).
+
+    Raises:
+        ConfigError: a checkpoint has no usable tokenizer (the message says what to download
+            and where to put it).
+    """
+    if checkpoint_dir(config) is None:
+        return build_tokenizer()
+    spec = spec or read_checkpoint(config.model)
+    return _pretrained_tokenizer(_tokenizer_dir(config, spec))
+
+
+def tokenizer_digest(tokenizer: PreTrainedTokenizerFast) -> str:
+    """sha256 of a tokenizer's vocabulary and special tokens (what decides its ids)."""
+    document = {
+        "vocab": sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]),
+        "special": sorted((k, str(v)) for k, v in tokenizer.special_tokens_map.items()),
+    }
+    return sha256_bytes(json.dumps(document, ensure_ascii=False).encode())
+
+
+_LEROBOT_EMBEDDING = "model.paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight"
+
+
+def _prefer_embedding(model: PI0ForConditionalGeneration, checkpoint: Path) -> None:
+    """Use LeRobot's token embedding over its ``lm_head`` when a file holds both.
+
+    ``transformers`` fills the embedding from either name (the hub files keep only the
+    tied ``lm_head``); a file saved untied has both, and π0 embeds prompts with the first.
+    """
+    weights = checkpoint / "model.safetensors"
+    if not weights.is_file():
+        return
+    with safe_open(str(weights), framework="pt") as handle:
+        if _LEROBOT_EMBEDDING not in handle.keys():  # noqa: SIM118
+            return
+        embedding = handle.get_tensor(_LEROBOT_EMBEDDING)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(embedding)
 
 
 def build_network(config: PolicyConfig, pi0: PI0Config) -> PI0ForConditionalGeneration:
@@ -271,7 +442,21 @@ def build_network(config: PolicyConfig, pi0: PI0Config) -> PI0ForConditionalGene
     """
     checkpoint = checkpoint_dir(config)
     if checkpoint is not None:
-        return PI0ForConditionalGeneration.from_pretrained(checkpoint, config=pi0, local_files_only=True)
+        model, info = PI0ForConditionalGeneration.from_pretrained(
+            checkpoint, config=pi0, local_files_only=True, output_loading_info=True, dtype=torch.float32
+        )
+        missing = sorted(info.get("missing_keys") or [])
+        mismatched = sorted(
+            str(item[0] if isinstance(item, tuple) else item) for item in info.get("mismatched_keys") or []
+        )
+        if missing or mismatched:
+            raise ConfigError(
+                f"checkpoint {checkpoint} does not hold the π0 it describes: {len(missing)} tensors missing "
+                f"(e.g. {missing[:3]}), {len(mismatched)} of other shapes (e.g. {mismatched[:3]}); it is not "
+                "run with random parts"
+            )
+        _prefer_embedding(model, checkpoint)
+        return model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return PI0ForConditionalGeneration(pi0)

@@ -136,21 +136,67 @@ def pixel_batch(
 
     The uint8 pixels travel to ``device`` first and are converted there (a
     quarter of the bytes of float32 over PCIe, and the GPU does the arithmetic).
-    Images of another size are resized (bilinear, antialiased). Cameras that an
-    image set has beyond ``camera_names`` are ignored.
+    Images of another size are stretched to the square (bilinear, antialiased),
+    as the presets train. Cameras that an image set has beyond ``camera_names``
+    are ignored.
 
     Raises:
         ConfigError: a configured camera is missing.
     """
+    pixels, _ = image_slots(images, camera_names, size_px, device=device, dtype=dtype)
+    return pixels
+
+
+def image_slots(
+    images: Sequence[Mapping[str, np.ndarray]],
+    slots: Sequence[str | None],
+    size_px: int,
+    *,
+    pad_to_square: bool = False,
+    allow_missing: bool = False,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fill π0's image slots: (batch, slot, 3, size, size) pixels in [-1, 1] and (batch, slot) presence.
+
+    Args:
+        images: Camera name -> uint8 (height, width, 3) image, per sample.
+        slots: The camera feeding each slot; None for a slot no camera feeds (always masked).
+        size_px: Side of the square the vision tower takes.
+        pad_to_square: Resize keeping the aspect ratio and pad with black, centred (LeRobot's
+            and openpi's ``resize_with_pad``: bilinear, no antialiasing); otherwise stretch.
+        allow_missing: Mask a camera an observation lacks (as LeRobot does) instead of refusing it.
+        device: Where the tensors go.
+        dtype: Floating-point dtype of the pixels.
+
+    Raises:
+        ConfigError: a camera is missing (and ``allow_missing`` is off), or a sample has no camera at all.
+    """
+    names = [name for name in slots if name is not None]
     frames: list[np.ndarray] = []
+    present = np.zeros((len(images), len(slots)), bool)
+    blank = np.zeros((size_px, size_px, 3), np.uint8)
     for index, cameras in enumerate(images):
-        missing = [name for name in camera_names if name not in cameras]
-        if missing:
+        missing = [name for name in names if name not in cameras]
+        if missing and not allow_missing:
             raise ConfigError(
                 f"sample {index} lacks camera(s) {missing}; it has {sorted(cameras)}, the policy needs "
-                f"{list(camera_names)}"
+                f"{names}"
             )
-        frames.extend(np.asarray(cameras[name], np.uint8) for name in camera_names)
+        if len(missing) == len(names):
+            raise ConfigError(
+                f"sample {index} has none of the policy's cameras {names}; it has {sorted(cameras)}"
+            )
+        for slot, name in enumerate(slots):
+            present[index, slot] = name is not None and name in cameras
+            frames.append(np.asarray(cameras[name], np.uint8) if present[index, slot] else blank)
+    presence = torch.from_numpy(present).to(device)
+    if pad_to_square:
+        pixels = torch.cat([_resize_with_pad(frame, size_px, device) for frame in frames])
+        pixels = pixels.mul_(2.0).sub_(1.0)
+        # Masked slots are never attended to; LeRobot fills them with -1 all the same.
+        pixels[~presence.flatten()] = -1.0
+        return pixels.to(dtype).view(len(images), len(slots), 3, size_px, size_px), presence
 
     def to_float(pixels_hwc: np.ndarray) -> torch.Tensor:
         # np.stack / copy give torch its own writable array, never the observation's.
@@ -163,7 +209,22 @@ def pixel_batch(
         pixels = torch.cat([to_float(frame[None].copy()) for frame in frames])
     # SigLIP's normalisation: mean 0.5, std 0.5 on [0, 1].
     pixels = pixels.mul_(2.0 / 255.0).sub_(1.0).to(dtype)
-    return pixels.view(len(images), len(camera_names), 3, size_px, size_px)
+    return pixels.view(len(images), len(slots), 3, size_px, size_px), presence
+
+
+def _resize_with_pad(pixels_hwc: np.ndarray, size_px: int, device: torch.device | str) -> torch.Tensor:
+    """One uint8 image to (1, 3, size, size) in [0, 1]: aspect kept, centred, black borders."""
+    image = torch.from_numpy(np.array(pixels_hwc, np.uint8)).to(device).permute(2, 0, 1)[None]
+    image = image.float().div_(255.0)
+    height, width = image.shape[-2:]
+    if (height, width) == (size_px, size_px):
+        return image
+    ratio = max(width / size_px, height / size_px)
+    new_height, new_width = int(height / ratio), int(width / ratio)
+    image = F.interpolate(image, size=(new_height, new_width), mode="bilinear", align_corners=False)
+    image = image.clamp_(0.0, 1.0)
+    top, left = (size_px - new_height) // 2, (size_px - new_width) // 2
+    return F.pad(image, (left, size_px - new_width - left, top, size_px - new_height - top), value=0.0)
 
 
 def _resize(pixels: torch.Tensor, size_px: int) -> torch.Tensor:
@@ -180,9 +241,11 @@ class PromptLayout:
     Args:
         tokenizer: A tokenizer holding ``<bos>`` and ``"\n"``.
         image_token_id: The model's image token id (a vocabulary id no prompt produces).
-        num_cameras: Cameras per sample.
+        num_cameras: Image slots per sample.
         tokens_per_image: (image size / patch size)².
         max_prompt_tokens: Text tokens (including ``"\n"``) every prompt is padded to.
+        newline_in_text: Tokenise ``text + "\n"`` in one piece, as LeRobot's π0 does with
+            PaliGemma's tokenizer, instead of appending the newline token to the text's tokens.
     """
 
     def __init__(
@@ -193,14 +256,20 @@ class PromptLayout:
         num_cameras: int,
         tokens_per_image: int,
         max_prompt_tokens: int,
+        newline_in_text: bool = False,
     ) -> None:
         self._tokenizer = tokenizer
         self._max_prompt_tokens = max_prompt_tokens
-        ids = tokenizer.convert_tokens_to_ids([BOS_TOKEN, PROMPT_END])
-        if tokenizer.unk_token_id in ids:
-            raise ConfigError(f"the tokenizer lacks {BOS_TOKEN!r} or {PROMPT_END!r}")
-        self._bos_id, self._end_id = ids
+        self._newline_in_text = newline_in_text
+        if newline_in_text:
+            self._bos_id, self._end_id = tokenizer.bos_token_id, None
+        else:
+            ids = tokenizer.convert_tokens_to_ids([BOS_TOKEN, PROMPT_END])
+            if tokenizer.unk_token_id in ids:
+                raise ConfigError(f"the tokenizer lacks {BOS_TOKEN!r} or {PROMPT_END!r}")
+            self._bos_id, self._end_id = ids
         self.image_token_id = image_token_id
+        self.tokens_per_image = tokens_per_image
         self._pad_id = tokenizer.pad_token_id
         self._head = [self.image_token_id] * (num_cameras * tokens_per_image) + [self._bos_id]
         self.length = len(self._head) + max_prompt_tokens
@@ -224,8 +293,12 @@ class PromptLayout:
         if row is not None:
             return row
         # Special-token text in an instruction ("<image>") must stay plain text.
-        encoded = self._tokenizer(text, add_special_tokens=False, split_special_tokens=True)
-        ids = [*encoded.input_ids, self._end_id]
+        if self._newline_in_text:
+            encoded = self._tokenizer(text + PROMPT_END, add_special_tokens=False, split_special_tokens=True)
+            ids = list(encoded.input_ids)
+        else:
+            encoded = self._tokenizer(text, add_special_tokens=False, split_special_tokens=True)
+            ids = [*encoded.input_ids, self._end_id]
         if len(ids) > self._max_prompt_tokens:
             raise ConfigError(
                 f"prompt {text!r} needs {len(ids)} tokens, more than max_prompt_tokens="
@@ -252,26 +325,35 @@ class InputEncoder:
 
     Args:
         layout: Token layout of the prompts.
-        camera_names: Cameras in prompt order.
+        camera_names: The camera feeding each image slot, in prompt order (None: no camera, masked).
         state_names: State dimensions, in order.
         image_size_px: Side of the square images the vision tower takes.
         max_state_dim: π0's padded state width.
         max_action_dim: π0's padded action width.
         device: Where the tensors go.
         dtype: Floating-point dtype of the model.
+        state_order: Index into the robot's state of each entry of the model's state vector
+            (a checkpoint's layout); the robot's order when None.
+        action_order: Index into the robot's actions of each entry of the model's action vector.
+        pad_to_square: Resize images with padding (checkpoints) instead of stretching (presets).
+        allow_missing: Mask cameras an observation lacks instead of refusing it.
     """
 
     def __init__(
         self,
         layout: PromptLayout,
         *,
-        camera_names: Sequence[str],
+        camera_names: Sequence[str | None],
         state_names: Sequence[str],
         image_size_px: int,
         max_state_dim: int,
         max_action_dim: int,
         device: torch.device,
         dtype: torch.dtype,
+        state_order: Sequence[int] | None = None,
+        action_order: Sequence[int] | None = None,
+        pad_to_square: bool = False,
+        allow_missing: bool = False,
     ) -> None:
         self._layout = layout
         self._camera_names = tuple(camera_names)
@@ -281,6 +363,19 @@ class InputEncoder:
         self._max_action_dim = max_action_dim
         self._device = device
         self._dtype = dtype
+        self._state_order = None if state_order is None else np.asarray(state_order, np.int64)
+        self._action_order = None if action_order is None else np.asarray(action_order, np.int64)
+        # Robot action i is entry _action_back[i] of the model's vector.
+        self._action_back = None if action_order is None else np.argsort(self._action_order)
+        self._pad_to_square = pad_to_square
+        self._allow_missing = allow_missing
+
+    def robot_actions(self, model_actions: torch.Tensor, action_dim: int) -> np.ndarray:
+        """The model's (batch, horizon, max_action_dim) output as normalised robot actions, float32."""
+        actions = model_actions.float().cpu().numpy()
+        if self._action_back is None:
+            return actions[:, :, :action_dim]
+        return actions[:, :, self._action_back]
 
     def observations(
         self,
@@ -300,23 +395,47 @@ class InputEncoder:
                 f"state has shape {state.shape[1:]}, the policy expects ({len(self._state_names)},) "
                 f"for {list(self._state_names)}"
             )
-        state = torch.from_numpy((state - stats.state_mean) / stats.state_std)
+        normalised = (state - stats.state_mean) / stats.state_std
+        if self._state_order is not None:
+            normalised = normalised[:, self._state_order]
+        state = torch.from_numpy(np.ascontiguousarray(normalised))
         input_ids, attention_mask = self._layout.encode(prompts)
-        pixels = pixel_batch(
-            images, self._camera_names, self._image_size_px, device=self._device, dtype=self._dtype
+        pixels, present = image_slots(
+            images,
+            self._camera_names,
+            self._image_size_px,
+            pad_to_square=self._pad_to_square,
+            allow_missing=self._allow_missing,
+            device=self._device,
+            dtype=self._dtype,
         )
+        if not bool(present.all()):
+            attention_mask = self._mask_missing_images(attention_mask, present.cpu())
         to = dict(device=self._device, non_blocking=True)
         return {
             "state": pad_last(state, self._max_state_dim).to(dtype=self._dtype, **to),
             "input_ids": input_ids.to(**to),
             "attention_mask": attention_mask.to(**to),
             "pixel_values": pixels,
-            "pixel_attention_mask": torch.ones(pixels.shape[:2], dtype=torch.bool, device=self._device),
+            "pixel_attention_mask": present,
         }
+
+    def _mask_missing_images(self, attention_mask: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        # The model puts the present cameras' features on the first image tokens, in slot
+        # order; the tokens of absent slots come last and nothing may attend to them.
+        per_image = self._layout.tokens_per_image
+        image_tokens = len(self._camera_names) * per_image
+        first_masked = present.sum(dim=1) * per_image
+        position = torch.arange(image_tokens)
+        masked = position[None, :] >= first_masked[:, None]
+        attention_mask = attention_mask.clone()
+        attention_mask[:, :image_tokens][masked] = 0
+        return attention_mask
 
     def actions(self, actions: np.ndarray, stats: NormStats) -> torch.Tensor:
         """Normalise and pad target chunks (batch, horizon, action_dim) in robot units."""
-        normalised = torch.from_numpy(
-            (np.asarray(actions, np.float32) - stats.action_mean) / stats.action_std
-        )
+        normalised = (np.asarray(actions, np.float32) - stats.action_mean) / stats.action_std
+        if self._action_order is not None:
+            normalised = normalised[:, :, self._action_order]
+        normalised = torch.from_numpy(np.ascontiguousarray(normalised))
         return pad_last(normalised, self._max_action_dim).to(self._device, self._dtype)

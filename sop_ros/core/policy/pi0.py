@@ -29,6 +29,7 @@ import torch
 from transformers import PI0ForConditionalGeneration
 
 from sop_ros.core.errors import ConfigError, IncompatibleWeightsError, WeightsError
+from sop_ros.core.policy.checkpoint import read_checkpoint
 from sop_ros.core.policy.config import (
     PolicyConfig,
     build_network,
@@ -38,9 +39,11 @@ from sop_ros.core.policy.config import (
     pi0_config,
     resolve_device,
     resolve_dtype,
+    tokenizer_digest,
 )
 from sop_ros.core.policy.graphs import GraphedCall
 from sop_ros.core.policy.inputs import InputEncoder, NormStats, PromptLayout, pad_last, sample_field
+from sop_ros.core.policy.layout import InputLayout
 from sop_ros.core.policy.swap import ShadowWeights
 from sop_ros.core.policy.tokenizer import IMAGE_TOKEN, TOKENIZER_DIGEST, prompt_text
 from sop_ros.core.policy.weights_file import (
@@ -95,9 +98,12 @@ class Pi0Policy:
         self.device = resolve_device(config)
         self.dtype = resolve_dtype(config, self.device)
         checkpoint = checkpoint_dir(config)
-        self.tokenizer = load_tokenizer(config)
+        # What the checkpoint was trained with (None for the random presets).
+        self.checkpoint = None if checkpoint is None else read_checkpoint(checkpoint)
+        self.tokenizer = load_tokenizer(config, self.checkpoint)
         image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
         pi0 = pi0_config(config, vocab_size=len(self.tokenizer), image_token_id=image_token_id)
+        inputs = InputLayout.of(config, self.checkpoint)
         if model is None:
             model = build_network(config, pi0)
         elif model_config_hash(model.config) != model_config_hash(pi0):
@@ -111,36 +117,52 @@ class Pi0Policy:
         layout = PromptLayout(
             self.tokenizer,
             image_token_id=pi0.vlm_config.image_token_id,
-            num_cameras=len(config.camera_names),
+            num_cameras=len(inputs.slots),
             tokens_per_image=(vision.image_size // vision.patch_size) ** 2,
-            max_prompt_tokens=config.max_prompt_tokens,
+            max_prompt_tokens=inputs.prompt_tokens,
+            newline_in_text=self.checkpoint is not None,
         )
         self._encoder = InputEncoder(
             layout,
-            camera_names=config.camera_names,
+            camera_names=inputs.slots,
             state_names=config.state_names,
             image_size_px=self.image_size_px,
             max_state_dim=pi0.max_state_dim,
             max_action_dim=pi0.max_action_dim,
             device=self.device,
             dtype=self.dtype,
+            state_order=inputs.state_order,
+            action_order=inputs.action_order,
+            pad_to_square=self.checkpoint is not None,
+            allow_missing=self.checkpoint is not None,
         )
+        self.input_layout = inputs
         self._params = {n: p for n, p in self.model.named_parameters() if is_trainable(n)}
         self.freeze_language_model()
         self._specs = specs_of({n: p.data for n, p in self._params.items()})
-        if checkpoint is None:
+        if self.checkpoint is None:
             self.base_model_id = f"sop-pi0-{config.model}-random-seed{config.seed}"
+            layout: dict[str, Any] = {"tokenizer": TOKENIZER_DIGEST}
         else:
-            self.base_model_id = f"local:{checkpoint.name}"
+            self.base_model_id = f"local:{self.checkpoint.path.name}"
+            # Everything else that changes what the network computes from the same robot data.
+            layout = {
+                "tokenizer": tokenizer_digest(self.tokenizer),
+                "image_slots": inputs.slots,
+                "state_order": inputs.state_order,
+                "action_order": inputs.action_order,
+                "checkpoint": self.checkpoint.digest(),
+            }
         self.config_hash = model_config_hash(
             pi0,
-            tokenizer=TOKENIZER_DIGEST if checkpoint is None else self.tokenizer.vocab_size,
             cameras=config.camera_names,
             actions=config.action_names,
             states=config.state_names,
             base_model_id=self.base_model_id,
+            **layout,
         )
-        self._stats = NormStats.identity(config.state_dim, config.action_dim)
+        self._checkpoint_stats = inputs.norm_stats
+        self._stats = inputs.norm_stats or NormStats.identity(config.state_dim, config.action_dim)
         self._active_version = format_version(0)
         self._staged: tuple[str, NormStats | None] | None = None
         self._shadow: ShadowWeights | None = None
@@ -164,11 +186,19 @@ class Pi0Policy:
         """
         return self.infer_batch([observation])[0]
 
-    def infer_batch(self, observations: Sequence[Observation]) -> list[ActionChunk]:
+    def infer_batch(
+        self, observations: Sequence[Observation], *, noise: torch.Tensor | None = None
+    ) -> list[ActionChunk]:
         """Return one action chunk per observation, computed in one batched pass.
 
         Used where many robots or simulated episodes share one set of weights
         (evaluation, simulated fleets); a robot calls :meth:`infer`.
+
+        Args:
+            observations: What the robots saw.
+            noise: Where the flow starts, (batch, horizon, max_action_dim) in the model's vector
+                layout; drawn from the policy's generator when omitted (given, it reproduces
+                another implementation's chunk for the same start).
 
         Raises:
             ConfigError: a camera is missing, a state has the wrong size or a prompt is too long.
@@ -177,19 +207,19 @@ class Pi0Policy:
             return []
         start = time.perf_counter()
         advantage = _ADVANTAGE[self.config.inference_advantage]
-        shape = (len(observations), self.config.horizon, self.config.action_dim)
         with self._infer_lock:
             stats = self._stats
             inputs = self._encoder.observations(
                 [o.images for o in observations],
                 [o.state for o in observations],
-                [prompt_text(o.instruction, advantage) for o in observations],
+                [self._prompt(o.instruction, advantage) for o in observations],
                 stats,
             )
-            noise = torch.randn(shape, generator=self._generator)
-            noise = pad_last(noise, self.pi0_config.max_action_dim).to(self.device, self.dtype)
-            actions = self._sample(inputs, noise)[:, :, : self.config.action_dim]
-            actions = actions.float().cpu().numpy()
+            if noise is None:
+                noise = self._noise(len(observations))
+            actions = self._encoder.robot_actions(
+                self._sample(inputs, noise.to(self.device, self.dtype)), self.config.action_dim
+            )
             version = self._active_version
         actions = actions * stats.action_std + stats.action_mean
         infer_ms = (time.perf_counter() - start) * 1e3
@@ -204,6 +234,17 @@ class Pi0Policy:
             )
             for chunk, observation in zip(actions, observations, strict=True)
         ]
+
+    def _noise(self, batch: int) -> torch.Tensor:
+        width = self.pi0_config.max_action_dim
+        if self.checkpoint is not None:
+            # π0 as LeRobot and openpi run it: noise in every entry, padded ones included.
+            return torch.randn((batch, self.config.horizon, width), generator=self._generator)
+        noise = torch.randn((batch, self.config.horizon, self.config.action_dim), generator=self._generator)
+        return pad_last(noise, width)
+
+    def _prompt(self, instruction: str, advantage: bool | None) -> str:
+        return prompt_text(instruction, advantage, verbatim=self.checkpoint is not None)
 
     def reset(self) -> None:
         """Start a new episode: re-seed the sampling noise so episodes are reproducible."""
@@ -273,7 +314,9 @@ class Pi0Policy:
         if not samples:
             raise ConfigError("cannot collate an empty list of samples")
         stats = self._stats
-        prompts = [prompt_text(sample_field(s, "instruction"), sample_field(s, "advantage")) for s in samples]
+        prompts = [
+            self._prompt(sample_field(s, "instruction"), sample_field(s, "advantage")) for s in samples
+        ]
         images = [sample_field(s, "images") for s in samples]
         batch = self._encoder.observations(
             images, [sample_field(s, "state") for s in samples], prompts, stats
@@ -290,9 +333,11 @@ class Pi0Policy:
     ) -> torch.Tensor:
         """Return π0's flow-matching loss per sample, shape (batch,), float32.
 
-        Padded action dimensions get zero noise here and in :meth:`infer`, so their
-        target velocity is zero: the network learns at once to leave them at zero,
-        and they never feed drifting values back into the expert at inference.
+        With the presets, padded action dimensions get zero noise here and in
+        :meth:`infer`, so their target velocity is zero: the network learns at once
+        to leave them at zero, and they never feed drifting values back into the
+        expert at inference. A checkpoint trains as it was trained (LeRobot, openpi):
+        noise in every entry, padded entries left out of the loss.
         Squared velocity errors are summed over steps and all dimensions and divided
         by horizon × the robot's action dimensions (a mean over the real ones).
 
@@ -304,7 +349,10 @@ class Pi0Policy:
         actions = batch["actions"]
         cfg = self.pi0_config
         t = self._time_dist.sample((actions.shape[0],)) * cfg.time_sampling_scale + cfg.time_sampling_offset
-        noise = pad_last(torch.randn_like(actions[..., : self.config.action_dim]), actions.shape[-1])
+        if self.checkpoint is not None:
+            noise = torch.randn_like(actions)  # as the checkpoint was trained (LeRobot, openpi)
+        else:
+            noise = pad_last(torch.randn_like(actions[..., : self.config.action_dim]), actions.shape[-1])
         t_ = t[:, None, None].to(actions.dtype)
         noisy = t_ * noise + (1 - t_) * actions
         # Without `actions=` the model treats `noise` as the noisy chunk and returns
@@ -319,10 +367,20 @@ class Pi0Policy:
             pixel_attention_mask=batch["pixel_attention_mask"],
         ).logits
         error = (velocity.float() - (noise - actions).float()).square()
+        if self.checkpoint is not None:
+            # Padded entries carry noise but no target: LeRobot leaves them out of the loss.
+            error = error[..., : self.config.action_dim]
         return error.sum(dim=(1, 2)) / (self.config.horizon * self.config.action_dim)
 
     def set_norm_stats(self, states: np.ndarray, actions: np.ndarray) -> NormStats:
-        """Compute and use normalisation statistics from states (N, S) and actions (N, [H,] A)."""
+        """Compute and use normalisation statistics from states (N, S) and actions (N, [H,] A).
+
+        A checkpoint that carries its own statistics keeps them: its network was trained
+        with them, and post-training goes on in the same units.
+        """
+        if self._checkpoint_stats is not None:
+            _log.info("keeping the checkpoint's normalisation statistics (%s)", self.base_model_id)
+            return self._checkpoint_stats
         stats = NormStats.from_data(states, actions)
         stats.check_dims(self.config.state_dim, self.config.action_dim)
         with self._infer_lock:

@@ -103,15 +103,18 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def prompt_text(instruction: str, advantage: bool | None = None) -> str:
+def prompt_text(instruction: str, advantage: bool | None = None, *, verbatim: bool = False) -> str:
     """Return the text part of a prompt: the instruction and, for RECAP, the advantage indicator.
 
     Args:
         instruction: Natural-language task instruction.
         advantage: True for "advantage: positive", False for "advantage: negative",
             None to leave the indicator out (plain imitation).
+        verbatim: Keep the instruction's case and spacing (PaliGemma's tokenizer, as LeRobot
+            feeds it; only a trailing newline goes, the prompt layout adds one); otherwise
+            lowercase it and collapse whitespace (the built-in vocabulary is lowercase).
     """
-    text = " ".join(instruction.strip().lower().split())
+    text = instruction.removesuffix(PROMPT_END) if verbatim else " ".join(instruction.lower().split())
     if advantage is None:
         return text
     return f"{text} advantage: {'positive' if advantage else 'negative'}"

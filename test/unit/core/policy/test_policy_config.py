@@ -85,7 +85,13 @@ def test_a_local_checkpoint_loads_with_its_tokenizer(tmp_path: Path) -> None:
     assert loaded.base_model_id == f"local:{tmp_path.name}"
     for name, tensor in source.model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[name], tensor), name
-    source.reset()
-    np.testing.assert_array_equal(loaded.infer(observation()).actions, source.infer(observation()).actions)
+    # A checkpoint runs as π0 checkpoints do (noise in padded entries too, 48 prompt tokens, the
+    # padding masked): from the same start it gives the same chunk, up to float rounding.
+    noise = torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(3))
+    np.testing.assert_allclose(
+        loaded.infer_batch([observation()], noise=noise)[0].actions,
+        source.infer_batch([observation()], noise=noise)[0].actions,
+        atol=1e-5,
+    )
     with pytest.raises(ConfigError, match="takes 64 px images, not 128"):
         Pi0Policy(small_config(model=str(tmp_path), image_size_px=128))
