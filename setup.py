@@ -57,7 +57,6 @@ setup(
         "tokenizers",
         "eclipse-zenoh",
         "rosbags",
-        "msgpack",
         "opencv-python-headless",
         "pyyaml",
         "tqdm",
@@ -65,7 +64,7 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "ruff", "mcap", "mcap-ros2-support", "yourdfpy"],
+        "test": ["pytest", "pytest-timeout", "ruff", "mypy", "mcap", "mcap-ros2-support", "yourdfpy"],
     },
     zip_safe=False,
     entry_points={

@@ -35,10 +35,10 @@ from ruamel.yaml.events import (
     SequenceStartEvent,
 )
 
+from sop_ros.core.durable import fsync_tree
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.types import EpisodeMeta
 from sop_ros.storage.errors import BagError
-from sop_ros.storage.spool import fsync_tree
 
 __all__ = [
     "BAG_VERSION",

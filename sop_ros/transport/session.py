@@ -180,11 +180,13 @@ def wait_reply(replies: Any, key: str) -> tuple[bytes, bytes | None]:
             return sample.payload.to_bytes(), attachment
         err_bytes = reply.err.payload.to_bytes()
         try:
-            header = json.loads(err_bytes)
-            reason = str(header.get("reason", "unspecified error"))
-        except ValueError:
-            header, reason = {}, err_bytes.decode(errors="replace")
-        raise RemoteError(f"{key}: {reason}", header)
+            header = decode_header(err_bytes, "error")
+        except IntegrityError:
+            # Not an answer of ours but Zenoh's own (a query that timed out says "Timeout"):
+            # no verdict on the request, so never a refusal for good.
+            detail = err_bytes.decode(errors="replace")
+            raise TransportError(f"no answer on {key}: {detail}") from None
+        raise RemoteError(f"{key}: {header.get('reason', 'unspecified error')}", header)
     raise TransportError(f"no reply on {key} (nobody serves it or it timed out)")
 
 
