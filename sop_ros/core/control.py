@@ -105,7 +105,8 @@ class ChunkBroker:
             step = 0
         if step >= chunk.horizon:
             return None
-        return chunk.actions[step]
+        row: np.ndarray = chunk.actions[step]
+        return row
 
 
 class CommandMux:
