@@ -64,7 +64,17 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "ruff", "mypy", "mcap", "mcap-ros2-support", "yourdfpy"],
+        "test": [
+            "pytest",
+            "pytest-timeout",
+            "ruff",
+            "mypy",
+            "types-PyYAML",
+            "types-tqdm",
+            "mcap",
+            "mcap-ros2-support",
+            "yourdfpy",
+        ],
     },
     zip_safe=False,
     entry_points={
