@@ -65,7 +65,16 @@ setup(
         "tensorboard",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "ruff", "mcap-ros2-support", "yourdfpy"],
+        "test": [
+            "pytest",
+            "pytest-timeout",
+            "ruff",
+            "mypy",
+            "types-PyYAML",
+            "types-tqdm",
+            "mcap-ros2-support",
+            "yourdfpy",
+        ],
     },
     zip_safe=False,
     entry_points={

@@ -50,6 +50,7 @@ sys.path.insert(0, str(REPO / "bench" / "upload"))
 import numpy as np  # noqa: E402
 from loopback import free_port, role_tcp_sender, tcp_copy  # noqa: E402
 
+from sop_ros.core.spool import Spool  # noqa: E402
 from sop_ros.core.types import EpisodeMeta, Outcome, new_episode_id  # noqa: E402
 from sop_ros.storage import typestore as ts  # noqa: E402
 from sop_ros.storage.bagio import close_writer, open_writer, validate_bag  # noqa: E402
@@ -107,14 +108,14 @@ def record_template(parent: Path, index: int, episode_s: float) -> Path:
     return bag
 
 
-def drop_episode(template: Path, ready: Path, robot: str, on_ready) -> None:
-    """Put a new episode in ``ready/``: the template's MCAP hard-linked, its metadata renamed.
+def drop_episode(template: Path, spool: Spool, robot: str, on_ready) -> None:
+    """Put a new episode in the spool's ``ready/``: the template's MCAP hard-linked, its metadata renamed.
 
     ``on_ready(episode, size_bytes)`` is called just before the bag appears in ``ready/``.
     """
     old_id = template.name
     episode = new_episode_id(robot)
-    tmp = ready.parent / "recording" / episode
+    tmp = spool.recording / episode
     tmp.mkdir(parents=True)
     size = 0
     for path in template.iterdir():
@@ -125,7 +126,7 @@ def drop_episode(template: Path, ready: Path, robot: str, on_ready) -> None:
             (tmp / path.name).write_text(text)
         size += (tmp / path.name).stat().st_size
     on_ready(episode, size)
-    tmp.rename(ready / episode)  # what the recorder does: a bag in ready/ is complete
+    tmp.rename(spool.ready / episode)  # what the recorder does: a bag in ready/ is complete
 
 
 # Roles (child processes) ---------------------------------------------------------------------
@@ -200,8 +201,7 @@ class Robot:
 
     def __init__(self, name: str, endpoint: str, work: Path, templates: list[Path]):
         self.name = name
-        self.spool = work / "robots" / name
-        (self.spool / "ready").mkdir(parents=True)
+        self.spool = Spool(work / "robots" / name).create()
         self.session = open_session(CONFIGS / "test_client.json5", {"connect/endpoints": [endpoint]})
         retry = RetryPolicy(timeout_s=30.0, max_attempts=1000, backoff_s=0.2, max_backoff_s=2.0)
         uploader = BagUploader(self.session, UploadConfig(fleet=FLEET, robot_id=name, retry=retry))
@@ -210,14 +210,14 @@ class Robot:
         self.committed: list[dict] = []
         self.spooler = SpoolUploader(
             uploader,
-            self.spool,
+            self.spool.root,
             config=SpoolConfig(poll_period_s=0.2, keep_uploaded=0),
             on_uploaded=self._done,
         )
         self.weights_t: float | None = None
         self.fetcher = WeightsFetcher(
             self.session,
-            self.spool / "weights",
+            self.spool.root / "weights",
             on_ready=lambda m, p: setattr(self, "weights_t", time.time()),
             config=WeightsFetcherConfig(fleet=FLEET),
         )
@@ -241,9 +241,7 @@ class Robot:
         k, next_t = 0, start_at + offset_s
         while next_t < stop_at:
             time.sleep(max(0.0, next_t - time.time()))
-            drop_episode(
-                self.templates[k % len(self.templates)], self.spool / "ready", self.name, self._ready
-            )
+            drop_episode(self.templates[k % len(self.templates)], self.spool, self.name, self._ready)
             k += 1
             next_t += episode_s
 
@@ -252,7 +250,7 @@ class Robot:
         self.ready_t[episode] = time.time()
 
     def backlog_bytes(self) -> int:
-        return sum(self.sizes.get(p.name, 0) for p in (self.spool / "ready").iterdir())
+        return sum(self.sizes.get(p.name, 0) for p in self.spool.ready.iterdir())
 
 
 def role_robots(endpoint: str, work: Path, names: list[str], out: Path) -> None:

@@ -42,6 +42,7 @@ def run_child(arrangement: str, duration_s: float) -> dict[str, float]:
     from sensor_msgs.msg import JointState
 
     from sop_ros.core import topics
+    from sop_ros.core.spool import Spool
     from sop_ros.nodes.common import COMMAND_QOS
     from sop_ros.nodes.robot_graph import RobotGraph, RobotGraphConfig
 
@@ -74,7 +75,8 @@ def run_child(arrangement: str, duration_s: float) -> dict[str, float]:
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     sent = commands[0] - counted
-    episodes = len(list((spool / "ready").glob("*"))) if (spool / "ready").is_dir() else 0
+    ready = Spool(spool).ready
+    episodes = len(list(ready.glob("*"))) if ready.is_dir() else 0
     return {"cpu_core_share": cpu_s / duration_s, "commands_per_s": sent / duration_s, "episodes": episodes}
 
 

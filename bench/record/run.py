@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from sop_ros.core.spool import Spool
 from sop_ros.nodes.registry import NODES
 
 HERE = Path(__file__).resolve().parent
@@ -102,7 +103,7 @@ def main() -> int:
         wall = time.monotonic() - t0
         published = json.loads(publisher.stdout.read().strip().splitlines()[-1])
         deadline = time.monotonic() + 30
-        ready = spool / "ready"
+        ready = Spool(spool).ready
         while time.monotonic() < deadline and not (ready.exists() and any(ready.iterdir())):
             time.sleep(0.2)
         recorder.terminate()

@@ -29,7 +29,7 @@ __all__ = [
 
 C = TypeVar("C")
 
-Scalar = bool | int | float | str | tuple
+Scalar = bool | int | float | str | tuple[Any, ...]
 
 
 def setting(
@@ -125,7 +125,7 @@ def _leaf_type(hint: Any) -> type:
     if origin is tuple:
         return tuple
     if hint in (bool, int, float, str):
-        return hint
+        return typing.cast(type, hint)
     raise ConfigError(f"config fields must be bool, int, float, str or tuple, not {hint}")
 
 
@@ -154,12 +154,12 @@ def config_from_flat(cls: type[C], values: Mapping[str, Any], prefix: str = "") 
         ConfigError: a value has the wrong type, is out of range, or a name is unknown.
     """
     hints = _field_types(cls)
-    known = set()
+    known: set[str] = set()
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(typing.cast(Any, cls)):
         name = f"{prefix}{f.name}"
         hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             sub_values = {k: v for k, v in values.items() if k.startswith(f"{name}.")}
             kwargs[f.name] = config_from_flat(hint, sub_values, prefix=f"{name}.")
             known.update(sub_values)

@@ -79,10 +79,6 @@ class ChunkBroker:
         """Forget every chunk (after a hand-back or an episode end)."""
         self._chunks.clear()
 
-    def newest_stamp_ns(self) -> int | None:
-        """Stamp of the newest chunk held, if any."""
-        return self._chunks[-1].stamp_ns if self._chunks else None
-
     def action_at(self, now_ns: int) -> tuple[np.ndarray | None, str]:
         """Return (action, "") due at ``now_ns``, or (None, why) when nothing valid is due."""
         if not self._chunks:
@@ -113,7 +109,8 @@ class ChunkBroker:
             step = 0
         if step >= chunk.horizon:
             return None
-        return chunk.actions[step]
+        row: np.ndarray = chunk.actions[step]
+        return row
 
 
 class CommandMux:

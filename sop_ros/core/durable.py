@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["fsync_dir", "write_durably"]
+__all__ = ["fsync_dir", "fsync_tree", "write_durably"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -15,6 +15,15 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_tree(path: Path) -> None:
+    """Flush every file directly under ``path`` and the directory itself to stable storage."""
+    for child in path.iterdir():
+        if child.is_file():
+            with child.open("rb") as file:
+                os.fsync(file.fileno())
+    fsync_dir(path)
 
 
 def write_durably(path: Path, data: bytes | str) -> None:

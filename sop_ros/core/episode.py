@@ -109,7 +109,7 @@ class EpisodeClock:
         Raises:
             ConfigError: an episode already runs, or ``task`` is unknown.
         """
-        if self._phase is Phase.RUNNING:
+        if self._phase is Phase.RUNNING and self._current is not None:
             raise ConfigError(f"episode {self._current.episode_id} is still running; end or abort it first")
         spec = self._pick(task)
         self._phase = Phase.RUNNING

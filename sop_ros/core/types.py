@@ -70,7 +70,7 @@ def new_episode_id(robot_id: str, *, now: datetime | None = None) -> str:
 
 
 def _frozen_array(array: np.ndarray, dtype: type, ndim: int, what: str) -> np.ndarray:
-    out = np.array(array, dtype=dtype, copy=True)
+    out: np.ndarray = np.array(array, dtype=dtype, copy=True)
     if out.ndim != ndim:
         raise ConfigError(f"{what} must be {ndim}-D, got shape {out.shape}")
     out.flags.writeable = False

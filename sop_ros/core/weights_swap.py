@@ -145,7 +145,7 @@ class WeightsSwapper:
             target=self._stage, args=(job, path, sha256), name="weights-staging", daemon=True
         )
         thread.start()
-        if job.done.wait(wait_s):
+        if job.done.wait(wait_s) and job.answer is not None:
             return job.answer
         return SwapAnswer(True, True, f"verifying and staging {version} in the background")
 
@@ -201,8 +201,9 @@ class WeightsSwapper:
         with self._lock:
             self._staging = None
             activate, self._activate_after_staging = self._activate_after_staging, False
-            if activate and job.answer.accepted:
-                self._request_swap(self._policy.staged_version)
+            staged = self._policy.staged_version
+            if activate and job.answer.accepted and staged is not None:
+                self._request_swap(staged)
         job.done.set()
         self._on_change()
 

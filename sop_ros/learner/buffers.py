@@ -15,6 +15,7 @@ is filled once at start-up and is read-only afterwards.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import logging
 import threading
@@ -108,7 +109,7 @@ def make_sample(episode: EpisodeLike, ref: SampleRef, frames: FrameCache | None 
         images = {camera: episode.image(camera, ref.step) for camera in episode.cameras}
     else:
         images = {
-            camera: frames.get((ref, camera), lambda camera=camera: episode.image(camera, ref.step))
+            camera: frames.get((ref, camera), functools.partial(episode.image, camera, ref.step))
             for camera in episode.cameras
         }
     return TrainingSample(

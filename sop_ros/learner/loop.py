@@ -34,7 +34,13 @@ from sop_ros.core.errors import ConfigError, SopError
 from sop_ros.core.types import format_version, parse_version
 from sop_ros.core.weights import WeightsManifest
 from sop_ros.learner.algorithms import Algorithm, UpdateResult
-from sop_ros.learner.buffers import EpisodeLoader, ReplayBuffers, stored_episode_dirs
+from sop_ros.learner.buffers import (
+    EpisodeLoader,
+    OfflineBuffer,
+    OnlineBuffer,
+    ReplayBuffers,
+    stored_episode_dirs,
+)
 from sop_ros.learner.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 from sop_ros.learner.distributed import DistContext
 from sop_ros.learner.indexer import EpisodeIndexer
@@ -351,7 +357,9 @@ class Learner:
         """Fit normalisation once, on offline data if there is any (it never changes), else online."""
         if self._norm_fitted or not self.config.fit_norm_stats:
             return
-        sources = list(self.buffers.offline.values()) or list(self.buffers.online.values())
+        sources: list[OfflineBuffer] | list[OnlineBuffer] = list(self.buffers.offline.values()) or list(
+            self.buffers.online.values()
+        )
         states, actions, budget = [], [], self.config.norm_stats_max_steps
         for buffer in sources:
             for episode in buffer.episodes():

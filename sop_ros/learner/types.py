@@ -66,13 +66,26 @@ class TrainingSample:
 class EpisodeLike(Protocol):
     """A recorded episode (:class:`sop_ros.storage.Episode`), frames compressed until :meth:`image`."""
 
-    meta: EpisodeMeta
-    # Measured state at each step, float32 (steps, state_dim).
-    states: np.ndarray
-    # Executed command of each step, float32 (steps, action_dim).
-    actions: np.ndarray
-    # True where a human produced the step's command, bool (steps,).
-    is_human: np.ndarray
+    # Read-only members, so a frozen dataclass (like Episode) is one.
+    @property
+    def meta(self) -> EpisodeMeta:
+        """What the robot recorded about the episode."""
+        ...
+
+    @property
+    def states(self) -> np.ndarray:
+        """Measured state at each step, float32 (steps, state_dim)."""
+        ...
+
+    @property
+    def actions(self) -> np.ndarray:
+        """Executed command of each step, float32 (steps, action_dim)."""
+        ...
+
+    @property
+    def is_human(self) -> np.ndarray:
+        """True where a human produced the step's command, bool (steps,)."""
+        ...
 
     @property
     def cameras(self) -> tuple[str, ...]:

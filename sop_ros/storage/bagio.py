@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer, WriterError
@@ -35,10 +35,10 @@ from ruamel.yaml.events import (
     SequenceStartEvent,
 )
 
+from sop_ros.core.durable import fsync_tree
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.types import EpisodeMeta
 from sop_ros.storage.errors import BagError
-from sop_ros.storage.spool import fsync_tree
 
 __all__ = [
     "BAG_VERSION",
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 # rosbag2 metadata version; 9 stores QoS profiles as a YAML list (Jazzy and newer).
-BAG_VERSION = 9
+BAG_VERSION: Final = 9
 # Largest metadata.yaml read (bytes); rosbag2 writes a few KB per topic.
 METADATA_MAX_BYTES = 1 << 20
 # Deepest nesting of mappings and lists in metadata.yaml (rosbag2 writes 4 levels).

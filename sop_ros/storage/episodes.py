@@ -135,7 +135,8 @@ class Episode:
 
     def action_chunk(self, step: int) -> np.ndarray:
         """Return the executed actions of steps ``step .. step+H-1``, float32 (H, A)."""
-        return self.actions[self.chunk_indices(step)]
+        chunk: np.ndarray = self.actions[self.chunk_indices(step)]
+        return chunk
 
     def chunk_valid(self, step: int) -> np.ndarray:
         """Return which rows of :meth:`action_chunk` are real (False where padded), bool (H,)."""
@@ -228,7 +229,7 @@ def _read(bag_dir: Path, cameras: tuple[str, ...]) -> _Recorded:
         camera_of = {conn.id: cam for cam, conn in images.items()}
         for conn, stamp, raw in reader.messages(connections=wanted):
             out.last_stamp = max(out.last_stamp, stamp)
-            msg = reader.deserialize(raw, conn.msgtype)
+            msg: Any = reader.deserialize(raw, conn.msgtype)  # a message of conn.msgtype
             if conn.id == command.id:
                 out.action_names = _same_names(bag_dir, conn.topic, out.action_names, msg.name)
                 out.cmd_stamps.append(stamp)
@@ -338,7 +339,7 @@ def _encode_raw(msg: Any) -> bytes:
         raise BagError(f"raw image encoding {encoding!r} is not one of {sorted(_RAW_ENCODINGS)}")
     channels, conversion = _RAW_ENCODINGS[encoding]
     rows = np.asarray(msg.data, np.uint8).reshape(height, step)
-    image = rows[:, : width * channels].reshape(height, width, channels)
+    image: np.ndarray = rows[:, : width * channels].reshape(height, width, channels)
     if conversion is not None:
         image = cv2.cvtColor(image, conversion)
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])

@@ -35,11 +35,12 @@ from typing import Any
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Writer, WriterError
 
+from sop_ros.core.durable import fsync_tree
+from sop_ros.core.spool import Spool
 from sop_ros.core.types import EpisodeMeta, Outcome
 from sop_ros.storage.bagio import close_writer, flush_writer, open_writer
 from sop_ros.storage.errors import BagError, SpoolFullError
 from sop_ros.storage.segments import intervention_segments
-from sop_ros.storage.spool import Spool, fsync_tree
 from sop_ros.storage.typestore import INTERVENTION, deserialize, serialize, typestore
 
 __all__ = ["ABORT_REASON_KEY", "START_META_FILE", "EpisodeRecorder"]

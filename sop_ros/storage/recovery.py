@@ -33,6 +33,7 @@ from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from sop_ros.core.errors import ConfigError
+from sop_ros.core.spool import PARTIAL_SUFFIX, Spool
 from sop_ros.core.types import EpisodeMeta, Outcome
 from sop_ros.storage.bagio import (
     close_writer,
@@ -45,7 +46,6 @@ from sop_ros.storage.bagio import (
 from sop_ros.storage.errors import BagError
 from sop_ros.storage.recorder import START_META_FILE
 from sop_ros.storage.segments import intervention_segments
-from sop_ros.storage.spool import PARTIAL_SUFFIX, Spool
 from sop_ros.storage.typestore import INTERVENTION, deserialize
 
 __all__ = ["RECOVERED_KEY", "RecoveryAction", "RecoveryReport", "recover_spool"]

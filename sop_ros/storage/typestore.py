@@ -123,15 +123,15 @@ def make(msgtype: str, **fields: Any) -> Any:
     values = {}
     # The field definitions list real fields only (a dataclass also lists constants like START).
     for name, _ in store.fielddefs[msgtype][1]:
-        values[name] = fields.pop(name) if name in fields else _zero(store, cls, name)
+        values[name] = fields.pop(name) if name in fields else _zero(store, msgtype, name)
     if fields:
         raise BagError(f"{msgtype} has no field(s) {sorted(fields)}")
     return cls(**values)
 
 
-def _zero(store: Typestore, cls: type, name: str) -> Any:
+def _zero(store: Typestore, msgtype: str, name: str) -> Any:
     # rosbags keeps the field layout in the store's field definitions.
-    kind, spec = dict(store.fielddefs[cls.__msgtype__][1])[name]
+    kind, spec = dict(store.fielddefs[msgtype][1])[name]
     return _zero_of(kind, spec)
 
 

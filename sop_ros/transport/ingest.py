@@ -59,6 +59,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import zenoh
+
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.durable import fsync_dir, write_durably
 from sop_ros.core.errors import ConfigError, IntegrityError, SopError
@@ -155,7 +157,7 @@ class IngestServer:
 
     def __init__(
         self,
-        session: Any,
+        session: zenoh.Session,
         store_dir: Path,
         *,
         validate_bag: Callable[[Path], EpisodeMeta],
@@ -173,7 +175,9 @@ class IngestServer:
         # Before any query: a crash mid-commit must not leave a robot blocked or a bag unindexed.
         self.recovery: RecoveryReport = reconcile_store(self.store_dir, self.index, validate_bag)
         self._prefix = fleet_key(self.config.fleet, "upload")
-        self._queue: queue.Queue = queue.Queue(maxsize=self.config.max_queued)
+        self._queue: queue.Queue[tuple[zenoh.Query, list[str]] | None] = queue.Queue(
+            maxsize=self.config.max_queued
+        )
         self._lock = threading.Lock()
         # Open uploads, least recently used first (at most max_open_uploads).
         self._uploads: OrderedDict[tuple[str, str], PartialUpload] = OrderedDict()
@@ -204,7 +208,7 @@ class IngestServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _route(self, query: Any) -> None:
+    def _route(self, query: zenoh.Query) -> None:
         parts = str(query.key_expr)[len(self._prefix) + 1 :].split("/")
         if len(parts) != 3:
             reply_error(query, f"unknown upload key {query.key_expr}", code="bad_request", retry=False)
@@ -306,7 +310,7 @@ class IngestServer:
             )
         return chunk_size, files
 
-    def _status(self, robot: str, episode: str, query: Any) -> bytes:
+    def _status(self, robot: str, episode: str, query: zenoh.Query) -> bytes:
         if (entry := self.index.get(robot, episode)) is not None:
             return encode_header("status", state="stored", acked={}, path=entry["path"])
         chunk_size, files = self._parse_plan(self._header(query.payload, "plan"))
@@ -344,7 +348,7 @@ class IngestServer:
             used -= size
             _log.warning("dropped partial upload %s/%s to keep %s within its quota", robot, root.name, robot)
 
-    def _chunk(self, robot: str, episode: str, query: Any) -> bytes:
+    def _chunk(self, robot: str, episode: str, query: zenoh.Query) -> bytes:
         header = decode_header(query.attachment.to_bytes() if query.attachment is not None else None, "chunk")
         try:
             name = safe_name(header["file"], "file name")
@@ -378,7 +382,7 @@ class IngestServer:
             f"{reason} ({count} chunks)", code="incomplete", retry=True, missing=ranges, missing_count=count
         )
 
-    def _commit(self, robot: str, episode: str, query: Any) -> bytes:
+    def _commit(self, robot: str, episode: str, query: zenoh.Query) -> bytes:
         if (entry := self.index.get(robot, episode)) is not None:
             return self._stored_reply(entry, "already_stored")
         request = self._header(query.payload, "commit")

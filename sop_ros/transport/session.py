@@ -14,9 +14,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zenoh
+
+if TYPE_CHECKING:
+    from zenoh.handlers import Handler
 
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import ConfigError, IntegrityError, TransportError
@@ -59,7 +62,9 @@ def fleet_key(fleet: str, *parts: str) -> str:
     return "/".join(("sop", fleet, *parts))
 
 
-def open_session(config: Path | str | Mapping[str, Any], overrides: Mapping[str, Any] | None = None):
+def open_session(
+    config: Path | str | Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+) -> zenoh.Session:
     """Open a Zenoh session from a json5 file or a dict, then apply ``overrides``.
 
     Args:
@@ -301,7 +306,7 @@ class RemoteError(TransportError):
 
 
 def query_once(
-    session: Any,
+    session: zenoh.Session,
     key: str,
     *,
     timeout_s: float,
@@ -322,13 +327,13 @@ def query_once(
 
 
 def start_query(
-    session: Any,
+    session: zenoh.Session,
     key: str,
     *,
     timeout_s: float,
     payload: bytes | None = None,
     attachment: bytes | None = None,
-) -> Any:
+) -> Handler[zenoh.Reply]:
     """Send one query (reliable, CongestionControl.BLOCK) and return its reply handler at once.
 
     Raises:
@@ -347,24 +352,28 @@ def start_query(
         raise TransportError(f"cannot query {key}: {err}") from None
 
 
-def wait_reply(replies: Any, key: str) -> tuple[bytes, bytes | None]:
+def wait_reply(replies: Handler[zenoh.Reply], key: str) -> tuple[bytes, bytes | None]:
     """Block until the first reply of a ``session.get`` handler; see :func:`query_once`."""
     for reply in replies:
         if reply.ok is not None:
             sample = reply.ok
             attachment = sample.attachment.to_bytes() if sample.attachment is not None else None
             return sample.payload.to_bytes(), attachment
+        if reply.err is None:  # neither a sample nor an error: nothing to read
+            continue
         err_bytes = reply.err.payload.to_bytes()
         try:
-            header = json.loads(err_bytes)
-            reason = str(header.get("reason", "unspecified error"))
-        except ValueError:
-            header, reason = {}, err_bytes.decode(errors="replace")
-        raise RemoteError(f"{key}: {reason}", header)
+            header = decode_header(err_bytes, "error")
+        except IntegrityError:
+            # Not an answer of ours but Zenoh's own (a query that timed out says "Timeout"):
+            # no verdict on the request, so never a refusal for good.
+            detail = err_bytes.decode(errors="replace")
+            raise TransportError(f"no answer on {key}: {detail}") from None
+        raise RemoteError(f"{key}: {header.get('reason', 'unspecified error')}", header)
     raise TransportError(f"no reply on {key} (nobody serves it or it timed out)")
 
 
-def reply_error(query: Any, reason: str, *, retry: bool, **fields: Any) -> None:
+def reply_error(query: zenoh.Query, reason: str, *, retry: bool, **fields: Any) -> None:
     """Answer ``query`` with an error header the caller can act on."""
     query.reply_err(encode_header("error", reason=reason, retry=retry, **fields))
 
@@ -389,7 +398,7 @@ class RetryPolicy:
 
     def delay_s(self, failures: int) -> float:
         """Back-off before the next attempt after ``failures`` consecutive failures."""
-        return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, failures - 1))
+        return min(self.max_backoff_s, self.backoff_s * 2.0 ** max(0, failures - 1))
 
 
 class RateLimiter:
@@ -398,7 +407,13 @@ class RateLimiter:
     Owned by one thread (the uploader's); not thread-safe.
     """
 
-    def __init__(self, rate_bytes_per_s: float, *, burst_bytes: int = 1 << 20, clock=time.monotonic):
+    def __init__(
+        self,
+        rate_bytes_per_s: float,
+        *,
+        burst_bytes: int = 1 << 20,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if rate_bytes_per_s < 0:
             raise ConfigError(f"rate must be >= 0 bytes/s, got {rate_bytes_per_s}")
         self._rate = float(rate_bytes_per_s)

@@ -1,14 +1,11 @@
 """The robot's upload spool: finished bags wait in ``ready/`` until the learner commits them.
 
-Layout under ``spool_dir``:
-
-- ``ready/<episode_id>/``: finished bags. The recorder writes a bag elsewhere
-  and renames it in here when it is closed, so a bag in ``ready/`` is complete.
-- ``uploaded/<episode_id>/``: bags the learner committed (moved only after the
-  commit ack); the oldest are deleted beyond the retention limits.
-- ``quarantine/<episode_id>/`` with ``REASON.txt`` inside: bags the learner
-  refused for good; kept for a human to look at, never deleted automatically.
-  (The same layout as ``sop_ros.storage.Spool``, which the recorder uses.)
+The spool's layout and its durable, never-overwriting moves are
+:class:`sop_ros.core.spool.Spool`'s, the same the recorder writes through: a
+bag leaves ``ready/`` for ``uploaded/`` only after the learner's commit ack,
+and the oldest uploaded bags are deleted beyond the retention limits; a bag
+the learner refuses for good goes to ``quarantine/`` with ``REASON.txt``,
+never deleted automatically.
 
 One bad bag never blocks the ones behind it: a bag whose upload fails while
 the learner answers (an internal error, a busy learner) waits out its own
@@ -25,7 +22,6 @@ waits for it, so a dead learner only makes bags queue in ``ready/``.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +30,7 @@ from pathlib import Path
 
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import BagError, TransportError
+from sop_ros.core.spool import Spool
 from sop_ros.transport.errors import BagRejectedError
 from sop_ros.transport.session import RemoteError
 from sop_ros.transport.upload import BagUploader, UploadProgress, UploadResult
@@ -62,16 +59,12 @@ class SpoolConfig:
         check_ranges(self)
 
 
-def _dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 class SpoolUploader:
     """Uploads every bag in ``<spool_dir>/ready/``, oldest first.
 
     Args:
         uploader: The robot's BagUploader.
-        spool_dir: Spool root (``ready/``, ``uploaded/``, ``quarantine/`` are made on demand).
+        spool_dir: Spool root (its folders are created if missing).
         config: Settings.
         on_uploaded: Called with each committed upload's result.
         progress: Passed to every upload.
@@ -90,11 +83,7 @@ class SpoolUploader:
     ):
         self.uploader = uploader
         self.config = config or SpoolConfig()
-        self.ready = Path(spool_dir) / "ready"
-        self.uploaded = Path(spool_dir) / "uploaded"
-        self.quarantine = Path(spool_dir) / "quarantine"
-        for path in (self.ready, self.uploaded, self.quarantine):
-            path.mkdir(parents=True, exist_ok=True)
+        self.spool = Spool(spool_dir).create()
         self._on_uploaded = on_uploaded
         self._progress = progress
         self._clock = clock
@@ -103,8 +92,7 @@ class SpoolUploader:
 
     def pending(self) -> list[Path]:
         """Bags waiting in ready/, oldest (by modification time, then name) first."""
-        bags = [p for p in self.ready.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        return sorted(bags, key=lambda p: (p.stat().st_mtime_ns, p.name))
+        return self.spool.ready_bags()
 
     def run_once(self) -> list[UploadResult]:
         """Upload every pending bag not waiting out a back-off; stop early only if the learner is unreachable.
@@ -122,12 +110,10 @@ class SpoolUploader:
             try:
                 result = self.uploader.upload(bag, episode_id=bag.name, progress=self._progress)
             except BagRejectedError as err:
-                kept = self._quarantine(bag, f"learner rejected it: {err.reason}")
-                _log.error("learner rejected %s (kept in %s): %s", bag.name, kept, err.reason)
+                self._quarantine(bag, f"learner rejected it: {err.reason}")
                 continue
             except BagError as err:
-                kept = self._quarantine(bag, f"not an uploadable bag: {err}")
-                _log.error("%s is not an uploadable bag (kept in %s): %s", bag.name, kept, err)
+                self._quarantine(bag, f"not an uploadable bag: {err}")
                 continue
             except TransportError as err:
                 if not isinstance(err.__cause__, RemoteError):  # no answer: not this bag's fault
@@ -140,7 +126,10 @@ class SpoolUploader:
                 )
                 continue
             self._backoff.pop(bag.name, None)
-            self._move(bag, self.uploaded)
+            try:
+                self.spool.mark_uploaded(bag)
+            except BagError as err:  # committed all the same; the next pass finds it stored and retries
+                _log.error("%s is committed but stays in ready/: %s", bag.name, err)
             results.append(result)
             if self._on_uploaded is not None:
                 self._on_uploaded(result)
@@ -158,30 +147,14 @@ class SpoolUploader:
             self.run_once()
             stop.wait(self.config.poll_period_s)
 
-    def _quarantine(self, bag: Path, reason: str) -> Path:
-        target = self.quarantine / bag.name
-        counter = 1
-        while target.exists():  # never overwrite an earlier quarantined copy
-            counter += 1
-            target = self.quarantine / f"{bag.name}.{counter}"
-        bag.rename(target)
-        (target / "REASON.txt").write_text(reason.rstrip() + "\n")
+    def _quarantine(self, bag: Path, reason: str) -> None:
         self._backoff.pop(bag.name, None)
-        return target
-
-    def _move(self, bag: Path, target_dir: Path) -> None:
-        target = target_dir / bag.name
-        if target.exists():
-            shutil.rmtree(target)  # an older copy of the same episode; the new one is the one acked
-        bag.rename(target)
+        try:
+            kept = self.spool.quarantine_bag(bag, reason)
+        except BagError as err:  # e.g. removed by hand meanwhile; nothing else to keep
+            _log.error("%s should be quarantined (%s) but stays: %s", bag.name, reason, err)
+            return
+        _log.error("%s quarantined in %s: %s", bag.name, kept, reason)
 
     def _apply_retention(self) -> None:
-        keep, keep_bytes = self.config.keep_uploaded, self.config.keep_uploaded_bytes
-        if keep < 0 and keep_bytes == 0:
-            return
-        bags = sorted(self.uploaded.iterdir(), key=lambda p: p.stat().st_mtime_ns, reverse=True)
-        total = 0
-        for i, bag in enumerate(bags):
-            total += _dir_size(bag)
-            if (keep >= 0 and i >= keep) or (keep_bytes and total > keep_bytes):
-                shutil.rmtree(bag, ignore_errors=True)
+        self.spool.prune_uploaded(keep=self.config.keep_uploaded, keep_bytes=self.config.keep_uploaded_bytes)

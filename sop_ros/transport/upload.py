@@ -15,10 +15,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+import zenoh
 
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import BagError, TransportError
@@ -36,6 +38,9 @@ from sop_ros.transport.session import (
     start_query,
     wait_reply,
 )
+
+if TYPE_CHECKING:
+    from zenoh.handlers import Handler
 
 __all__ = ["BagUploader", "UploadConfig", "UploadProgress", "UploadResult", "UploadStats"]
 
@@ -122,12 +127,14 @@ class _InFlight:
     index: int
     data: bytes
     sha256: str
-    replies: Any
+    replies: Handler[zenoh.Reply]
     sends: int = 1
 
 
 # Threads hashing chunks ahead of the sender.
 _HASH_THREADS = 2
+# One chunk read ahead: file name, chunk index, bytes, and its digest being computed.
+_ReadChunk = tuple[str, int, bytes, Future[str]]
 
 
 class _ReadAhead:
@@ -137,10 +144,9 @@ class _ReadAhead:
     core's sha256 speed does not cap the upload.
     """
 
-    _END = object()
-
     def __init__(self, bag_dir: Path, files: list[tuple[str, int]], chunk_size_bytes: int, depth: int):
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        # Chunks in file order, then None at the end (or the BagError that ended the reading).
+        self._queue: queue.Queue[_ReadChunk | BagError | None] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._hashers = ThreadPoolExecutor(max_workers=_HASH_THREADS, thread_name_prefix="sop-upload-hash")
         self._thread = threading.Thread(
@@ -155,11 +161,11 @@ class _ReadAhead:
                     for index, data in enumerate(iter_chunks(stream, chunk_size_bytes)):
                         if not self._put((name, index, data, self._hashers.submit(sha256_bytes, data))):
                             return
-            self._put(self._END)
+            self._put(None)
         except OSError as err:
             self._put(BagError(f"cannot read {bag_dir}: {err}"))
 
-    def _put(self, item: object) -> bool:
+    def _put(self, item: _ReadChunk | BagError | None) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -169,7 +175,7 @@ class _ReadAhead:
         return False
 
     def __iter__(self) -> Iterator[tuple[str, int, bytes, str]]:
-        while (item := self._queue.get()) is not self._END:
+        while (item := self._queue.get()) is not None:
             if isinstance(item, BagError):
                 raise item
             name, index, data, digest = item
@@ -204,7 +210,9 @@ class BagUploader:
         sleep: Called to wait between attempts (tests pass a fast one).
     """
 
-    def __init__(self, session: Any, config: UploadConfig, *, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self, session: zenoh.Session, config: UploadConfig, *, sleep: Callable[[float], None] = time.sleep
+    ):
         self.session = session
         self.config = config
         self._sleep = sleep
@@ -373,7 +381,7 @@ class BagUploader:
             stats.bytes_sent += len(item.data)
             item.replies = self._send_chunk(key, item.name, item.index, item.data, item.sha256)
 
-    def _send_chunk(self, key: str, name: str, index: int, data: bytes, sha256: str) -> Any:
+    def _send_chunk(self, key: str, name: str, index: int, data: bytes, sha256: str) -> Handler[zenoh.Reply]:
         """Start one chunk query and return its reply handler (one place to observe every send)."""
         header = encode_header("chunk", file=name, index=index, sha256=sha256)
         return start_query(

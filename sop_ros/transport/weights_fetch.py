@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import zenoh
+
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.durable import fsync_dir, write_durably
 from sop_ros.core.errors import (
@@ -105,7 +107,7 @@ class _Download:
         # delivers them in order); any gap, repair or bad chunk makes total_sha256() re-read
         # the file. It runs on its own thread, beside the per-chunk check of the next chunk.
         self._next = 0
-        self._total: Any = hashlib.sha256()
+        self._total = hashlib.sha256()
         self._total_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sop-weights-total")
         with partial.open("wb") as out:
             out.truncate(manifest.size_bytes)
@@ -166,7 +168,7 @@ class WeightsFetcher:
 
     def __init__(
         self,
-        session: Any,
+        session: zenoh.Session,
         staging_dir: Path,
         *,
         on_ready: Callable[[WeightsManifest, Path], None],
@@ -233,13 +235,13 @@ class WeightsFetcher:
                 self._offered = manifest
             self._lock.notify_all()
 
-    def _on_manifest_sample(self, sample: Any) -> None:
+    def _on_manifest_sample(self, sample: zenoh.Sample) -> None:
         try:
             self._offer(WeightsManifest.from_json(sample.payload.to_bytes()))
         except IntegrityError as err:
             _log.error("ignored a malformed weights manifest: %s", err)
 
-    def _on_push(self, sample: Any) -> None:
+    def _on_push(self, sample: zenoh.Sample) -> None:
         try:
             header = decode_header(sample.attachment.to_bytes() if sample.attachment else None)
             if header["kind"] == "manifest":
@@ -318,7 +320,7 @@ class WeightsFetcher:
             current = self._current
             same = current is not None and current.manifest.version == manifest.version
             # A transport failure keeps the verified chunks for the next try; anything else restarts.
-            if same and not isinstance(err, TransportError):
+            if current is not None and same and not isinstance(err, TransportError):
                 current.discard()
                 self._current = None
         _log.error("weights %s not staged: %s", format_version(manifest.version), err)

@@ -29,7 +29,6 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import zenoh
 
@@ -70,19 +69,21 @@ class WeightsPublisher:
         config: Settings.
     """
 
-    def __init__(self, session: Any, config: WeightsPublisherConfig | None = None):
+    def __init__(self, session: zenoh.Session, config: WeightsPublisherConfig | None = None):
         self.config = config or WeightsPublisherConfig()
         self.keys = weights_keys(self.config.fleet)
         self._session = session
         self._lock = threading.Lock()
         # version -> (manifest, file); the newest keep_versions, written by publish().
         self._versions: dict[int, tuple[WeightsManifest, Path]] = {}
-        reliable = {
-            "congestion_control": zenoh.CongestionControl.BLOCK,
-            "reliability": zenoh.Reliability.RELIABLE,
-        }
-        self._manifest_pub = session.declare_publisher(self.keys["manifest"], **reliable)
-        self._push_pub = session.declare_publisher(self.keys["push"], **reliable)
+        self._manifest_pub, self._push_pub = (
+            session.declare_publisher(
+                self.keys[name],
+                congestion_control=zenoh.CongestionControl.BLOCK,
+                reliability=zenoh.Reliability.RELIABLE,
+            )
+            for name in ("manifest", "push")
+        )
         self._manifest_q = session.declare_queryable(self.keys["manifest"], self._answer_manifest)
         self._chunk_q = session.declare_queryable(f"{self.keys['chunk']}/*/*", self._answer_chunk)
 
@@ -127,14 +128,14 @@ class WeightsPublisher:
                 )
                 self._push_pub.put(data, attachment=header)
 
-    def _answer_manifest(self, query: Any) -> None:
+    def _answer_manifest(self, query: zenoh.Query) -> None:
         latest = self.latest
         if latest is None:
             reply_error(query, "no weights published yet", code="empty", retry=True)
         else:
             query.reply(self.keys["manifest"], latest.to_json())
 
-    def _answer_chunk(self, query: Any) -> None:
+    def _answer_chunk(self, query: zenoh.Query) -> None:
         # A wildcard query (``sop/**``, ``.../chunk/*/*``) also reaches here: answer it, never raise.
         tail = str(query.key_expr)[len(self.keys["chunk"]) + 1 :].split("/")
         try:
@@ -167,5 +168,7 @@ class WeightsPublisher:
         Zenoh may drop pushed samples still queued when the publisher is undeclared, so a
         learner that exits right after ``publish`` leaves robots to repair from the next one.
         """
-        for entity in (self._chunk_q, self._manifest_q, self._push_pub, self._manifest_pub):
-            entity.undeclare()
+        self._chunk_q.undeclare()
+        self._manifest_q.undeclare()
+        self._push_pub.undeclare()
+        self._manifest_pub.undeclare()

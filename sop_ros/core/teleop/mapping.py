@@ -165,7 +165,7 @@ def _floats(name: str, values: Sequence[Any]) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-def _flatten_dimensions(dims: Any) -> dict[str, tuple]:
+def _flatten_dimensions(dims: Any) -> dict[str, tuple[Any, ...]]:
     if not isinstance(dims, list | tuple) or not dims:
         raise ConfigError(f"dimensions must be a non-empty list, got {dims!r}")
     known = {"name", "axis", "scale", "deadzone", "invert", "low", "high"}
@@ -176,7 +176,7 @@ def _flatten_dimensions(dims: Any) -> dict[str, tuple]:
         unknown = set(dim) - known
         if missing or unknown:
             raise ConfigError(f"dimensions[{i}]: missing {sorted(missing)}, unknown {sorted(unknown)}")
-    out: dict[str, tuple] = {
+    out: dict[str, tuple[Any, ...]] = {
         "action_names": tuple(d["name"] for d in dims),
         "axes": tuple(d["axis"] for d in dims),
         "scales": tuple(d["scale"] for d in dims),
@@ -254,7 +254,10 @@ def _clip(values: np.ndarray, mapping: JoyMapping) -> np.ndarray:
 
 
 def target_from_axes(
-    axes: Sequence[float], base: Sequence[float], mapping: JoyMapping, period_s: float | None = None
+    axes: Sequence[float],
+    base: Sequence[float] | np.ndarray,
+    mapping: JoyMapping,
+    period_s: float | None = None,
 ) -> np.ndarray:
     """Return the target after one period of stick motion from ``base`` (float64, one per dimension).
 

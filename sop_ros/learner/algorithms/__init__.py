@@ -58,4 +58,4 @@ def make_algorithm(
         raise ConfigError(f"algorithm {name!r} needs a policy to train")
     if config is not None and not isinstance(config, config_cls):
         raise ConfigError(f"algorithm {name!r} takes a {config_cls.__name__}, got {type(config).__name__}")
-    return algorithm_cls(policy, config, dist=dist)  # type: ignore[call-arg]
+    return algorithm_cls(policy, config or config_cls(), dist=dist)

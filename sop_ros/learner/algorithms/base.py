@@ -78,13 +78,9 @@ class Algorithm(abc.ABC):
         self._module = self.dist.wrap(policy.model)
         # DDP's gradient hooks synchronise with other processes: no graph across ranks.
         graphed = config.cuda_graph and self.device.type == "cuda" and not self.dist.active
-        self.optimizer = torch.optim.AdamW(
-            params,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            # One fused kernel; capturable keeps its step counts on the GPU, as capture needs.
-            **({"fused": True, "capturable": True} if graphed else {}),
-        )
+        # One fused kernel; capturable keeps its step counts on the GPU, as capture needs.
+        fused: dict[str, Any] = {"fused": True, "capturable": True} if graphed else {}
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
         self._graphed_step = GraphedCall(self._step_on) if graphed else None
 
     def select_offline(self, episode: EpisodeLike) -> np.ndarray:

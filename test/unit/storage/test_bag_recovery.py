@@ -13,12 +13,12 @@ from bag_helpers import BagWriter, make_meta
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
+from sop_ros.core.spool import REASON_FILE, Spool
 from sop_ros.core.types import InterventionSegment, Outcome
 from sop_ros.storage.bagio import episode_meta, mcap_files, validate_bag
 from sop_ros.storage.errors import BagError
 from sop_ros.storage.recorder import START_META_FILE, EpisodeRecorder
 from sop_ros.storage.recovery import RECOVERED_KEY, RecoveryAction, recover_spool
-from sop_ros.storage.spool import REASON_FILE, Spool
 
 EPISODE = "robot_1-crash"
 GROUP = 5  # messages between two flushes

@@ -7,14 +7,17 @@ import time
 import pytest
 from transport_helpers import CONFIG_DIR
 
-from sop_ros.core.errors import ConfigError, IntegrityError
+from sop_ros.core.errors import ConfigError, IntegrityError, TransportError
 from sop_ros.transport.session import (
     RateLimiter,
+    RemoteError,
     RetryPolicy,
     decode_header,
     encode_header,
     fleet_key,
     open_session,
+    query_once,
+    reply_error,
 )
 
 
@@ -57,3 +60,30 @@ def test_open_session_reports_bad_config_clearly(tmp_path):
         open_session(tmp_path / "missing.json5")
     with pytest.raises(ConfigError, match="invalid zenoh config"):
         open_session(CONFIG_DIR / "test_client.json5", {"mode": "emperor"})
+
+
+@pytest.mark.timeout(30)
+def test_only_the_learners_own_error_header_is_a_verdict(fleet):
+    server, client = fleet.client(), fleet.client()
+
+    def answer(query):
+        kind = str(query.key_expr).rsplit("/", 1)[-1]
+        if kind == "slow":
+            time.sleep(1.0)  # past the client's timeout: Zenoh answers for the learner
+            return
+        if kind == "refused":
+            reply_error(query, "bad bag", retry=False)
+        else:
+            query.reply_err(b"Timeout")  # what Zenoh itself sends, not a header of ours
+
+    queryable = server.declare_queryable("sop/t/q/*", answer)
+    try:
+        with pytest.raises(RemoteError) as refused:
+            query_once(client, "sop/t/q/refused", timeout_s=5.0)
+        assert refused.value.reason.endswith("bad bag") and refused.value.retry is False
+        for kind in ("raw", "slow"):
+            with pytest.raises(TransportError) as info:
+                query_once(client, f"sop/t/q/{kind}", timeout_s=0.2)
+            assert not isinstance(info.value, RemoteError), kind  # no answer, so never a refusal for good
+    finally:
+        queryable.undeclare()

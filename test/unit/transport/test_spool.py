@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from transport_helpers import validate_bag, write_bag
@@ -77,4 +78,22 @@ def test_a_bag_the_learner_keeps_failing_backs_off_and_the_bags_behind_it_go_on(
     assert [r.episode_id for r in runner.run_once()] == [stuck.name]
     assert runner.backoff(stuck.name) == (0, 0.0) and runner.pending() == []
     assert not list((spool / "quarantine").iterdir())
+    server.close()
+
+
+def test_a_bag_sent_again_after_its_commit_keeps_the_earlier_uploaded_copy(fleet, tmp_path):
+    spool, store = tmp_path / "spool", tmp_path / "store"
+    (spool / "ready").mkdir(parents=True)
+    _, meta = write_bag(spool / "ready", "r1", messages=3)
+    server = IngestServer(fleet.client(), store, validate_bag=validate_bag, config=IngestConfig(fleet="t"))
+    runner = SpoolUploader(BagUploader(fleet.client(), UploadConfig(fleet="t", robot_id="r1")), spool)
+    first = runner.run_once()
+    assert [(r.episode_id, r.state) for r in first] == [(meta.episode_id, "stored")]
+    # The same episode turns up in ready/ again (restored by hand, say): stored once, both copies kept.
+    shutil.copytree(spool / "uploaded" / meta.episode_id, spool / "ready" / meta.episode_id)
+    again = runner.run_once()
+    assert [(r.episode_id, r.state) for r in again] == [(meta.episode_id, "already_stored")]
+    uploaded = sorted(p.name for p in (spool / "uploaded").iterdir())
+    assert uploaded == [meta.episode_id, f"{meta.episode_id}.2"]
+    assert runner.pending() == [] and not list((spool / "quarantine").iterdir())
     server.close()

@@ -4,26 +4,39 @@ Layout (every move between these folders is one atomic ``rename`` on one file sy
 
     <spool>/recording/<episode_id>.partial/   bag being written (or left by a crash)
     <spool>/ready/<episode_id>/                closed bag, waiting for upload
-    <spool>/uploaded/<episode_id>/             acknowledged by the learner
+    <spool>/uploaded/<name>/                   committed by the learner
     <spool>/quarantine/<name>/                 kept for a human, with REASON.txt
 
-Nothing here deletes a bag. The uploader (``sop_ros.transport.spool``) moves
-bags from ``ready/`` to ``uploaded/`` and prunes ``uploaded/``. A :class:`Spool` holds
-no state besides its root path, so the recorder thread and the uploader
-thread may each hold one; they touch different folders except through
-``rename``, which the file system serialises.
+This module is the only place that knows the layout: the recorder
+(``sop_ros.storage``) writes, publishes and quarantines bags through a
+:class:`Spool`, the uploader (``sop_ros.transport.spool``) marks them
+uploaded, quarantines the ones the learner refuses and prunes ``uploaded/``.
+
+Every move is a ``rename`` followed by an fsync of both directories, and no
+move overwrites anything: a name already taken in ``quarantine/`` or
+``uploaded/`` gets a ``.2``, ``.3``… suffix, and a bag already waiting in
+``ready/`` makes :meth:`Spool.publish` fail with the source kept where it is.
+The one deletion is :meth:`Spool.prune_uploaded`, and it deletes only bags
+the learner committed.
+
+Threads: a :class:`Spool` holds no state besides its paths, so the recorder
+thread and the uploader thread may each hold one. They write different
+folders (the recorder ``recording/`` and ``ready/``, the uploader
+``uploaded/``) and meet only through ``rename``, which the file system
+serialises; both may quarantine, which is why a quarantine never overwrites.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from sop_ros.core.durable import fsync_dir
-from sop_ros.storage.errors import BagError
+from sop_ros.core.durable import fsync_dir, fsync_tree
+from sop_ros.core.errors import BagError
 
-__all__ = ["PARTIAL_SUFFIX", "REASON_FILE", "Spool", "dir_size_bytes", "fsync_dir", "fsync_tree"]
+__all__ = ["PARTIAL_SUFFIX", "REASON_FILE", "Spool", "dir_size_bytes"]
 
 PARTIAL_SUFFIX = ".partial"
 REASON_FILE = "REASON.txt"
@@ -39,15 +52,6 @@ def dir_size_bytes(path: Path) -> int:
             except FileNotFoundError:
                 continue  # moved by another thread while we walked
     return total
-
-
-def fsync_tree(path: Path) -> None:
-    """Flush every file under ``path`` and the directory itself to stable storage."""
-    for child in path.iterdir():
-        if child.is_file():
-            with child.open("rb") as file:
-                os.fsync(file.fileno())
-    fsync_dir(path)
 
 
 class Spool:
@@ -82,7 +86,7 @@ class Spool:
         return _by_mtime(p for p in self.recording.glob(f"*{PARTIAL_SUFFIX}") if p.is_dir())
 
     def ready_bags(self) -> list[Path]:
-        """Return the closed bags waiting for upload, oldest first."""
+        """Return the closed bags waiting for upload, oldest (by modification time, then name) first."""
         return _by_mtime(p for p in self.ready.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def pending_bytes(self) -> int:
@@ -97,22 +101,52 @@ class Spool:
         """
         return self._move(bag, self.ready / episode_id)
 
+    def mark_uploaded(self, bag: Path) -> Path:
+        """Move ``bag`` (committed by the learner) to ``uploaded/``, never overwriting; returns its new path.
+
+        An earlier copy of the same episode already in ``uploaded/`` is kept: this one
+        gets a numbered name, and :meth:`prune_uploaded` decides what goes.
+
+        Raises:
+            BagError: ``bag`` is not a directory or cannot be moved (it stays where it was).
+        """
+        return self._move(bag, _free_name(self.uploaded, bag.name))
+
     def quarantine_bag(self, bag: Path, reason: str) -> Path:
         """Move ``bag`` to ``quarantine/`` (never overwriting) and record ``reason`` beside it.
 
         Returns:
             The bag's new path; its ``REASON.txt`` says why it is there.
+
+        Raises:
+            BagError: ``bag`` is not a directory or cannot be moved (it stays where it was).
         """
-        name = bag.name
-        target = self.quarantine / name
-        counter = 1
-        while target.exists():
-            counter += 1
-            target = self.quarantine / f"{name}.{counter}"
-        moved = self._move(bag, target)
+        moved = self._move(bag, _free_name(self.quarantine, bag.name))
         (moved / REASON_FILE).write_text(reason.rstrip() + "\n")
         fsync_tree(moved)
         return moved
+
+    def prune_uploaded(self, *, keep: int, keep_bytes: int) -> list[Path]:
+        """Delete the oldest uploaded bags beyond ``keep`` bags or ``keep_bytes`` bytes.
+
+        Args:
+            keep: Uploaded bags kept, newest first; -1 keeps any number.
+            keep_bytes: Total size of uploaded bags kept; 0 means no size limit.
+
+        Returns:
+            The bags deleted.
+        """
+        if keep < 0 and keep_bytes == 0:
+            return []
+        bags = sorted(self.uploaded.iterdir(), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        removed = []
+        total = 0
+        for i, bag in enumerate(bags):
+            total += dir_size_bytes(bag)
+            if (keep >= 0 and i >= keep) or (keep_bytes and total > keep_bytes):
+                shutil.rmtree(bag, ignore_errors=True)
+                removed.append(bag)
+        return removed
 
     def _move(self, source: Path, target: Path) -> Path:
         if not source.is_dir():
@@ -127,6 +161,16 @@ class Spool:
         fsync_dir(target.parent)
         fsync_dir(source.parent)
         return target
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """Return ``folder/name``, or ``folder/name.<n>`` for the first ``n`` not taken."""
+    target = folder / name
+    counter = 1
+    while target.exists():
+        counter += 1
+        target = folder / f"{name}.{counter}"
+    return target
 
 
 def _by_mtime(paths: Iterable[Path]) -> list[Path]:
