@@ -200,9 +200,13 @@ def urdf_joint_limits(path: str | Path) -> dict[str, tuple[float, float]]:
         if joint.get("type") not in ("revolute", "prismatic"):
             continue
         limit = joint.find("limit")
+        lower = None if limit is None else limit.get("lower")
+        upper = None if limit is None else limit.get("upper")
         try:
-            limits[joint.get("name", "")] = (float(limit.get("lower")), float(limit.get("upper")))
-        except (AttributeError, TypeError, ValueError):
+            if lower is None or upper is None:
+                raise ValueError
+            limits[joint.get("name", "")] = (float(lower), float(upper))
+        except ValueError:
             raise ConfigError(f"{path}: joint {joint.get('name')!r} has no lower/upper limit") from None
     return limits
 
