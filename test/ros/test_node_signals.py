@@ -7,7 +7,10 @@ is being recorded and every node reports on ``/diagnostics``, half of them
 get SIGINT and the others SIGTERM, some a second signal soon after (as
 ``ros2 launch`` and a terminal both send one). Each must exit with status 0
 within a bounded time, print no traceback, and the recorder must leave its
-bag closed (aborted), never half-written.
+bag closed (aborted), never half-written. A second test pins the last bit
+of that down: a signal that comes after the interpreter's finalisation (which
+puts back the default action of signals handled in Python) must not kill a
+node that has already shut down cleanly.
 """
 
 from __future__ import annotations
@@ -167,3 +170,19 @@ def test_every_node_exits_cleanly_on_sigint_and_sigterm_mid_episode(ros_context,
     bags = {path.name: episode_meta(path) for path in (spool / "ready").iterdir()}
     assert starts[-1] in bags, outputs["recorder"]
     assert bags[starts[-1]].outcome.value == "aborted"
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_last_of_the_exit_does_not_kill_a_node(peer, second: signal.Signals) -> None:
+    """A second Ctrl-C (or launch's SIGTERM) after a clean shutdown must not turn exit 0 into -2 / -15."""
+    child = peer("exit_pause_peer")
+    assert child.stdout.readline().strip() == "spinning"
+    child.send_signal(signal.SIGTERM)
+    assert child.stdout.readline().strip() == "closed"
+    time.sleep(0.5)  # into pause(), after the interpreter's finalisation
+    child.send_signal(second)
+    time.sleep(0.5)
+    alive = child.poll() is None
+    child.kill()  # it would wait in pause() for ever
+    child.wait()
+    assert alive, f"killed by the second signal: status {child.returncode}"
