@@ -250,7 +250,7 @@ class RecorderNode(Node):
         caught_up = self._recorder.caught_up_count - caught_up_before
         self.get_logger().info(
             f"recording episode {msg.episode_id} ({msg.task}) into {path}"
-            + (f"; {caught_up} messages handed over before the START recorded" if caught_up else "")
+            + (f"; {caught_up} message(s) handed over before the START recorded" if caught_up else "")
         )
         if self._recorder.backlog_error:
             self._last_error, self._recorder.backlog_error = self._recorder.backlog_error, ""
