@@ -181,7 +181,8 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
     clean-up (closing bags, stopping threads) is never cut short by a
     ``KeyboardInterrupt``; a node whose clean-up may wait long checks
     :data:`SHUTDOWN_HURRY` to cut it short. A signal while the node is still
-    being made interrupts that.
+    being made interrupts that. Once everything is closed, signals are ignored
+    while the interpreter exits.
 
     A node that cannot start because of a :class:`~sop_ros.core.errors.SopError`
     (bad parameter, missing file, device not available) logs that one error
@@ -212,6 +213,7 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
         # over torch's and transformers' object graphs, which took 2-8 s on a loaded 2-core
         # machine (past launch's 5 s patience). Frozen objects are left to the OS instead.
         gc.freeze()
+        _ignore_signals_while_exiting()
     if failed:
         sys.exit(1)
 
@@ -255,6 +257,18 @@ def _keep_signals_from_cleanup(node: Node | None) -> None:
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, hurry)
+
+
+def _ignore_signals_while_exiting() -> None:
+    """The process only exits now: SIGINT and SIGTERM are ignored until it has.
+
+    Python's finalisation puts the default action back for signals handled in Python, so a
+    second Ctrl-C during the last of the exit would kill the process (status -2) after a
+    clean shutdown; an ignored signal stays ignored through it.
+    """
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def _node_name(make_node: Callable[[], Node]) -> str:

@@ -13,6 +13,16 @@ segments say when the operator held control, and a message that arrived
 before an episode's START (the previous episode's hand-back, say) stays out
 of its bag even when its callback runs after the START's.
 
+The other way round, a message that arrived after the START but is handed
+over before it (no bag open yet) is not lost: messages no bag takes wait in
+a bounded backlog (the last 5 s of arrivals, at most 20 000 messages and
+64 MiB, oldest dropped first; see :mod:`sop_ros.storage.backlog`), and a new
+bag starts with those that arrived at or after its START. At the END, a
+message that arrived before the END but is handed over after it still goes
+into the bag, which stays open ``end_grace_s`` for that; one handed over
+later still (or after the next START, which closes the bag at once) is
+dropped and counted.
+
 At start-up the recorder recovers bags a crash left half-written: each is
 either salvaged into a readable bag marked ``outcome=incomplete`` or kept in
 quarantine with a reason; the log says which. When the spool's quota is
@@ -56,7 +66,8 @@ from sop_ros.nodes.common import (
 )
 from sop_ros.nodes.convert import outcome_from_msg, received_ns, stamp_to_ns
 from sop_ros.nodes.params import declare_config
-from sop_ros.storage import EpisodeRecorder, SpoolFullError, episode_meta, recover_spool
+from sop_ros.storage import SpoolFullError, episode_meta, recover_spool
+from sop_ros.storage.backlog import BackloggedRecorder
 from sop_ros.storage.typestore import definitions_dir, typestore
 
 __all__ = ["RecorderConfig", "RecorderNode", "main"]
@@ -100,7 +111,7 @@ class RecorderNode(Node):
         typestore()
         self.get_logger().info(f"sop_msgs definitions from {definitions_dir()}")
         self._recover()
-        self._recorder = EpisodeRecorder(
+        self._recorder = BackloggedRecorder(
             self.config.spool_dir,
             quota_bytes=self.config.quota_bytes,
             flush_period_s=self.config.flush_period_s,
@@ -158,12 +169,12 @@ class RecorderNode(Node):
 
     def _write(self, topic: str, msgtype: str, data: bytes, log_ns: int) -> None:
         try:
-            self._recorder.write(self._resolved(topic), msgtype, data, log_ns)
+            written = self._recorder.write(self._resolved(topic), msgtype, data, log_ns)
         except SopError as err:
             self._last_error = str(err)
             self.get_logger().error(str(err), throttle_duration_sec=5.0)
             return
-        if self._recorder.recording:
+        if written:
             self._written.record()
 
     def _resolved(self, topic: str) -> str:
@@ -225,6 +236,7 @@ class RecorderNode(Node):
             policy_versions=(msg.policy_version,) if msg.policy_version else (),
             start_ns=stamp_ns,
         )
+        caught_up_before = self._recorder.caught_up_count
         try:
             path = self._recorder.start(self._meta, since_ns=since_ns)
         except SpoolFullError as err:
@@ -235,7 +247,14 @@ class RecorderNode(Node):
             self._meta, self._last_error = None, str(err)
             self.get_logger().error(f"cannot record episode {msg.episode_id}: {err}")
             return
-        self.get_logger().info(f"recording episode {msg.episode_id} ({msg.task}) into {path}")
+        caught_up = self._recorder.caught_up_count - caught_up_before
+        self.get_logger().info(
+            f"recording episode {msg.episode_id} ({msg.task}) into {path}"
+            + (f"; {caught_up} message(s) handed over before the START recorded" if caught_up else "")
+        )
+        if self._recorder.backlog_error:
+            self._last_error, self._recorder.backlog_error = self._recorder.backlog_error, ""
+            self.get_logger().error(self._last_error)
         if msg.instruction and self._instruction == msg.instruction:
             # Heard before the START: it opens the bag (log time = the episode's first instant).
             instruction = serialize_message(String(data=msg.instruction))

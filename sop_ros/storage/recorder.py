@@ -149,7 +149,7 @@ class EpisodeRecorder:
             self.message_count = 0
             return path
 
-    def write(self, topic: str, msgtype: str, data: bytes | memoryview, stamp_ns: int) -> None:
+    def write(self, topic: str, msgtype: str, data: bytes | memoryview, stamp_ns: int) -> bool:
         """Append one serialised (CDR) message; ignored when no episode is running.
 
         A message logged before the running episode's ``since_ns`` (see
@@ -163,6 +163,9 @@ class EpisodeRecorder:
             stamp_ns: Receive time (ns since the epoch), the bag's log time: when the
                 message reached the robot, not when a callback got round to it.
 
+        Returns:
+            True if the message went into the bag, False if it was ignored.
+
         Raises:
             BagError: unknown type, a topic changing type, or a write failure (the
                 bag written so far stays in place; call :meth:`abort`).
@@ -172,7 +175,7 @@ class EpisodeRecorder:
             late = self._until_ns is not None and stamp_ns > self._until_ns
             if writer is None or stamp_ns < self._since_ns or late:
                 self.ignored_count += 1
-                return
+                return False
             connection = self._connections.get(topic)
             if connection is None:
                 connection = self._add_connection(writer, topic, msgtype)
@@ -193,6 +196,7 @@ class EpisodeRecorder:
                     self._last_flush_ns = now
             except (WriterError, OSError) as err:
                 raise BagError(f"cannot write to bag {writer.path}: {err}; the bag so far is kept") from None
+            return True
 
     def close_after(self, until_ns: int) -> None:
         """The running episode ended at log time ``until_ns``: take only what arrived by then.

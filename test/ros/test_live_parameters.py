@@ -1,9 +1,11 @@
 """Every node parameter is either applied when set at run time, or read-only and refused.
 
-Each node is built for real and its parameters are set through its parameter
-services, as ``ros2 param set`` does. A live parameter must change what the
-node does; every live parameter of every node has such a check here or in
-``test_safety.py`` (the policy's, on a running policy process).
+Each node is built for real (the bridge and param_update with no Zenoh router
+in reach, the learner with the tiny model on the CPU) and its parameters are
+set through its parameter services, as ``ros2 param set`` does. A live
+parameter must change what the node does; every live parameter of every node
+has such a check here or in ``test_safety.py`` (the policy's, on a running
+policy process).
 """
 
 from __future__ import annotations
@@ -17,14 +19,13 @@ import rclpy
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
-from ros_helpers import spinning, wait_for
+from ros_helpers import free_port, spinning, wait_for
 from sensor_msgs.msg import JointState, Joy
 from sop_msgs.msg import ActionChunk, Intervention
 
 from sop_ros.core import topics
 from sop_ros.core.config import flatten_config
 from sop_ros.nodes.common import COMMAND_QOS, SENSOR_QOS
-from sop_ros.nodes.params import declare_config
 from sop_ros.nodes.params_file import live_parameters
 from sop_ros.nodes.registry import NODES
 
@@ -43,22 +44,32 @@ CHECKED = {
     # test_safety.py::test_short_raw_images_and_the_policy_live_parameters
     "policy": {"replan_period_s", "max_input_age_s", "max_clock_skew_s"},
 }
-# Nodes that open a Zenoh session or start a learner when built: their config is declared as
-# they declare it (every parameter read-only, as none lists live ones) on a plain node instead.
-NOT_BUILT = ("bridge", "param_update", "learner")
 
 
 def build(name: str, context, tmp_path: Path) -> rclpy.node.Node:
-    node_class, config_class = NODES[name].load()
+    """The real node, with only what keeps it inside ``tmp_path`` (and the learner small) set.
+
+    The bridge and param_update run with no Zenoh router in reach (they connect in the
+    background); the learner runs the tiny model on the CPU, listening on a free local port.
+    """
+    node_class, _ = NODES[name].load()
     overrides = {
-        "recorder": [Parameter("spool_dir", value=str(tmp_path / "spool"))],
-        "policy": [Parameter("autostart", value=False)],
-    }.get(name, [])
-    if name in NOT_BUILT:
-        node = rclpy.create_node(NODES[name].node_name, context=context)
-        declare_config(node, config_class)
-        return node
-    return node_class(context=context, parameter_overrides=overrides)
+        "recorder": {"spool_dir": str(tmp_path / "spool")},
+        "policy": {"autostart": False},
+        "bridge": {"spool_dir": str(tmp_path / "spool")},
+        "param_update": {"staging_dir": str(tmp_path / "weights")},
+        "learner": {
+            "listen": f"tcp/127.0.0.1:{free_port()}",
+            "policy.model": "tiny",
+            "policy.device": "cpu",
+            "learner.store_dir": str(tmp_path / "store"),
+            "learner.checkpoint_dir": str(tmp_path / "checkpoints"),
+            "learner.log_dir": "",
+        },
+    }.get(name, {})
+    return node_class(
+        context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()]
+    )
 
 
 def call(future, timeout_s: float = 20.0):
