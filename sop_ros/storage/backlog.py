@@ -28,6 +28,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sop_ros.core.types import EpisodeMeta
 from sop_ros.storage.errors import BagError
@@ -126,7 +127,7 @@ class BackloggedRecorder(EpisodeRecorder):
         **kwargs: As for :class:`EpisodeRecorder`.
     """
 
-    def __init__(self, spool: Path | str, *, backlog: ArrivalBacklog | None = None, **kwargs) -> None:
+    def __init__(self, spool: Path | str, *, backlog: ArrivalBacklog | None = None, **kwargs: Any) -> None:
         super().__init__(spool, **kwargs)
         self.backlog = backlog if backlog is not None else ArrivalBacklog()
         # Messages from the backlog that went into a bag when it opened.
