@@ -18,6 +18,11 @@ def test_wilson_matches_the_closed_form_and_stays_inside_zero_one() -> None:
     assert low == 0.0 and high == pytest.approx(0.1611, abs=1e-4)
     assert wilson(20, 20)[1] == 1.0 and wilson(20, 20)[0] == pytest.approx(0.8389, abs=1e-4)
     assert wilson(0, 0) == (0.0, 1.0)
+    # The interval holds the rate itself, to the last bit (a plot's error bars are rate − low, high − rate).
+    for n in range(1, 201):
+        for k in (0, 1, n - 1, n):
+            low, high = wilson(k, n)
+            assert low <= k / n <= high
     with pytest.raises(ValueError, match="between 0 and episodes"):
         wilson(11, 10)
 
