@@ -7,8 +7,10 @@ PY := $(VENV)/bin/python
 setup:
 	@bash scripts/setup.sh
 
+# The demo's seed (layouts, held-out layouts, learner): `make demo SEED=3`.
+SEED ?= 0
 demo: setup
-	@$(VENV)/bin/sop demo $(ARGS)
+	@$(VENV)/bin/sop demo --seed $(SEED) $(ARGS)
 
 # Isolate DDS traffic: localhost only, and a domain id of this run's own.
 test: setup

@@ -37,9 +37,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         out=Path(args.out),
         demos_per_task=args.demos_per_task,
         base_steps=args.base_steps,
+        seed=args.seed,
+        conditions=args.conditions,
     )
     run_demo(options)
     return 0
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
@@ -232,6 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--algorithm", choices=("hg_dagger", "recap"), default="hg_dagger")
     demo.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget (min)")
     demo.add_argument("--out", default="out/demo", help="where bags, logs, weights and plots go")
+    demo.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="seed of the robots' and held-out layouts and of the learner (default 0)",
+    )
+    demo.add_argument(
+        "--conditions",
+        choices=("deployment", "demonstrations"),
+        default="deployment",
+        help="layouts the fleet works on: deployment conditions the demonstrations do not cover "
+        "(default) or the demonstrations' own",
+    )
     demo.add_argument(
         "--demos-per-task", type=int, default=100, help="expert demonstrations per task (cached)"
     )

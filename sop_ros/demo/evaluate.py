@@ -23,6 +23,7 @@ from typing import Any
 
 from sop_ros.core.errors import SopError
 from sop_ros.core.types import ActionChunk, Observation
+from sop_ros.demo.stats import Rate
 from sop_ros.sim import TASK_NAMES, SimConfig, SimEnv
 
 __all__ = ["TaskScore", "VersionJudge", "evaluate_policy", "infer_many"]
@@ -44,6 +45,11 @@ class TaskScore:
     def success_rate(self) -> float:
         """Fraction of episodes completed by the policy alone."""
         return self.successes / self.episodes if self.episodes else 0.0
+
+    @property
+    def rate(self) -> Rate:
+        """The success rate with its 95 % interval."""
+        return Rate(self.successes, self.episodes)
 
 
 def infer_many(policy, observations: Sequence[Observation]) -> list[ActionChunk]:
@@ -130,7 +136,8 @@ class VersionJudge:
         episodes_per_task: Evaluation episodes per task.
         period_s: Wall-clock time between evaluations.
         on_result: Called (on the judge's thread) with the version and its scores.
-        sim: Simulator settings.
+        sim: Simulator settings (their ``conditions`` choose the layouts' distribution).
+        seed: First layout seed of every evaluation (the same layouts for every version).
     """
 
     def __init__(
@@ -141,8 +148,10 @@ class VersionJudge:
         period_s: float,
         on_result: Callable[[str, dict[str, TaskScore]], None],
         sim: SimConfig | None = None,
+        seed: int = 900_000,
     ) -> None:
-        self._make_policy = make_policy
+        self.make_policy = make_policy
+        self.seed = seed
         self._policy = None
         self.episodes_per_task = episodes_per_task
         self.period_s = period_s
@@ -166,17 +175,31 @@ class VersionJudge:
             return self._offered
 
     def judge(
-        self, version: str, path: Path, *, episodes_per_task: int | None = None
+        self,
+        version: str,
+        path: Path,
+        *,
+        episodes_per_task: int | None = None,
+        sim: SimConfig | None = None,
+        report: bool = True,
     ) -> dict[str, TaskScore]:
-        """Evaluate ``version`` now, on the calling thread; report and return its scores."""
+        """Evaluate ``version`` now, on the calling thread; return its scores.
+
+        ``sim`` evaluates on other settings than the judge's (e.g. the other layout
+        distribution); ``report`` passes the scores to ``on_result``.
+        """
         if self._policy is None:
-            self._policy = self._make_policy()
+            self._policy = self.make_policy()
         self._policy.load_trainable(path)
         scores = evaluate_policy(
-            self._policy, episodes_per_task=episodes_per_task or self.episodes_per_task, sim=self._sim
+            self._policy,
+            episodes_per_task=episodes_per_task or self.episodes_per_task,
+            sim=sim or self._sim,
+            seed=self.seed,
         )
-        self._judged.add(version)
-        self._on_result(version, scores)
+        if report:
+            self._judged.add(version)
+            self._on_result(version, scores)
         return scores
 
     def start(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sop_ros.core.types import EpisodeMeta, Outcome
+from sop_ros.demo.stats import Rate
 
 __all__ = ["EpisodeRecord", "FleetTracker"]
 
@@ -60,7 +61,7 @@ class FleetTracker:
         self._records: list[EpisodeRecord] = []
         self.published: list[tuple[float, str]] = []
         # (time s, version, task -> success of that version alone on held-out layouts)
-        self.evaluations: list[tuple[float, str, dict[str, float]]] = []
+        self.evaluations: list[tuple[float, str, dict[str, Rate]]] = []
 
     def add(self, meta: EpisodeMeta) -> None:
         """Record a newly stored episode (any thread)."""
@@ -73,10 +74,15 @@ class FleetTracker:
         with self._lock:
             self.published.append((self._clock() - self._start, version))
 
-    def add_evaluation(self, version: str, success: dict[str, float]) -> None:
-        """Record the held-out success of ``version`` alone, per task (any thread)."""
+    def add_evaluation(self, version: str, success: dict[str, Rate], *, at_s: float | None = None) -> None:
+        """Record the held-out success of ``version`` alone, per task (any thread).
+
+        ``at_s`` places it at that time of the run (e.g. 0 for the base) instead of now.
+        """
+        when = self._clock() - self._start if at_s is None else at_s
         with self._lock:
-            self.evaluations.append((self._clock() - self._start, version, dict(success)))
+            self.evaluations.append((when, version, dict(success)))
+            self.evaluations.sort(key=lambda evaluation: evaluation[0])
 
     @property
     def records(self) -> list[EpisodeRecord]:
@@ -142,8 +148,9 @@ class FleetTracker:
             judged = self.evaluations[-1] if self.evaluations else None
         if judged is not None:
             _, judged_version, success = judged
-            rates = " ".join(f"{task.split('_')[0]} {rate:.0%}" for task, rate in success.items())
-            line += f"; {judged_version} alone: {rates}"
+            rates = " ".join(f"{task.split('_')[0]} {rate.value:.0%}" for task, rate in success.items())
+            n = min(rate.episodes for rate in success.values())
+            line += f"; {judged_version} alone ({n} per task, ±{_widest(success):.0%}): {rates}"
         return line
 
     def plot(self, path: Path, *, window: int = 6) -> None:
@@ -161,7 +168,18 @@ class FleetTracker:
         for task in tasks:
             points = [(when, success[task]) for when, _, success in self.evaluations if task in success]
             if points:
-                top.plot([w / 60 for w, _ in points], [v for _, v in points], marker="o", label=task)
+                # Each point with its Wilson 95 % interval: 10 episodes say far less than 100.
+                values = [rate.value for _, rate in points]
+                below = [rate.value - rate.interval[0] for _, rate in points]
+                above = [rate.interval[1] - rate.value for _, rate in points]
+                top.errorbar(
+                    [w / 60 for w, _ in points],
+                    values,
+                    yerr=[below, above],
+                    marker="o",
+                    capsize=3,
+                    label=task,
+                )
             records = by_task.get(task, [])
             t = [r.arrived_s / 60 for r in records]
             middle.plot(t, _rolling([float(r.autonomous_success) for r in records], window), label=task)
@@ -169,7 +187,7 @@ class FleetTracker:
         for when, _ in self.published:
             for ax in (top, middle, bottom):
                 ax.axvline(when / 60, color="grey", alpha=0.25, linewidth=0.8)
-        top.set_ylabel("success, policy alone\n(held-out layouts)")
+        top.set_ylabel("success, policy alone\n(held-out layouts, 95 % CI)")
         middle.set_ylabel(f"fleet success without help\n(rolling {window} episodes)")
         bottom.set_ylabel(f"human time share\n(rolling {window} episodes)")
         bottom.set_xlabel("wall-clock time (min); grey lines: new weights published")
@@ -181,6 +199,10 @@ class FleetTracker:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
         plt.close(fig)
+
+
+def _widest(success: dict[str, Rate]) -> float:
+    return max(rate.half_width for rate in success.values())
 
 
 def _rolling(values: list[float], window: int) -> list[float]:

@@ -1,7 +1,9 @@
 """``sop demo``: a learner and N simulated robots on this machine, running SOP online.
 
 1. The scripted expert records demonstration bags (cached), and a base policy
-   is trained offline from them (cached).
+   is trained offline from them (cached). The robots then work under
+   deployment conditions those demonstrations do not cover (``conditions``,
+   see :mod:`sop_ros.sim.tasks`): the distribution shift SOP exists for.
 2. The learner starts in this process with an embedded Zenoh router on a
    loopback port: ingest, offline + online buffers, the chosen algorithm,
    weights published every K steps.
@@ -10,7 +12,12 @@
    bridge, parameter update, simulated robot and its scripted operator).
 4. A live line shows episodes, success and human time; at the end the robots
    stop, every bag still in a robot's spool is uploaded (nothing recorded is
-   lost), and a summary table, JSON and a PNG plot are written.
+   lost), the base and the last weights are evaluated alone on enough
+   held-out layouts of both distributions for 95 % intervals of ±10 points,
+   and a summary table, JSON and a PNG plot are written.
+
+``seed`` drives the robots' layouts, the held-out layouts, the learner's
+sampling and its training noise.
 
 Threads: training runs on a thread of this process; ingest workers report
 episodes to the tracker; the main thread starts and watches the robots.
@@ -18,6 +25,7 @@ episodes to the tracker; the main thread starts and watches the robots.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -36,12 +44,14 @@ from sop_ros.core.policy import Pi0Policy
 from sop_ros.core.types import format_version
 from sop_ros.demo.base_policy import BaseRecipe, base_policy
 from sop_ros.demo.demonstrations import demonstrations
-from sop_ros.demo.evaluate import VersionJudge
+from sop_ros.demo.evaluate import TaskScore, VersionJudge
 from sop_ros.demo.progress import FleetTracker
+from sop_ros.demo.report import write_report
 from sop_ros.learner.builder import LearnerSettings
 from sop_ros.learner.loop import LearnerConfig
 from sop_ros.learner.service import CloudConfig, CloudLearner
 from sop_ros.nodes.share import share_path
+from sop_ros.sim import SimConfig
 from sop_ros.sim.policy import sim_policy_config
 from sop_ros.transport import BagUploader, SpoolUploader, UploadConfig, open_session
 
@@ -58,6 +68,10 @@ class DemoOptions:
     algorithm: str = "hg_dagger"
     minutes: float = 8.0
     out: Path = Path("out/demo")
+    seed: int = 0
+    # Layouts the fleet and the held-out evaluation meet: "deployment" (outside the
+    # demonstrations) or "demonstrations".
+    conditions: str = "deployment"
     # The packaged base policy was trained with this recipe (on a GPU); another one trains here.
     demos_per_task: int = 100
     base_steps: int = 5000
@@ -66,16 +80,22 @@ class DemoOptions:
     batch_size: int = 32
     lr: float = 3e-4
     # The newest weights are evaluated alone this often, on this many held-out episodes per task
-    # (and on judge_final_episodes per task for the base and the last version).
+    # (and on judge_final_episodes per task for the base and the last version: Wilson 95 %
+    # intervals of at most ±10 points; forgetting_episodes per task on the other distribution).
     judge_period_s: float = 120.0
     judge_episodes: int = 10
-    judge_final_episodes: int = 40
+    judge_final_episodes: int = 100
+    forgetting_episodes: int = 50
 
 
 def run_demo(options: DemoOptions) -> dict[str, object]:
     """Run the demo; returns the summary that was also written to ``out/summary.json``."""
+    import torch
+
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    # The learner's flow-matching noise and times come from torch's global generator.
+    torch.manual_seed(options.seed)
     policy_config = sim_policy_config()
     if options.algorithm == "recap":
         # RECAP's policy acts on "advantage: positive" prompts at run time.
@@ -95,16 +115,27 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
         + (f" (packaged: trained on {origin})" if origin else "")
     )
     tracker = FleetTracker()
+    deployed, other = (
+        SimConfig(conditions=options.conditions),
+        SimConfig(conditions=_other(options.conditions)),
+    )
     judge = VersionJudge(
         lambda: Pi0Policy(policy_config),
         episodes_per_task=options.judge_episodes,
         period_s=options.judge_period_s,
         on_result=lambda version, scores: tracker.add_evaluation(
-            version, {task: score.success_rate for task, score in scores.items()}
+            version, {task: score.rate for task, score in scores.items()}
         ),
+        sim=deployed,
+        # Held-out layouts of their own per seed, disjoint from the demonstrations' and the fleet's.
+        seed=900_000 + 1000 * options.seed,
     )
-    first = judge.judge(format_version(0), base, episodes_per_task=options.judge_final_episodes)
-    say(f"base policy alone on held-out layouts: {_rates(first)}")
+    # The base is judged while the robots start and the learner takes its first steps (with a
+    # policy copy of its own); the periodic judge starts once that is done.
+    base_judgement = _BaseJudgement(
+        lambda: _judge_base(judge, base, (deployed, other), options, policy_config, tracker),
+        then=judge.start,
+    )
 
     port = _free_port()
     endpoint = f"tcp/127.0.0.1:{port}"
@@ -122,6 +153,7 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
             # The base weights carry the normalisation the robots already use.
             fit_norm_stats=False,
         ),
+        sampler=replace(defaults.sampler, seed=options.seed),
         # Fine-tuning a trained base: a gentler step than training from scratch.
         hg_dagger=replace(defaults.hg_dagger, lr=options.lr),
         recap=replace(defaults.recap, lr=options.lr),
@@ -139,8 +171,8 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
     every = options.publish_every_steps
     say(f"learner listening on {endpoint} ({options.algorithm}, new weights every {every} steps)")
 
-    robots = _start_robots(options.robots, endpoint, base, out, policy_config.inference_advantage)
-    judge.start()
+    robots = _start_robots(options, endpoint, base, out, policy_config.inference_advantage)
+    base_judgement.start()
     deadline = time.monotonic() + options.minutes * 60
     try:
         while time.monotonic() < deadline:
@@ -163,13 +195,89 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
             stop.set()
             trainer.join(timeout=120)
             cloud.close()
+    final = {"base": base_judgement.result()}
     if judge.newest_offered is not None:
         last, path = judge.newest_offered
-        say(f"evaluating the last weights {last} alone on held-out layouts")
-        judge.judge(last, path, episodes_per_task=options.judge_final_episodes)
+        say(f"evaluating the last weights {last} alone on held-out layouts of both distributions")
+        final[last] = {
+            options.conditions: judge.judge(last, path, episodes_per_task=options.judge_final_episodes),
+            other.conditions: judge.judge(
+                last, path, episodes_per_task=options.forgetting_episodes, sim=other, report=False
+            ),
+        }
+    return write_report(out, tracker, options, leftover, final)
 
-    summary = _write_report(out, tracker, options, leftover)
-    return summary
+
+class _BaseJudgement(threading.Thread):
+    """Runs ``work`` on a thread of its own, then ``then``; :meth:`result` waits and re-raises."""
+
+    def __init__(self, work, *, then) -> None:
+        super().__init__(name="demo-base-judge", daemon=True)
+        self._work, self._then = work, then
+        self._result = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._result = self._work()
+            self._then()
+        except BaseException as err:  # handed to the main thread by result()
+            self._error = err
+
+    def result(self):
+        """The work's result, once done (the main thread waits for it)."""
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+def _judge_base(
+    judge: VersionJudge,
+    base: Path,
+    sims: tuple[SimConfig, SimConfig],
+    options: DemoOptions,
+    policy_config,
+    tracker: FleetTracker,
+) -> dict[str, dict[str, TaskScore]]:
+    """The base weights alone on held-out layouts of both distributions (deployed first)."""
+    own = VersionJudge(
+        judge.make_policy, episodes_per_task=1, period_s=1.0, on_result=lambda *_: None, seed=judge.seed
+    )
+    scores = {}
+    for sim, episodes in zip(sims, (options.judge_final_episodes, options.forgetting_episodes), strict=True):
+        scores[sim.conditions] = _cached_judgement(own, base, sim, episodes, policy_config)
+        if sim is sims[0]:
+            tracker.add_evaluation(
+                format_version(0), {task: s.rate for task, s in scores[sim.conditions].items()}, at_s=0.0
+            )
+        say(f"base policy alone on held-out {sim.conditions} layouts: {_rates(scores[sim.conditions])}")
+    return scores
+
+
+def _other(conditions: str) -> str:
+    return "demonstrations" if conditions == "deployment" else "deployment"
+
+
+def _cached_judgement(
+    judge: VersionJudge, weights: Path, sim: SimConfig, episodes: int, policy_config
+) -> dict[str, TaskScore]:
+    """Judge the base weights on ``sim``'s layouts once; later runs with the same inputs read the result."""
+    key = {
+        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "policy": repr(replace(policy_config, device="auto")),
+        "conditions": sim.conditions,
+        "episodes_per_task": episodes,
+        "seed": judge.seed,
+    }
+    cache = weights.parent / f"heldout_{sim.conditions}_{episodes}_{judge.seed}.json"
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key:
+            return {task: TaskScore(**score) for task, score in saved["scores"].items()}
+    scores = judge.judge(format_version(0), weights, episodes_per_task=episodes, sim=sim, report=False)
+    cache.write_text(json.dumps({"key": key, "scores": {t: vars(s) for t, s in scores.items()}}, indent=1))
+    return scores
 
 
 def _published(path: Path, manifest, tracker: FleetTracker, judge: VersionJudge) -> None:
@@ -178,12 +286,8 @@ def _published(path: Path, manifest, tracker: FleetTracker, judge: VersionJudge)
     judge.offer(version, path)
 
 
-def _mean(success: dict[str, float]) -> float:
-    return sum(success.values()) / len(success)
-
-
-def _rates(scores) -> str:
-    return ", ".join(f"{task} {score.success_rate:.0%}" for task, score in scores.items())
+def _rates(scores: dict[str, TaskScore]) -> str:
+    return ", ".join(f"{task} {score.rate.text()}" for task, score in scores.items())
 
 
 def say(message: str) -> None:
@@ -198,7 +302,7 @@ def _free_port() -> int:
 
 
 def _start_robots(
-    count: int, endpoint: str, base: Path, out: Path, advantage: str
+    options: DemoOptions, endpoint: str, base: Path, out: Path, advantage: str
 ) -> dict[str, subprocess.Popen]:
     env = dict(
         os.environ,
@@ -209,7 +313,7 @@ def _start_robots(
     client = share_path("config/zenoh/test_client.json5")
     (out / "logs").mkdir(exist_ok=True)
     robots = {}
-    for i in range(1, count + 1):
+    for i in range(1, options.robots + 1):
         name = f"robot_{i}"
         spool = out / "robots" / name / "spool"
         sets = {
@@ -217,7 +321,9 @@ def _start_robots(
             "recorder:spool_dir": str(spool),
             "bridge:spool_dir": str(spool),
             "param_update:staging_dir": str(out / "robots" / name / "weights"),
-            "sim_robot:seed": str(i),
+            # Each robot's layouts follow from the seed and its name (robot_1, robot_2, ...).
+            "sim_robot:seed": str(options.seed),
+            "sim_robot:sim.conditions": options.conditions,
             "policy:policy.inference_advantage": advantage,
         }
         command = [
@@ -266,86 +372,3 @@ def _flush_spools(out: Path, endpoint: str) -> int:
     finally:
         session.close()
     return count
-
-
-def _write_report(out: Path, tracker: FleetTracker, options: DemoOptions, leftover: int) -> dict[str, object]:
-    phases = tracker.phase_table()
-    versions = tracker.table()
-    store_ids = {p.name for p in (out / "store").glob("*/*/*") if p.is_dir()}
-    recorded = {
-        p.name
-        for spool in (out / "robots").glob("*/spool")
-        for folder in ("ready", "uploaded", "rejected")
-        for p in (spool / folder).glob("*")
-        if p.is_dir()
-    }
-    summary = {
-        "robots": options.robots,
-        "algorithm": options.algorithm,
-        "minutes": options.minutes,
-        "episodes": len(tracker.records),
-        "published_versions": [v for _, v in tracker.published],
-        "episodes_recorded": len(recorded),
-        "episodes_stored": len(recorded & store_ids),
-        "episodes_missing_from_store": sorted(recorded - store_ids),
-        "uploaded_at_stop": leftover,
-        "by_task": phases,
-        "by_version": versions,
-        "evaluations": [
-            {"minutes": round(when / 60, 2), "version": version, "success": success}
-            for when, version, success in tracker.evaluations
-        ],
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    tracker.plot(out / "sop_demo.png")
-    evaluations = tracker.evaluations
-    first_version, first_success = (evaluations[0][1], dict(evaluations[0][2])) if evaluations else ("-", {})
-    last_version, last_success = (evaluations[-1][1], dict(evaluations[-1][2])) if evaluations else ("-", {})
-    lines = [
-        "",
-        f"SOP demo: {options.robots} robots, {options.algorithm}, {options.minutes:g} min, "
-        f"{len(tracker.records)} episodes, {len(tracker.published)} weight versions published",
-        "",
-        "                            fleet, first → last third of episodes      policy alone, held-out",
-        f"{'task':<18}{'episodes':>9}{'success without help':>24}{'human time':>18}"
-        f"{first_version + ' → ' + last_version:>24}",
-    ]
-
-    def arrow(before: float | None, after: float | None, width: int) -> str:
-        text = "-" if before is None or after is None else f"{before:.0%} → {after:.0%}"
-        return text.rjust(width)
-
-    def row(task: str, episodes: int, fleet: dict[str, float]) -> str:
-        return (
-            f"{task:<18}{episodes:>9}"
-            + arrow(fleet["first_success_rate"], fleet["last_success_rate"], 24)
-            + arrow(fleet["first_human_share"], fleet["last_human_share"], 18)
-            + arrow(first_success.get(task), last_success.get(task), 24)
-        )
-
-    for fleet in phases:
-        lines.append(row(fleet["task"], fleet["episodes"], fleet))
-    if phases:
-        keys = ("first_success_rate", "last_success_rate", "first_human_share", "last_human_share")
-        mean = {key: sum(r[key] for r in phases) / len(phases) for key in keys}
-        if first_success and last_success:
-            first_success["mean"], last_success["mean"] = _mean(first_success), _mean(last_success)
-        lines += [
-            row("mean", len(tracker.records), mean),
-            "",
-            "success without help: fleet episodes the policy finished with no takeover; "
-            f"held-out: the policy alone on {options.judge_final_episodes} new layouts per task",
-        ]
-    lost = summary["episodes_missing_from_store"]
-    lines += [
-        "",
-        f"episodes recorded {len(recorded)}, stored by the learner {len(recorded & store_ids)}"
-        + (f"; NOT stored: {lost}" if lost else " (none lost)"),
-        f"plot:        {out / 'sop_demo.png'}",
-        f"summary:     {out / 'summary.json'}",
-        f"bags:        {out / 'store'} (learner), {out / 'robots'} (robot spools)",
-        f"weights:     {out / 'learner' / 'weights'}",
-        f"logs:        {out / 'logs'}, TensorBoard: {out / 'tensorboard'}",
-    ]
-    print("\n".join(lines), flush=True)
-    return summary

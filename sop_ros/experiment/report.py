@@ -26,6 +26,7 @@ _MIXING = {
     "hg_dagger_4": "adaptive p_on (α boost)",
     "hg_dagger_4_fixed": "fixed p_on = 0.5",
     "hg_dagger_4_online_only": "online only",
+    "offline_only_4": "control: offline data only, same updates (no fleet data)",
 }
 
 

@@ -50,6 +50,7 @@ SIZES = {
             eval_episodes_per_task=2,
             final_eval_episodes_per_task=2,
             device="cpu",
+            conditions="deployment",
         ),
         recipe=BaseRecipe(demos_per_task=2, train_steps=10, batch_size=8),
     ),

@@ -41,6 +41,7 @@ from sop_ros.learner.builder import LearnerSettings, build_learner
 from sop_ros.learner.loop import LearnerConfig
 from sop_ros.learner.sampler import SamplerConfig
 from sop_ros.sim import TASK_NAMES, ExpertConfig, SimConfig
+from sop_ros.sim.tasks import CONDITIONS
 
 __all__ = ["ARMS", "Arm", "ArmResult", "StudyConfig", "run_arm", "run_arms", "run_dir_name", "time_to_target"]
 
@@ -50,7 +51,7 @@ _log = logging.getLogger(__name__)
 _STATE = "state.json"
 _STATE_WEIGHTS = "state_weights.safetensors"
 
-MIXING = ("adaptive", "fixed", "online_only")
+MIXING = ("adaptive", "fixed", "online_only", "offline_only")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,7 +61,9 @@ class Arm:
     name: str
     algorithm: str = "hg_dagger"
     robots: int = 4
-    # adaptive: loss-driven p_on (α boost); fixed: p_on = 0.5; online_only: p_on = 1.
+    # adaptive: loss-driven p_on (α boost); fixed: p_on = 0.5; online_only: p_on = 1;
+    # offline_only: the control arm, the learner never sees the fleet's episodes (p_on = 0) and
+    # spends the same updates on the demonstrations alone (the fleet still runs its policy).
     mixing: str = "adaptive"
 
     def __post_init__(self) -> None:
@@ -76,6 +79,7 @@ ARMS = (
     Arm(name="hg_dagger_1", robots=1),
     Arm(name="hg_dagger_4_fixed", mixing="fixed"),
     Arm(name="hg_dagger_4_online_only", mixing="online_only"),
+    Arm(name="offline_only_4", mixing="offline_only"),
 )
 
 
@@ -105,6 +109,11 @@ class StudyConfig:
     reset_s: float = setting(4.0, "scene reset time between episodes", unit="s", low=0.0)
     replan_steps: int = setting(3, "control steps executed per chunk before replanning", low=1)
     seed: int = setting(0, "seed of the fleet's layouts and the learner's sampling", low=0)
+    conditions: str = setting(
+        "demonstrations",
+        "layouts the fleet and the evaluations meet: demonstrations, or deployment (outside them)",
+        choices=CONDITIONS,
+    )
     device: str = setting("auto", "torch device of learner and policies", choices=("auto", "cpu", "cuda"))
 
     def __post_init__(self) -> None:
@@ -179,7 +188,7 @@ def run_arm(
         ConfigError: resuming a run made with other settings, or one already at the budget.
     """
     started = time.monotonic()
-    sim = sim or SimConfig()
+    sim = sim or SimConfig(conditions=study.conditions)
     saved = _saved_state(out_dir, arm, study, sim.control_period_s) if resume else None
     if saved is None:
         if out_dir.exists():  # an arm starts from its base weights: bags and weights of an old run go
@@ -198,6 +207,8 @@ def run_arm(
     actors = ActorPool(lambda: Pi0Policy(actor_config))
     # The fleet and the learner call each other: fleet episodes go to the learner, the
     # learner's published weights to the fleet (both callbacks run on this thread).
+    # The offline-only control arm keeps the fleet's episodes from the learner.
+    learns_online = arm.mixing != "offline_only"
     fleet = SimFleet(
         FleetConfig(
             robots=arm.robots, replan_steps=study.replan_steps, reset_s=study.reset_s, seed=study.seed
@@ -207,7 +218,7 @@ def run_arm(
         actors=actors,
         weights=(format_version(0), base_weights),
         spool=out_dir / "spool",
-        on_episode=lambda result: learner.submit_episode(result.bag),
+        on_episode=lambda result: learner.submit_episode(result.bag) if learns_online else None,
     )
     learner_policy = Pi0Policy(policy_config)
     learner_policy.load_trainable(base_weights)
@@ -229,7 +240,7 @@ def run_arm(
             )
         fleet.load_state_dict(saved["fleet"])
         _drop_later_bags(out_dir / "spool", fleet.results)
-        for episode in fleet.results:  # in the order they first arrived
+        for episode in fleet.results if learns_online else ():  # in the order they first arrived
             learner.submit_episode(episode.bag)
         learner.sync_ingest()
         evaluations = [Evaluation(**e) for e in saved["evaluations"]]
@@ -335,7 +346,10 @@ def _saved_state(out_dir: Path, arm: Arm, study: StudyConfig, period_s: float) -
         return None
     saved = json.loads(path.read_text())
     ran_s = saved["fleet"]["ticks"] * period_s
-    differing = differing_settings(asdict(study), saved["study"], ignore=("budget_s",))
+    # Settings added since the run was made take their defaults (what the run did).
+    differing = differing_settings(
+        asdict(study), {**asdict(StudyConfig()), **saved["study"]}, ignore=("budget_s",)
+    )
     if saved["arm"] != asdict(arm) or differing:
         raise ConfigError(
             f"cannot continue {arm.name} in {out_dir}: it ran with other settings "

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import ConfigError
+from sop_ros.sim.tasks import CONDITIONS
 
 __all__ = ["CAMERAS", "TASK_NAMES", "ExpertConfig", "SimConfig"]
 
@@ -20,6 +21,10 @@ class SimConfig:
     """How the simulated table, robot and cameras behave."""
 
     task: str = setting("grocery_restock", "Task to simulate", choices=TASK_NAMES, read_only=True)
+    # Where layouts come from: the demonstrations' distribution, or deployment conditions outside it.
+    conditions: str = setting(
+        "demonstrations", "Layout distribution: demonstrations or deployment", choices=CONDITIONS
+    )
     control_period_s: float = setting(0.1, "Time between two actions", unit="s", low=0.005, high=1.0)
     cameras: tuple[str, ...] = setting(("head",), "Cameras to render each step, from: head, wrist")
     image_width_px: int = setting(64, "Width of every camera image", unit="px", low=16, high=4096)

@@ -91,7 +91,7 @@ class SimEnv:
 
     def reset(self, seed: int | None = None) -> SimObservation:
         """Start a new episode with a layout drawn from ``seed`` (fresh entropy when None)."""
-        self._world = self.task.new_world(np.random.default_rng(seed))
+        self._world = self.task.new_world(np.random.default_rng(seed), self.config.conditions)
         self._world = self.task.after_move(self._world, self._world)
         return self._observe()
 

@@ -68,7 +68,7 @@ class _Canvas:
 def _draw_grocery(canvas: _Canvas, world: WorldState) -> None:
     layout = world.layout
     assert isinstance(layout, GroceryLayout)
-    canvas.rect((TABLE_M / 2, 0.455), 0.235, 0.04, (120, 85, 50))
+    canvas.rect((TABLE_M / 2, layout.slots[0][1]), 0.235, 0.04, (120, 85, 50))
     for index, (slot, product) in enumerate(zip(layout.slots, layout.products, strict=True)):
         colour = (235, 235, 225) if index == layout.empty_slot else PRODUCTS[product]
         canvas.rect(slot, 0.03, 0.03, colour)

@@ -9,6 +9,21 @@ shows, dressed differently and with its own twist:
 - ``box_assembly``: first push the box's open flap shut, then put the lid on;
   a lid dropped onto a box whose flap is still open jams and fails the episode.
 
+Every task draws its layouts from one of two distributions (``conditions``):
+
+- ``demonstrations``: what the offline demonstrations (and the packaged base
+  policy) were recorded on.
+- ``deployment``: where the fleet works, a part of the table the
+  demonstrations never cover. grocery_restock: the shelf stands 7.5 cm nearer
+  the robot (its slots at y = 0.38 m instead of 0.455 m) and the item starts
+  in front of it. laundry_fold: a smaller cloth (side 12-15 cm instead of
+  14-20 cm) lies near an edge of the table (centre 11-14 cm from it) instead
+  of in the middle. box_assembly: the box stands in a corner (centre 11-14 cm
+  from two edges, outside the demonstrations' 16-34 cm square) with its flap
+  on a side facing the table's middle. The scripted expert solves both; a
+  policy that learnt only the demonstrations' layouts does not (see the
+  README's sim section for the figures).
+
 Tasks are stateless singletons; all state lives in :class:`WorldState`.
 """
 
@@ -25,6 +40,7 @@ from sop_ros.core.errors import ConfigError
 from sop_ros.sim.world import TABLE_M, Layout, Vec, WorldState, distance
 
 __all__ = [
+    "CONDITIONS",
     "TASKS",
     "BoxLayout",
     "ClothLayout",
@@ -34,9 +50,19 @@ __all__ = [
 ]
 
 
+# The layout distributions a task can draw from; the first is the demonstrations'.
+CONDITIONS = ("demonstrations", "deployment")
+
+
 def _uniform_point(rng: np.random.Generator, low: float, high: float) -> Vec:
     x, y = rng.uniform(low, high, size=2)
     return (float(x), float(y))
+
+
+def _near_edge(rng: np.random.Generator, low: float, high: float) -> float:
+    """A coordinate ``low``..``high`` from one edge of the table, either edge alike."""
+    offset = float(rng.uniform(low, high))
+    return offset if rng.random() < 0.5 else TABLE_M - offset
 
 
 def _new_world(rng: np.random.Generator, layout: Layout, obj: Vec, **extra: float) -> WorldState:
@@ -61,8 +87,20 @@ class Task:
         """Number of control steps the episode may last at ``period_s``."""
         return max(1, round(self.budget_s / period_s))
 
-    def new_world(self, rng: np.random.Generator) -> WorldState:
-        """Draw a random initial state."""
+    def new_world(self, rng: np.random.Generator, conditions: str = "demonstrations") -> WorldState:
+        """Draw a random initial state from the ``conditions``' layout distribution (:data:`CONDITIONS`)."""
+        if conditions == "demonstrations":
+            return self.demonstration_world(rng)
+        if conditions == "deployment":
+            return self.deployment_world(rng)
+        raise ConfigError(f"unknown conditions {conditions!r}; choose from {', '.join(CONDITIONS)}")
+
+    def demonstration_world(self, rng: np.random.Generator) -> WorldState:
+        """Draw an initial state as the demonstrations saw them."""
+        raise NotImplementedError
+
+    def deployment_world(self, rng: np.random.Generator) -> WorldState:
+        """Draw an initial state of the deployment conditions (outside the demonstrations')."""
         raise NotImplementedError
 
     def after_move(self, before: WorldState, after: WorldState) -> WorldState:
@@ -94,15 +132,23 @@ class GroceryRestock(Task):
     instruction = "put the red item into the empty slot on the shelf"
     budget_s = 9.0
     SLOT_Y = 0.455
+    DEPLOYMENT_SLOT_Y = 0.38
     SLOT_XS = (0.07, 0.16, 0.25, 0.34, 0.43)
 
-    def new_world(self, rng: np.random.Generator) -> WorldState:
+    def demonstration_world(self, rng: np.random.Generator) -> WorldState:
         """Draw the empty slot, the shelf's other products and the item's place."""
+        return self._world(rng, self.SLOT_Y, item_y_max=0.33)
+
+    def deployment_world(self, rng: np.random.Generator) -> WorldState:
+        """As the demonstrations, with the shelf nearer the robot and the item in front of it."""
+        return self._world(rng, self.DEPLOYMENT_SLOT_Y, item_y_max=0.26)
+
+    def _world(self, rng: np.random.Generator, slot_y: float, *, item_y_max: float) -> WorldState:
         empty = int(rng.integers(len(self.SLOT_XS)))
-        slots = tuple((x, self.SLOT_Y) for x in self.SLOT_XS)
+        slots = tuple((x, slot_y) for x in self.SLOT_XS)
         products = tuple(int(p) for p in rng.integers(0, 4, size=len(slots)))
         layout = GroceryLayout(goal=slots[empty], slots=slots, empty_slot=empty, products=products)
-        item = (float(rng.uniform(0.05, 0.45)), float(rng.uniform(0.05, 0.33)))
+        item = (float(rng.uniform(0.05, 0.45)), float(rng.uniform(0.05, item_y_max)))
         return _new_world(rng, layout, item)
 
 
@@ -125,10 +171,18 @@ class LaundryFold(Task):
     # Pulled farther than this times its side from B or D, the cloth slips out of the fingers.
     STRETCH_LIMIT = 1.25
 
-    def new_world(self, rng: np.random.Generator) -> WorldState:
+    def demonstration_world(self, rng: np.random.Generator) -> WorldState:
         """Draw the cloth's centre, size and rotation."""
         centre = _uniform_point(rng, 0.15, 0.35)
-        side = float(rng.uniform(0.14, 0.2))
+        return self._world(rng, centre, float(rng.uniform(0.14, 0.2)))
+
+    def deployment_world(self, rng: np.random.Generator) -> WorldState:
+        """A smaller cloth near one of the table's edges (anywhere along it)."""
+        across, along = _near_edge(rng, 0.11, 0.14), float(rng.uniform(0.11, TABLE_M - 0.11))
+        centre = (across, along) if rng.random() < 0.5 else (along, across)
+        return self._world(rng, centre, float(rng.uniform(0.12, 0.15)))
+
+    def _world(self, rng: np.random.Generator, centre: Vec, side: float) -> WorldState:
         angle = float(rng.uniform(0.0, 2.0 * math.pi))
         c, s = math.cos(angle), math.sin(angle)
 
@@ -191,10 +245,22 @@ class BoxAssembly(Task):
     NORMALS = ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0))
     LID_HALF_M = 0.05
 
-    def new_world(self, rng: np.random.Generator) -> WorldState:
+    def demonstration_world(self, rng: np.random.Generator) -> WorldState:
         """Draw the box's place, its flap side and the lid's place clear of both."""
         centre = _uniform_point(rng, 0.16, 0.34)
-        normal = self.NORMALS[int(rng.integers(4))]
+        return self._world(rng, centre, self.NORMALS)
+
+    def deployment_world(self, rng: np.random.Generator) -> WorldState:
+        """The box in a corner of the table, its flap on one of the two sides facing the middle."""
+        centre = (_near_edge(rng, 0.11, 0.14), _near_edge(rng, 0.11, 0.14))
+        middle = TABLE_M / 2
+        inward = tuple(
+            n for n in self.NORMALS if n[0] * (middle - centre[0]) + n[1] * (middle - centre[1]) > 0
+        )
+        return self._world(rng, centre, inward)
+
+    def _world(self, rng: np.random.Generator, centre: Vec, normals: tuple[Vec, ...]) -> WorldState:
+        normal = normals[int(rng.integers(len(normals)))]
         layout = BoxLayout(
             goal=centre, half_m=0.06, flap_normal=normal, flap_width_m=0.08, flap_length_m=0.06
         )

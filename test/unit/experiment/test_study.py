@@ -134,3 +134,14 @@ def test_a_learner_per_robot_gives_every_fleet_size_the_same_updates_per_second_
     assert result["learner_steps"] == 30  # 15 simulated seconds, 1 update per second for each of 2 robots
     assert "1 update per simulated second for each robot" in markdown.read_text()
     assert "--set learner_per_robot=True" in markdown.read_text()
+
+
+def test_the_offline_only_control_arm_spends_the_same_updates_without_fleet_data(tmp_path: Path) -> None:
+    # The paper's control: as much learner compute, on the demonstrations alone.
+    options = ExperimentOptions(size="reduced", arms=("offline_only_4",), out=tmp_path, budget_min=0.25)
+    markdown = run_experiment(options)
+    result = json.loads((tmp_path / "offline_only_4" / "result.json").read_text())
+    assert result["learner_steps"] == 15 and result["config"]["conditions"] == "deployment"
+    assert len(result["episodes"]) > 0  # the fleet worked (on deployment layouts) ...
+    assert not list((tmp_path / "offline_only_4" / "store").rglob("metadata.yaml"))  # ... unseen
+    assert "control: offline data only" in markdown.read_text()
