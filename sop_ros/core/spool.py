@@ -14,7 +14,7 @@ uploaded, quarantines the ones the learner refuses and prunes ``uploaded/``.
 
 Every move is a ``rename`` followed by an fsync of both directories, and no
 move overwrites anything: a name already taken in ``quarantine/`` or
-``uploaded/`` gets a ``.2``, ``.3``… suffix, and a bag already waiting in
+``uploaded/`` gets a ``~2``, ``~3``… suffix, and a bag already waiting in
 ``ready/`` makes :meth:`Spool.publish` fail with the source kept where it is.
 The one deletion is :meth:`Spool.prune_uploaded`, and it deletes only bags
 the learner committed.
@@ -40,6 +40,8 @@ __all__ = ["PARTIAL_SUFFIX", "REASON_FILE", "Spool", "dir_size_bytes"]
 
 PARTIAL_SUFFIX = ".partial"
 REASON_FILE = "REASON.txt"
+# Joins a bag's name and a copy number when an earlier copy of its episode is kept.
+COPY_MARK = "~"
 
 
 def dir_size_bytes(path: Path) -> int:
@@ -88,6 +90,23 @@ class Spool:
     def ready_bags(self) -> list[Path]:
         """Return the closed bags waiting for upload, oldest (by modification time, then name) first."""
         return _by_mtime(p for p in self.ready.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def closed_bags(self) -> list[Path]:
+        """Every closed bag: waiting in ``ready/``, committed in ``uploaded/`` or kept in ``quarantine/``."""
+        folders = (self.ready, self.uploaded, self.quarantine)
+        return [p for folder in folders if folder.is_dir() for p in folder.iterdir() if p.is_dir()]
+
+    def episode_id(self, bag: Path) -> str:
+        """Return the episode a closed bag holds.
+
+        That is its name, less the ``~<n>`` that :meth:`mark_uploaded` or
+        :meth:`quarantine_bag` appends to keep an earlier copy of the same episode
+        (``~`` is never part of an episode id).
+        """
+        stem, tilde, counter = bag.name.rpartition(COPY_MARK)
+        if tilde and counter.isdigit() and bag.parent in (self.uploaded, self.quarantine):
+            return stem
+        return bag.name
 
     def pending_bytes(self) -> int:
         """Return the bytes of bags not yet uploaded (``ready/`` plus ``recording/``)."""
@@ -164,12 +183,12 @@ class Spool:
 
 
 def _free_name(folder: Path, name: str) -> Path:
-    """Return ``folder/name``, or ``folder/name.<n>`` for the first ``n`` not taken."""
+    """Return ``folder/name``, or ``folder/name~<n>`` for the first ``n`` not taken."""
     target = folder / name
     counter = 1
     while target.exists():
         counter += 1
-        target = folder / f"{name}.{counter}"
+        target = folder / f"{name}{COPY_MARK}{counter}"
     return target
 
 

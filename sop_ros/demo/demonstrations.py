@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from sop_ros.core.spool import Spool
 from sop_ros.core.types import EpisodeMeta, Outcome
 from sop_ros.demo.sim_bags import SimStep, record_sim_episode
 from sop_ros.sim import TASK_NAMES, ScriptedExpert, SimConfig, SimEnv
@@ -34,7 +35,7 @@ def demonstrations(out_dir: Path, *, episodes_per_task: int, say=print) -> Path:
     The count is stamped next to the bags; a directory recorded with another count is
     recorded again rather than silently reused.
     """
-    ready = out_dir / "ready"
+    ready = Spool(out_dir).ready
     stamp = out_dir / "demonstrations.json"
     wanted = {"episodes_per_task": episodes_per_task}
     if ready.is_dir() and stamp.exists() and json.loads(stamp.read_text()) == wanted:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sop_ros.core.spool import Spool
 from sop_ros.demo.evaluate import TaskScore
 from sop_ros.demo.progress import FleetTracker
 from sop_ros.demo.stats import Change, Rate, mean_change, mean_rate
@@ -56,13 +57,10 @@ def write_report(
     """Print the summary, write ``summary.json`` and ``sop_demo.png``; return the summary."""
     phases = tracker.phase_table()
     store_ids = {p.name for p in (out / "store").glob("*/*/*") if p.is_dir()}
-    recorded = {
-        p.name
-        for spool in (out / "robots").glob("*/spool")
-        for folder in ("ready", "uploaded", "rejected")
-        for p in (spool / folder).glob("*")
-        if p.is_dir()
-    }
+    # Waiting, committed or quarantined: every bag a robot closed (a quarantined one is
+    # recorded but not stored, so it shows up as missing from the store).
+    spools = [Spool(path) for path in (out / "robots").glob("*/spool")]
+    recorded = {spool.episode_id(bag) for spool in spools for bag in spool.closed_bags()}
     last = next((version for version in final if version != "base"), None)
     heldout = {}
     if last is not None:

@@ -34,6 +34,7 @@ from pathlib import Path
 from sop_ros.core.config import check_ranges, differing_settings, setting
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.spool import Spool
 from sop_ros.core.types import format_version
 from sop_ros.demo.evaluate import TaskScore, evaluate_policy
 from sop_ros.experiment.fleet import ActorPool, EpisodeResult, FleetConfig, SimFleet
@@ -332,8 +333,9 @@ def run_arm(
 def _drop_later_bags(spool: Path, kept: Sequence[EpisodeResult]) -> None:
     """Delete bags of episodes that ended after the saved state: the resumed fleet replays them."""
     names = {result.bag.name for result in kept}
-    for folder in ("ready", "recording"):
-        for bag in (spool / folder).iterdir() if (spool / folder).is_dir() else ():
+    layout = Spool(spool)
+    for folder in (layout.ready, layout.recording):
+        for bag in folder.iterdir() if folder.is_dir() else ():
             if bag.name not in names:
                 _log.info("dropping %s: it ended after the saved state and will be replayed", bag.name)
                 shutil.rmtree(bag)

@@ -28,6 +28,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
 
 from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.spool import Spool
 from sop_ros.nodes.common import Diagnostics, forward_python_logs, run_node
 from sop_ros.nodes.params import declare_config
 from sop_ros.nodes.zenoh_session import ZenohConfig, link_diagnostics, start_zenoh
@@ -68,14 +69,14 @@ class BridgeNode(Node):
         self._uploaded_bytes = 0
         self._upload_error = ""
         self._stop = threading.Event()
-        self._ready = Path(self.config.spool_dir) / "ready"
+        self._layout = Spool(self.config.spool_dir)
         self._spool: SpoolUploader | None = None
         self._thread: threading.Thread | None = None
         forward_python_logs(self, "sop_ros.transport")
         self._diagnostics = Diagnostics(self, self._report)
         self._link = start_zenoh(self.config.zenoh, "bridge", self._start_uploading)
         self.get_logger().info(
-            f"uploading bags from {self._ready} as {self.config.upload.robot_id} "
+            f"uploading bags from {self._layout.ready} as {self.config.upload.robot_id} "
             f"(fleet {self.config.upload.fleet}) once the learner is reached"
         )
 
@@ -148,9 +149,9 @@ class BridgeNode(Node):
             spool = self._spool
         if spool is not None:
             return len(spool.pending())
-        if not self._ready.is_dir():
+        if not self._layout.ready.is_dir():
             return 0
-        return sum(1 for p in self._ready.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return len(self._layout.ready_bags())
 
     def destroy_node(self) -> None:
         """Stop the upload thread (an upload in progress resumes next time) and close the session."""

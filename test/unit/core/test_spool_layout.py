@@ -13,13 +13,6 @@ from sop_ros.core.spool import REASON_FILE, Spool
 
 ROOT = Path(__file__).resolve().parents[3]
 LAYOUT_NAMES = {"recording", "ready", "uploaded", REASON_FILE}
-# Modules that still spell the layout by hand; each should go through Spool instead.
-# The test fails when one of them is folded in, so the list cannot go stale.
-NOT_YET_THROUGH_SPOOL = {
-    "sop_ros/demo/demonstrations.py",
-    "sop_ros/demo/run.py",
-    "sop_ros/experiment/study.py",
-}
 
 
 def bag(folder: Path, name: str, payload: bytes = b"mcap") -> Path:
@@ -40,8 +33,15 @@ def modules_naming_the_layout() -> set[str]:
 
 def test_only_one_module_defines_the_spool_layout() -> None:
     found = modules_naming_the_layout() - {"sop_ros/core/spool.py"}
-    assert found - NOT_YET_THROUGH_SPOOL == set(), "spool layout spelled outside sop_ros/core/spool.py"
-    assert NOT_YET_THROUGH_SPOOL - found == set(), "these use Spool now: drop them from the list"
+    assert found == set(), "spool layout spelled outside sop_ros/core/spool.py"
+
+
+def test_a_second_copy_of_an_episode_keeps_its_episode_id(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).create()
+    first = spool.mark_uploaded(bag(spool.ready, "r1-ep.7"))
+    second = spool.mark_uploaded(bag(spool.ready, "r1-ep.7"))
+    assert (first.name, second.name) == ("r1-ep.7", "r1-ep.7~2")
+    assert {spool.episode_id(p) for p in spool.closed_bags()} == {"r1-ep.7"}
 
 
 def test_publish_never_overwrites_a_waiting_bag(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def test_uploaded_twice_keeps_both_copies(tmp_path: Path) -> None:
     spool = Spool(tmp_path).create()
     first = spool.mark_uploaded(bag(spool.ready, "ep", b"first"))
     second = spool.mark_uploaded(bag(spool.ready, "ep", b"second"))
-    assert (first.name, second.name) == ("ep", "ep.2")
+    assert (first.name, second.name) == ("ep", "ep~2")
     assert (first / "ep_0.mcap").read_bytes() == b"first"
     assert (second / "ep_0.mcap").read_bytes() == b"second"
     assert spool.ready_bags() == []
@@ -67,7 +67,7 @@ def test_uploaded_twice_keeps_both_copies(tmp_path: Path) -> None:
 def test_quarantine_keeps_every_copy_with_its_reason(tmp_path: Path) -> None:
     spool = Spool(tmp_path).create()
     kept = [spool.quarantine_bag(bag(spool.ready, "ep"), f"reason {i}") for i in range(3)]
-    assert [p.name for p in kept] == ["ep", "ep.2", "ep.3"]
+    assert [p.name for p in kept] == ["ep", "ep~2", "ep~3"]
     assert [(p / REASON_FILE).read_text() for p in kept] == ["reason 0\n", "reason 1\n", "reason 2\n"]
     assert all((p / "ep_0.mcap").exists() for p in kept)
 

@@ -94,6 +94,6 @@ def test_a_bag_sent_again_after_its_commit_keeps_the_earlier_uploaded_copy(fleet
     again = runner.run_once()
     assert [(r.episode_id, r.state) for r in again] == [(meta.episode_id, "already_stored")]
     uploaded = sorted(p.name for p in (spool / "uploaded").iterdir())
-    assert uploaded == [meta.episode_id, f"{meta.episode_id}.2"]
+    assert uploaded == [meta.episode_id, f"{meta.episode_id}~2"]
     assert runner.pending() == [] and not list((spool / "quarantine").iterdir())
     server.close()
