@@ -7,20 +7,15 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.parameter import Parameter
-from ros_helpers import spinning, wait_for
-from sensor_msgs.msg import CompressedImage, JointState
-from sop_msgs.msg import ActionChunk, EpisodeEvent, PolicyStatus
+from ros_helpers import FakeRobot, spinning, wait_for
+from sop_msgs.msg import EpisodeEvent
 from sop_msgs.srv import ActivateWeights, StageWeights
 
-from sop_ros.core import topics
 from sop_ros.core.policy import Pi0Policy, PolicyConfig
-from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
 from sop_ros.nodes.policy_node import PolicyNode
 
 NAMES = ["ee_x", "ee_y", "gripper"]
@@ -34,48 +29,15 @@ POLICY = dict(
 )
 
 
-class Robot:
-    """Publishes camera + joints at 20 Hz (until paused), sends episode events, calls services."""
-
-    def __init__(self, context) -> None:
-        self.node = rclpy.create_node("fake_robot", context=context)
-        self.chunks: list[ActionChunk] = []
-        self.status: list[PolicyStatus] = []
-        self.node.create_subscription(ActionChunk, topics.ACTION_CHUNK, self.chunks.append, COMMAND_QOS)
-        self.node.create_subscription(PolicyStatus, topics.POLICY_STATUS, self.status.append, LATCHED_QOS)
-        self.events = self.node.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, COMMAND_QOS)
-        self.image = self.node.create_publisher(CompressedImage, topics.camera_topic("head"), SENSOR_QOS)
-        self.joints = self.node.create_publisher(JointState, topics.JOINT_STATES, SENSOR_QOS)
-        _, jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))
-        self.jpeg = jpeg.tobytes()
-        self.sensing = threading.Event()
-        self.sensing.set()
-        self.node.create_timer(0.05, self._publish_sensors)
-
-    def _publish_sensors(self) -> None:
-        if not self.sensing.is_set():
-            return
-        stamp = self.node.get_clock().now().to_msg()
-        image = CompressedImage(format="jpeg", data=self.jpeg)
-        image.header.stamp = stamp
-        self.image.publish(image)
-        joints = JointState(name=NAMES, position=[0.1, 0.2, 0.03])
-        joints.header.stamp = stamp
-        self.joints.publish(joints)
-
-    def episode(self, kind: int, episode_id: str) -> None:
-        msg = EpisodeEvent(
-            kind=kind, episode_id=episode_id, robot_id="r", task="t", instruction="put the can"
-        )
-        msg.header.stamp = self.node.get_clock().now().to_msg()
-        self.events.publish(msg)
-
-    def call(self, srv_type, name: str, request):
-        client = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=20.0)
-        future = client.call_async(request)
-        assert wait_for(future.done, 60.0)
-        return future.result()
+def fake_robot(context) -> FakeRobot:
+    """The policy tests' robot: a grey 64 px camera, three joints."""
+    return FakeRobot(
+        context,
+        pixels=np.full((64, 64, 3), 90, np.uint8),
+        joints=NAMES,
+        position=[0.1, 0.2, 0.03],
+        instruction="put the can",
+    )
 
 
 @pytest.fixture
@@ -101,7 +63,7 @@ def policy_node(context, **parameters) -> PolicyNode:
 def test_weights_swap_only_at_the_episode_boundary(ros_context, weights_v1) -> None:
     path, digest = weights_v1
     node = policy_node(ros_context)
-    robot = Robot(ros_context)
+    robot = fake_robot(ros_context)
     with spinning(ros_context, node, robot.node):
         assert wait_for(lambda: robot.status and robot.status[-1].active_version == "v0000")
         time.sleep(1.0)
@@ -148,7 +110,7 @@ def test_staging_in_the_background_still_verifies_and_swaps_between_episodes(ros
     """A stage request answered before staging ends: a bad file is still refused, a good one waits."""
     path, digest = weights_v1
     node = policy_node(ros_context, stage_answer_wait_s=0.0)
-    robot = Robot(ros_context)
+    robot = fake_robot(ros_context)
     errors: list[str] = []
     robot.node.create_subscription(
         DiagnosticArray,
@@ -184,7 +146,7 @@ def test_staging_in_the_background_still_verifies_and_swaps_between_episodes(ros
 def test_the_inference_worker_outlives_an_unexpected_exception(ros_context, capfd) -> None:
     """A failure no check foresaw: logged once with its traceback, ERROR while it lasts, then acting again."""
     node = policy_node(ros_context)
-    robot = Robot(ros_context)
+    robot = fake_robot(ros_context)
     statuses: list[DiagnosticStatus] = []
     robot.node.create_subscription(
         DiagnosticArray,

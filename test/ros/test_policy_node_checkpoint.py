@@ -5,26 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-import rclpy
 import torch
 from rclpy.parameter import Parameter
-from ros_helpers import spinning, wait_for
-from sensor_msgs.msg import CompressedImage, JointState
-from sop_msgs.msg import ActionChunk, EpisodeEvent, PolicyStatus
+from ros_helpers import FakeRobot, spinning, wait_for
+from sop_msgs.msg import EpisodeEvent
 from sop_msgs.srv import ActivateWeights, StageWeights
 from transformers import PI0ForConditionalGeneration
 
-from sop_ros.core import topics
 from sop_ros.core.policy import Pi0Policy, PolicyConfig
 from sop_ros.core.policy.export import export_checkpoint
 from sop_ros.core.types import Observation
-from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
 from sop_ros.nodes.convert import image_from_msg
 from sop_ros.nodes.policy_node import PolicyNode
 
@@ -51,43 +45,15 @@ def settings(ckpt: Path, tokenizer: Path) -> dict:
     )
 
 
-class Robot:
-    """Publishes a 4:3 camera and joints at 20 Hz, sends episode events, calls services."""
-
-    def __init__(self, context) -> None:
-        self.node = rclpy.create_node("fake_robot", context=context)
-        self.chunks: list[ActionChunk] = []
-        self.status: list[PolicyStatus] = []
-        self.node.create_subscription(ActionChunk, topics.ACTION_CHUNK, self.chunks.append, COMMAND_QOS)
-        self.node.create_subscription(PolicyStatus, topics.POLICY_STATUS, self.status.append, LATCHED_QOS)
-        self.events = self.node.create_publisher(EpisodeEvent, topics.EPISODE_EVENTS, COMMAND_QOS)
-        self.image = self.node.create_publisher(CompressedImage, topics.camera_topic("head"), SENSOR_QOS)
-        self.joints = self.node.create_publisher(JointState, topics.JOINT_STATES, SENSOR_QOS)
-        pixels = np.random.default_rng(3).integers(0, 256, (21, 28, 3), dtype=np.uint8)
-        self.jpeg = CompressedImage(format="jpeg", data=cv2.imencode(".jpg", pixels)[1].tobytes())
-        self.position = [0.1, -0.2, 0.3, 0.05]
-        self.lock = threading.Lock()
-        self.node.create_timer(0.05, self._publish_sensors)
-
-    def _publish_sensors(self) -> None:
-        stamp = self.node.get_clock().now().to_msg()
-        self.jpeg.header.stamp = stamp
-        self.image.publish(self.jpeg)
-        joints = JointState(name=STATES, position=self.position)
-        joints.header.stamp = stamp
-        self.joints.publish(joints)
-
-    def episode(self, kind: int, episode_id: str) -> None:
-        msg = EpisodeEvent(kind=kind, episode_id=episode_id, robot_id="r", task="t", instruction=INSTRUCTION)
-        msg.header.stamp = self.node.get_clock().now().to_msg()
-        self.events.publish(msg)
-
-    def call(self, srv_type, name: str, request):
-        client = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=20.0)
-        future = client.call_async(request)
-        assert wait_for(future.done, 60.0)
-        return future.result()
+def fake_robot(context) -> FakeRobot:
+    """A robot with a 4:3 camera (resized with padding) and the checkpoint's four state values."""
+    return FakeRobot(
+        context,
+        pixels=np.random.default_rng(3).integers(0, 256, (21, 28, 3), dtype=np.uint8),
+        joints=STATES,
+        position=[0.1, -0.2, 0.3, 0.05],
+        instruction=INSTRUCTION,
+    )
 
 
 @pytest.mark.slow
@@ -112,7 +78,7 @@ def test_a_checkpoint_policy_node_swaps_in_a_published_version_that_exports(
     node = PolicyNode(
         context=ros_context, parameter_overrides=[*overrides, Parameter("replan_period_s", value=0.2)]
     )
-    robot = Robot(ros_context)
+    robot = fake_robot(ros_context)
     with spinning(ros_context, node, robot.node):
         assert wait_for(lambda: robot.status and robot.status[-1].active_version == "v0000", 60.0)
         robot.episode(EpisodeEvent.START, "e1")
