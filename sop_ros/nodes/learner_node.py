@@ -72,20 +72,30 @@ class LearnerNode(Node):
         """Stop training, write a checkpoint, stop serving the fleet.
 
         The training thread stops at its next step. A further SIGINT or SIGTERM
-        while it does (``ros2 launch`` sends SIGTERM when its patience ends)
-        stops the waiting: the fleet is let go at once and no checkpoint is
-        written over a model still being updated (the previous one stays).
+        while it does (``ros2 launch`` and a terminal both send SIGINT, launch
+        then SIGTERM when its patience ends) skips the checkpoint, and the wait
+        shrinks to the step in progress (at most :data:`_HURRIED_WAIT_S`):
+        leaving while a step still runs would abort the process, since torch's
+        worker threads would be destroyed in use.
         """
         self._stop.set()
-        deadline = time.monotonic() + 120.0
-        while self._thread.is_alive() and time.monotonic() < deadline and not SHUTDOWN_HURRY.is_set():
+        deadline = time.monotonic() + _STOP_WAIT_S
+        hurried = False
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            if SHUTDOWN_HURRY.is_set() and not hurried:
+                hurried = True
+                deadline = min(deadline, time.monotonic() + _HURRIED_WAIT_S)
             self._thread.join(timeout=0.1)
         if self._thread.is_alive():
             self.get_logger().warning("training did not stop in time; leaving without a new checkpoint")
-            self._cloud.close(checkpoint=False)
-        else:
-            self._cloud.close()
+        self._cloud.close(checkpoint=not (self._thread.is_alive() or SHUTDOWN_HURRY.is_set()))
         super().destroy_node()
+
+
+# Longest the node waits for the training thread to stop at its next step (s).
+_STOP_WAIT_S = 120.0
+# Longest it still waits, once told to hurry, for the step in progress to end (s).
+_HURRIED_WAIT_S = 10.0
 
 
 def main(args: list[str] | None = None) -> None:
