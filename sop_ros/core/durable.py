@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["fsync_dir", "fsync_tree", "write_durably"]
+__all__ = ["fsync_dir", "fsync_file", "fsync_tree", "write_durably"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -17,12 +17,17 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    """Flush the data of file ``path`` to stable storage."""
+    with path.open("rb") as file:
+        os.fsync(file.fileno())
+
+
 def fsync_tree(path: Path) -> None:
     """Flush every file directly under ``path`` and the directory itself to stable storage."""
     for child in path.iterdir():
         if child.is_file():
-            with child.open("rb") as file:
-                os.fsync(file.fileno())
+            fsync_file(child)
     fsync_dir(path)
 
 

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sop_ros.core.durable import fsync_dir, write_durably
+from sop_ros.core.durable import fsync_dir, fsync_tree, write_durably
 from sop_ros.core.errors import IntegrityError
 from sop_ros.core.types import EpisodeMeta
 
@@ -290,10 +290,7 @@ class PartialUpload:
 
     def sync(self) -> None:
         """Flush the bag's files and directory to disk (before they are renamed into the store)."""
-        for name in self.files:
-            with (self.bag_dir / name).open("rb") as stream:
-                os.fsync(stream.fileno())
-        fsync_dir(self.bag_dir)
+        fsync_tree(self.bag_dir)
 
     def acked_digests(self, name: str) -> list[str]:
         """Acknowledged chunk digests of ``name`` in order (call once nothing is missing)."""

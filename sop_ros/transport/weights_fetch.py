@@ -30,7 +30,7 @@ from typing import Any
 import zenoh
 
 from sop_ros.core.config import check_ranges, setting
-from sop_ros.core.durable import fsync_dir, write_durably
+from sop_ros.core.durable import fsync_dir, fsync_file, write_durably
 from sop_ros.core.errors import (
     IncompatibleWeightsError,
     IntegrityError,
@@ -390,8 +390,7 @@ class WeightsFetcher:
             check_compatible(m, self._expected, self._config_hash)
         name = format_version(m.version)
         final = self.staging_dir / f"{name}.safetensors"
-        with download.partial.open("rb+") as out:
-            os.fsync(out.fileno())
+        fsync_file(download.partial)
         write_durably(self.staging_dir / f"{name}.json", m.to_json())
         with self._lock:
             self._check_superseded(m.version)

@@ -10,7 +10,6 @@ Pure functions; safe from any thread (each call touches only its own path).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from sop_ros.core.durable import fsync_file
 from sop_ros.core.errors import IncompatibleWeightsError, WeightsError
 from sop_ros.core.weights import TensorSpec
 
@@ -128,8 +128,7 @@ def write_weights(path: Path, state: Mapping[str, torch.Tensor], metadata: Mappi
     meta = {META_SCHEMA: WEIGHTS_FILE_SCHEMA, **metadata}
     try:
         save_file(tensors, str(tmp), metadata=meta)
-        with tmp.open("rb") as stream:
-            os.fsync(stream.fileno())
+        fsync_file(tmp)
         tmp.replace(path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
