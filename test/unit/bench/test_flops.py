@@ -9,29 +9,14 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "policy"))
 
 from flops import count_network_flops, count_pi0_flops, mfu, peak_tflops, pi0_inputs
+from policy_fixtures import small_config as config
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
-
-NAMES = ("joint_a", "joint_b", "gripper")
-
-
-def config(**overrides: object) -> PolicyConfig:
-    values: dict[str, object] = dict(
-        model="tiny",
-        camera_names=("front", "wrist"),
-        horizon=4,
-        denoising_steps=3,
-        action_names=NAMES,
-        state_names=NAMES,
-        device="cpu",
-        max_prompt_tokens=16,
-    )
-    values.update(overrides)
-    return PolicyConfig(**values)  # type: ignore[arg-type]
+from sop_ros.core.policy import Pi0Policy
 
 
 @pytest.fixture(scope="module")
