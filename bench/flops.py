@@ -179,7 +179,9 @@ def count_pi0_flops(config: PolicyConfig) -> Pi0Flops:
     )
     with torch.device("meta"):
         network = PI0ForConditionalGeneration(pi0)
-    return count_network_flops(config, network)
+    # A buffer transformers builds from a cached tensor can stay on the CPU under torch.device:
+    # put everything on the meta device, or counting mixes devices once such a cache is warm.
+    return count_network_flops(config, network.to("meta"))
 
 
 def describe_flops(flops: Pi0Flops, steps: int) -> str:

@@ -68,6 +68,13 @@ def parse_args() -> argparse.Namespace:
         choices=("none", "cuda-graph", "default", "reduce-overhead", "max-autotune"),
         help="optimised paths timed against eager (CUDA only); 'none' for eager alone",
     )
+    parser.add_argument(
+        "--attention",
+        nargs="+",
+        default=["auto"],
+        choices=("auto", "cudnn", "flash", "efficient", "math"),
+        help="PolicyConfig.attention choices timed on every path (CUDA only; auto = PyTorch's choice)",
+    )
     parser.add_argument("--train-batch", type=int, default=None, help="default 32 (tiny) / 4 (full)")
     parser.add_argument("--train-steps", type=int, default=10)
     parser.add_argument(
@@ -101,9 +108,12 @@ def environment() -> dict[str, Any]:
     return info
 
 
-def policy_config(args: argparse.Namespace, cameras: int, compile_mode: str) -> PolicyConfig:
+def policy_config(
+    args: argparse.Namespace, cameras: int, compile_mode: str, attention: str = "auto"
+) -> PolicyConfig:
     names = tuple(f"joint_{i}" for i in range(args.action_dim))
     return PolicyConfig(
+        attention=attention,
         model=args.model,
         camera_names=CAMERAS[:cameras],
         horizon=args.horizon,
@@ -170,6 +180,13 @@ def observation(args: argparse.Namespace, cameras: int, side: int, seed: int) ->
         state=rng.normal(size=args.action_dim).astype(np.float32),
         instruction=INSTRUCTION,
     )
+
+
+def reference_actions(policy: Pi0Policy, args: argparse.Namespace, cameras: int) -> np.ndarray:
+    """The actions of three fixed observations, from the same noise (the policy is reset first)."""
+    side = policy.image_size_px
+    policy.reset()
+    return np.stack([policy.infer(observation(args, cameras, side, 900 + i)).actions for i in range(3)])
 
 
 def time_inference(policy: Pi0Policy, args: argparse.Namespace, cameras: int) -> dict[str, Any]:
@@ -367,9 +384,11 @@ def main() -> int:
     save()
 
     optimised = [mode for mode in args.optimized if mode != "none"]
-    variants = ["eager"]
+    kernels = [k for k in args.attention if k != "auto"] if torch.cuda.is_available() else []
+    # A variant is a path, with "+<kernel>" where PolicyConfig.attention is not auto.
+    variants = ["eager", *(f"eager+{k}" for k in kernels)]
     if optimised and torch.cuda.is_available():
-        variants += optimised
+        variants += [f"{m}{'' if k == 'auto' else '+' + k}" for m in optimised for k in ("auto", *kernels)]
     elif optimised:
         results["note"] = (
             "no CUDA: the optimised paths (CUDA graphs, torch.compile) are eager here; not timed"
@@ -377,19 +396,29 @@ def main() -> int:
         print(results["note"])
     for cameras in args.cameras:
         medians = {}
+        eager_actions: np.ndarray | None = None
         for variant in variants:
             if over_budget(f"inference {cameras} cam {variant}"):
                 continue
-            mode = "none" if variant == "eager" else variant
-            row: dict[str, Any] = {"cameras": cameras, "variant": variant}
+            path, _, kernel = variant.partition("+")
+            mode = "none" if path == "eager" else path
+            row: dict[str, Any] = {"cameras": cameras, "variant": variant, "attention": kernel or "auto"}
             try:
-                policy = Pi0Policy(policy_config(args, cameras, mode), model=network)
+                policy = Pi0Policy(policy_config(args, cameras, mode, kernel or "auto"), model=network)
                 row.update(time_inference(policy, args, cameras))
+                actions = reference_actions(policy, args, cameras)
+                if variant == "eager":
+                    eager_actions = actions
+                if eager_actions is not None:
+                    # Equality with the eager baseline: the largest action difference, same noise.
+                    row["max_abs_diff_vs_eager"] = float(np.abs(actions - eager_actions).max())
+                    row["action_scale"] = float(np.abs(eager_actions).max())
                 row.update(achieved(flops[cameras].inference_flops, row["median_ms"] / 1e3, env, policy))
                 medians[variant] = row["median_ms"]
                 print(
-                    f"{cameras} cam {variant:>16}: median {row['median_ms']:8.2f} ms"
+                    f"{cameras} cam {variant:>24}: median {row['median_ms']:8.2f} ms"
                     f"  p90 {row['p90_ms']:8.2f} ms  {describe(row)}"
+                    f"  max |Δaction| vs eager {row.get('max_abs_diff_vs_eager', float('nan')):.2e}"
                     f"  ({row['path']}, warm-up {row['warmup_s']} s)"
                 )
             except Exception as err:  # keep the other settings' numbers

@@ -8,6 +8,7 @@ key/value pairs, so ``rqt_robot_monitor`` and aggregators show them.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import gc
 import logging
 import signal
@@ -184,10 +185,16 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
     being made interrupts that. Once everything is closed, signals are ignored
     while the interpreter exits.
 
+    ``kill -USR1 <pid>`` prints every thread's Python stack to stderr, for a node
+    that seems stuck; a clean-up still running after :data:`_CLEANUP_REPORT_S`
+    prints them by itself (and goes on).
+
     A node that cannot start because of a :class:`~sop_ros.core.errors.SopError`
     (bad parameter, missing file, device not available) logs that one error
     and the process exits with status 1, without a traceback.
     """
+    if threading.current_thread() is threading.main_thread():
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stopping = threading.Event()
     node = None
@@ -206,9 +213,11 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
         rclpy.logging.get_logger(_node_name(make_node)).fatal(f"cannot start: {err}")
     finally:
         _keep_signals_from_cleanup(node)
+        faulthandler.dump_traceback_later(_CLEANUP_REPORT_S)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        faulthandler.cancel_dump_traceback_later()
         # Everything is closed; what is left is the interpreter's last full garbage collection
         # over torch's and transformers' object graphs, which took 2-8 s on a loaded 2-core
         # machine (past launch's 5 s patience). Frozen objects are left to the OS instead.
@@ -220,6 +229,9 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
 
 # Longest a node keeps spinning after SIGINT/SIGTERM (s): the executor wakes this often.
 _SPIN_PERIOD_S = 0.1
+
+# A clean-up that takes longer than this (s) prints every thread's stack to stderr, once.
+_CLEANUP_REPORT_S = 15.0
 
 # Set when a further SIGINT or SIGTERM arrives while a node cleans up after the first.
 SHUTDOWN_HURRY = threading.Event()

@@ -151,10 +151,13 @@ def test_every_node_exits_cleanly_on_sigint_and_sigterm_mid_episode(ros_context,
                 time.sleep(0.05)
             print("seconds from the first signal to exit:", {k: round(v, 2) for k, v in exit_s.items()})
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        stuck = [p for p in processes.values() if p.poll() is None]
+        for process in stuck:
+            process.send_signal(signal.SIGUSR1)  # the node prints every thread's stack to its log
+        time.sleep(1.0 if stuck else 0.0)
+        for process in stuck:
+            process.kill()
+            process.wait()
 
     outputs = {name: log.read_text() for name, log in logs.items()}
     for name in FIRST:

@@ -129,6 +129,12 @@ class PolicyConfig:
         "torch.compile modes ('reduce-overhead' adds CUDA graphs); eager on CPU",
         choices=("none", "cuda-graph", "default", "reduce-overhead", "max-autotune"),
     )
+    attention: str = setting(
+        "auto",
+        "fused attention kernel tried first on CUDA (auto = PyTorch's choice per call; the others "
+        "stay behind it, so a call the chosen one cannot run still runs)",
+        choices=("auto", "cudnn", "flash", "efficient", "math"),
+    )
     seed: int = setting(0, "seed of the random initialisation and of the sampling noise", low=0)
 
     def __post_init__(self) -> None:

@@ -29,6 +29,7 @@ import torch
 from transformers import PI0ForConditionalGeneration
 
 from sop_ros.core.errors import ConfigError, IncompatibleWeightsError, WeightsError
+from sop_ros.core.policy.attention import attention_kernels
 from sop_ros.core.policy.checkpoint import read_checkpoint
 from sop_ros.core.policy.config import (
     PolicyConfig,
@@ -264,6 +265,10 @@ class Pi0Policy:
                 self._sample(inputs, noise.to(self.device, self.dtype))
 
     def _sample(self, inputs: dict[str, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
+        with attention_kernels(self.config.attention, self.device):
+            return self._sample_actions(inputs, noise)
+
+    def _sample_actions(self, inputs: dict[str, torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
         kwargs = dict(
             state=inputs["state"],
             input_ids=inputs["input_ids"],
@@ -357,15 +362,16 @@ class Pi0Policy:
         noisy = t_ * noise + (1 - t_) * actions
         # Without `actions=` the model treats `noise` as the noisy chunk and returns
         # the velocity, so the reduction stays ours (per sample).
-        velocity = module(
-            state=batch["state"],
-            noise=noisy,
-            timestep=t,
-            input_ids=batch["input_ids"],
-            pixel_values=batch["pixel_values"],
-            attention_mask=batch["attention_mask"],
-            pixel_attention_mask=batch["pixel_attention_mask"],
-        ).logits
+        with attention_kernels(self.config.attention, self.device):
+            velocity = module(
+                state=batch["state"],
+                noise=noisy,
+                timestep=t,
+                input_ids=batch["input_ids"],
+                pixel_values=batch["pixel_values"],
+                attention_mask=batch["attention_mask"],
+                pixel_attention_mask=batch["pixel_attention_mask"],
+            ).logits
         error = (velocity.float() - (noise - actions).float()).square()
         if self.checkpoint is not None:
             # Padded entries carry noise but no target: LeRobot leaves them out of the loss.
