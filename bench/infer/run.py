@@ -36,7 +36,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from sop_ros.core.policy import Pi0Policy, PolicyConfig, TrainingSample  # noqa: E402
+from sop_ros.core.policy import Pi0Policy, PolicyConfig, TrainingSample, make_policy  # noqa: E402
 from sop_ros.core.policy.config import pi0_config  # noqa: E402
 from sop_ros.core.policy.pi0 import is_trainable  # noqa: E402
 from sop_ros.core.policy.tokenizer import IMAGE_TOKEN, build_tokenizer  # noqa: E402
@@ -383,7 +383,7 @@ def main() -> int:
             mode = "none" if variant == "eager" else variant
             row: dict[str, Any] = {"cameras": cameras, "variant": variant}
             try:
-                policy = Pi0Policy(policy_config(args, cameras, mode), model=network)
+                policy = make_policy(policy_config(args, cameras, mode), model=network)
                 row.update(time_inference(policy, args, cameras))
                 row.update(achieved(flops[cameras].inference_flops, row["median_ms"] / 1e3, env, policy))
                 medians[variant] = row["median_ms"]
@@ -410,7 +410,7 @@ def main() -> int:
         torch._dynamo.reset()
 
     cameras = train_cameras(args)
-    policy = Pi0Policy(policy_config(args, cameras, "none"), model=network)
+    policy = make_policy(policy_config(args, cameras, "none"), model=network)
     if not args.skip_train and not over_budget("training"):
         batch = args.train_batch or (32 if args.model == "tiny" else 4)
         try:

@@ -114,7 +114,8 @@ class PolicyConfig:
     )
     inference_advantage: str = setting(
         "none",
-        "advantage indicator put in the prompt at inference (RECAP uses 'positive')",
+        "advantage indicator put in the prompt at inference: 'positive' for a policy RECAP trains, "
+        "'none' for others; part of the config hash, so weights trained the other way are refused",
         choices=("none", "positive", "negative"),
     )
     device: str = setting("auto", "where the model runs", choices=("auto", "cpu", "cuda"))
@@ -176,6 +177,11 @@ class PolicyConfig:
             if f.name not in _CHECKPOINT_SETTINGS or getattr(self, f.name) != f.default
         )
         return f"PolicyConfig({', '.join(shown)})"
+
+    @property
+    def advantage_conditioned(self) -> bool:
+        """True when prompts carry RECAP's advantage indicator (the weights must be trained with it)."""
+        return self.inference_advantage != "none"
 
     @property
     def action_dim(self) -> int:

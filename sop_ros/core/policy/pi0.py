@@ -153,14 +153,21 @@ class Pi0Policy:
                 "action_order": inputs.action_order,
                 "checkpoint": self.checkpoint.digest(),
             }
-        self.config_hash = model_config_hash(
-            pi0,
+        facts = dict(
             cameras=config.camera_names,
             actions=config.action_names,
             states=config.state_names,
             base_model_id=self.base_model_id,
             **layout,
         )
+        # Weights trained with RECAP's advantage indicator in the prompt, and weights trained
+        # without, act well only under the prompts they learned: the indicator is part of the
+        # identity (absent when off, so unconditioned hashes keep their value).
+        self._hashes = {
+            False: model_config_hash(pi0, **facts),
+            True: model_config_hash(pi0, **facts, advantage_indicator=True),
+        }
+        self.config_hash = self._hashes[config.advantage_conditioned]
         self._checkpoint_stats = inputs.norm_stats
         self._stats = inputs.norm_stats or NormStats.identity(config.state_dim, config.action_dim)
         self._active_version = format_version(0)
@@ -452,8 +459,16 @@ class Pi0Policy:
         write_weights(Path(path), self.trainable_state(dtype), metadata)
 
     def load_trainable(self, path: str | Path) -> None:
-        """Load a file written by :meth:`save_trainable` into the live weights, stats and version."""
-        tensors, stats, version = self._read_checked(Path(path))
+        """Load a file written by :meth:`save_trainable` into the live weights, stats and version.
+
+        A starting point: besides files of this ``config_hash``, a policy that prompts with the
+        advantage indicator takes weights trained without it (RECAP fine-tunes an imitation
+        base); the reverse is refused.
+
+        Raises:
+            IncompatibleWeightsError: the file belongs to another config or does not fit.
+        """
+        tensors, stats, version = self._read_checked(Path(path), starting_point=True)
         self.load_trainable_state(tensors)
         with self._infer_lock:
             self._stats = stats or self._stats
@@ -471,7 +486,7 @@ class Pi0Policy:
         """
         stats = None
         if isinstance(source, str | Path):
-            source, stats, file_version = self._read_checked(Path(source))
+            source, stats, file_version = self._read_checked(Path(source), starting_point=False)
             version = version or file_version
         else:
             check_state(self._specs, source, "staged state")
@@ -513,20 +528,56 @@ class Pi0Policy:
         staged = self._staged
         return staged[0] if staged else None
 
-    def _read_checked(self, path: Path) -> tuple[dict[str, torch.Tensor], NormStats | None, str | None]:
+    def _read_checked(
+        self, path: Path, *, starting_point: bool
+    ) -> tuple[dict[str, torch.Tensor], NormStats | None, str | None]:
         tensors, meta = read_weights(path)
-        if meta.get(META_CONFIG_HASH) != self.config_hash:
-            raise IncompatibleWeightsError(
-                f"{path} was written for config {meta.get(META_CONFIG_HASH, '?')[:12]} "
-                f"(base {meta.get(META_BASE_MODEL, '?')}); this policy is {self.config_hash[:12]} "
-                f"(base {self.base_model_id})"
-            )
+        self._check_identity(path, meta, starting_point=starting_point)
         tensors = cast_float_precision(self._specs, tensors)
         check_state(self._specs, tensors, str(path))
         stats = NormStats.from_json(meta[META_NORM_STATS]) if META_NORM_STATS in meta else None
         if stats is not None:
             stats.check_dims(self.config.state_dim, self.config.action_dim)
         return tensors, stats, meta.get(META_VERSION)
+
+    def _check_identity(self, path: Path, meta: Mapping[str, str], *, starting_point: bool) -> None:
+        """Raise unless the file at ``path`` (metadata ``meta``) was written for this policy."""
+        theirs = meta.get(META_CONFIG_HASH, "?")
+        if theirs == self.config_hash:
+            return
+        conditioned = self.config.advantage_conditioned
+        what = f"{path} ({meta.get(META_VERSION, 'no version')})"
+        if theirs != self._hashes[not conditioned]:
+            raise IncompatibleWeightsError(
+                f"{what} was written for config {theirs[:12]} (base {meta.get(META_BASE_MODEL, '?')}); "
+                f"this policy is {self.config_hash[:12]} (base {self.base_model_id}); "
+                f"nothing loaded, {self._active_version} stays in use"
+            )
+        if conditioned and starting_point:
+            _log.info(
+                "%s was trained without the advantage indicator; starting from it, prompting with "
+                "'advantage: %s'",
+                what,
+                self.config.inference_advantage,
+            )
+            return
+        if conditioned:
+            trained, acting, setting = (
+                "without the advantage indicator (not by RECAP)",
+                f"prompts with 'advantage: {self.config.inference_advantage}'",
+                "'none'",
+            )
+        else:
+            trained, acting, setting = (
+                "with RECAP's advantage indicator in its prompts",
+                "acts without it (policy.inference_advantage 'none')",
+                "'positive'",
+            )
+        raise IncompatibleWeightsError(
+            f"{what} was trained {trained}, but this policy {acting}: it would act on prompts the "
+            f"weights were not trained for. Set policy.inference_advantage to {setting} to run them; "
+            f"nothing loaded, {self._active_version} stays in use"
+        )
 
 
 def _pad_batch(value: Any, size: int) -> Any:
