@@ -39,6 +39,7 @@ from sop_ros.core.policy.config import (
     pi0_config,
     resolve_device,
     resolve_dtype,
+    sub_config,
     tokenizer_digest,
 )
 from sop_ros.core.policy.graphs import GraphedCall
@@ -102,6 +103,8 @@ class Pi0Policy:
         self.checkpoint = None if checkpoint is None else read_checkpoint(checkpoint)
         self.tokenizer = load_tokenizer(config, self.checkpoint)
         image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        if not isinstance(image_token_id, int):
+            raise ConfigError(f"the tokenizer maps {IMAGE_TOKEN!r} to {image_token_id!r}, not to a token id")
         pi0 = pi0_config(config, vocab_size=len(self.tokenizer), image_token_id=image_token_id)
         inputs = InputLayout.of(config, self.checkpoint)
         if model is None:
@@ -110,20 +113,22 @@ class Pi0Policy:
             raise ConfigError(
                 f"the model handed in is not the {config.model!r} network this config describes"
             )
-        self.model = model.to(self.device, self.dtype).eval()
+        # transformers' @wraps(nn.Module.to) shows mypy the unbound signature (self first).
+        self.model = model.to(self.device, self.dtype).eval()  # type: ignore[arg-type]
         self.pi0_config = self.model.config
-        vision = pi0.vlm_config.vision_config
+        vlm = sub_config(pi0, "vlm_config")
+        vision = sub_config(vlm, "vision_config")
         self.image_size_px = vision.image_size
-        layout = PromptLayout(
+        prompts = PromptLayout(
             self.tokenizer,
-            image_token_id=pi0.vlm_config.image_token_id,
+            image_token_id=vlm.image_token_id,
             num_cameras=len(inputs.slots),
             tokens_per_image=(vision.image_size // vision.patch_size) ** 2,
             max_prompt_tokens=inputs.prompt_tokens,
             newline_in_text=self.checkpoint is not None,
         )
         self._encoder = InputEncoder(
-            layout,
+            prompts,
             camera_names=inputs.slots,
             state_names=config.state_names,
             image_size_px=self.image_size_px,
@@ -142,11 +147,11 @@ class Pi0Policy:
         self._specs = specs_of({n: p.data for n, p in self._params.items()})
         if self.checkpoint is None:
             self.base_model_id = f"sop-pi0-{config.model}-random-seed{config.seed}"
-            layout: dict[str, Any] = {"tokenizer": TOKENIZER_DIGEST}
+            identity: dict[str, Any] = {"tokenizer": TOKENIZER_DIGEST}
         else:
             self.base_model_id = f"local:{self.checkpoint.path.name}"
             # Everything else that changes what the network computes from the same robot data.
-            layout = {
+            identity = {
                 "tokenizer": tokenizer_digest(self.tokenizer),
                 "image_slots": inputs.slots,
                 "state_order": inputs.state_order,
@@ -158,7 +163,7 @@ class Pi0Policy:
             actions=config.action_names,
             states=config.state_names,
             base_model_id=self.base_model_id,
-            **layout,
+            **identity,
         )
         # Weights trained with RECAP's advantage indicator in the prompt, and weights trained
         # without, act well only under the prompts they learned: the indicator is part of the
@@ -281,23 +286,28 @@ class Pi0Policy:
             num_steps=self.config.denoising_steps,
         )
         if self._compiled is None:
-            return self.model.sample_actions(**kwargs)
+            return self._sample_eagerly(kwargs)
         try:
             if self.config.compile_mode == "reduce-overhead":
-                torch.compiler.cudagraph_mark_step_begin()
+                torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
             if isinstance(self._compiled, GraphedCall):
                 # One graph per batch size: round sizes up to a power of two (repeating the
                 # first observation) so a shrinking batch of evaluation episodes needs few.
                 size = len(noise)
                 kwargs = {k: _pad_batch(v, 1 << (size - 1).bit_length()) for k, v in kwargs.items()}
-                return self._compiled(**kwargs)[:size].clone()
+                graphed: torch.Tensor = self._compiled(**kwargs)
+                return graphed[:size].clone()
             # CUDA graphs reuse their output buffer on the next call.
             return self._compiled(**kwargs).clone()
         except Exception as err:  # compilation and capture fail lazily, on the first call
             _log.warning("optimised inference failed (%s); falling back to eager", err)
             self._compiled = None
             self.inference_path = f"eager (compile failed: {type(err).__name__}: {err})"[:300]
-            return self.model.sample_actions(**kwargs)
+            return self._sample_eagerly(kwargs)
+
+    def _sample_eagerly(self, kwargs: dict[str, Any]) -> torch.Tensor:
+        actions: torch.Tensor = self.model.sample_actions(**kwargs)
+        return actions
 
     def _compile(self) -> tuple[Callable[..., torch.Tensor] | None, str]:
         mode = self.config.compile_mode
@@ -364,7 +374,7 @@ class Pi0Policy:
         noisy = t_ * noise + (1 - t_) * actions
         # Without `actions=` the model treats `noise` as the noisy chunk and returns
         # the velocity, so the reduction stays ours (per sample).
-        velocity = module(
+        velocity: torch.Tensor = module(
             state=batch["state"],
             noise=noisy,
             timestep=t,
