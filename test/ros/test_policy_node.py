@@ -59,6 +59,18 @@ def policy_node(context, *, policy: Policy | None = None, **parameters) -> Polic
     return PolicyNode(context=context, parameter_overrides=overrides, policy=policy)
 
 
+def diagnosed_errors(robot: FakeRobot) -> list[str]:
+    """The messages of every ERROR the robot's node hears on /diagnostics, as they come."""
+    errors: list[str] = []
+    robot.node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda msg: errors.extend(s.message for s in msg.status if s.level == DiagnosticStatus.ERROR),
+        10,
+    )
+    return errors
+
+
 class BreakablePolicy:
     """A real policy whose inference can be made to fail the way no check foresees."""
 
@@ -127,13 +139,7 @@ def test_staging_in_the_background_still_verifies_and_swaps_between_episodes(ros
     path, digest = weights_v1
     node = policy_node(ros_context, stage_answer_wait_s=0.0)
     robot = fake_robot(ros_context)
-    errors: list[str] = []
-    robot.node.create_subscription(
-        DiagnosticArray,
-        "/diagnostics",
-        lambda msg: errors.extend(s.message for s in msg.status if s.level == DiagnosticStatus.ERROR),
-        10,
-    )
+    errors = diagnosed_errors(robot)
     with spinning(ros_context, node, robot.node):
         assert wait_for(lambda: robot.status and robot.status[-1].active_version == "v0000")
         robot.episode(EpisodeEvent.START, "e1")
@@ -207,13 +213,7 @@ def test_a_robot_acting_without_the_advantage_indicator_refuses_recap_weights(ro
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     node = policy_node(ros_context, stage_answer_wait_s=10.0)
     robot = fake_robot(ros_context)
-    errors: list[str] = []
-    robot.node.create_subscription(
-        DiagnosticArray,
-        "/diagnostics",
-        lambda msg: errors.extend(s.message for s in msg.status if s.level == DiagnosticStatus.ERROR),
-        10,
-    )
+    errors = diagnosed_errors(robot)
     with spinning(ros_context, node, robot.node):
         assert wait_for(lambda: robot.status and robot.status[-1].active_version == "v0000")
         request = StageWeights.Request(path=str(path), version="v0001", sha256=digest)
