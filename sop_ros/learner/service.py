@@ -94,12 +94,13 @@ class CloudLearner:
             self.policy.load_trainable(config.initial_weights)
         self.session = None
         self.ingest = None
-        self.publisher = None
+        self.publisher: WeightsPublisher | None = None
+        # Settings that do not fit the policy fail here, before the fleet's router opens.
+        self.learner = build_learner(config.learner, self.policy, publish=self._publish, dist=self.dist)
         if self.dist.is_main:
             overrides = {"listen/endpoints": [config.listen]} if config.listen else None
             self.session = open_session(zenoh_config, overrides)
             self.publisher = WeightsPublisher(self.session, WeightsPublisherConfig(fleet=config.fleet))
-        self.learner = build_learner(config.learner, self.policy, publish=self._publish, dist=self.dist)
         if self.session is not None:
             self.ingest = IngestServer(
                 self.session,
