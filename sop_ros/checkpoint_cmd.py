@@ -36,13 +36,13 @@ def _policy_settings(args: argparse.Namespace) -> dict[str, object]:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from sop_ros.core.config import config_from_flat
-    from sop_ros.core.policy import Pi0Policy, PolicyConfig
+    from sop_ros.core.policy import PolicyConfig, make_policy
     from sop_ros.core.policy.export import export_checkpoint
 
     values = {**_policy_settings(args), "model": args.base, "device": "cpu", "dtype": "float32"}
     if args.tokenizer:
         values["tokenizer"] = args.tokenizer
-    policy = Pi0Policy(config_from_flat(PolicyConfig, values))
+    policy = make_policy(config_from_flat(PolicyConfig, values))
     policy.load_trainable(args.weights)
     out = export_checkpoint(policy, args.out, version=policy.active_version, weights_file=args.weights)
     print(f"{policy.active_version} on {args.base} written to {out} (transformers: {out}/transformers)")

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from infer.run import CAMERAS, INSTRUCTION, build_network, policy_config  # noqa: E402
 
-from sop_ros.core.policy import Pi0Policy  # noqa: E402
+from sop_ros.core.policy import Policy, make_policy  # noqa: E402
 from sop_ros.core.policy.attention import KERNELS, attention_kernels  # noqa: E402
 from sop_ros.core.types import Observation  # noqa: E402
 
@@ -66,7 +66,7 @@ def signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def record_calls(policy: Pi0Policy, observation: Observation) -> tuple[Counter[str], dict[str, tuple]]:
+def record_calls(policy: Policy, observation: Observation) -> tuple[Counter[str], dict[str, tuple]]:
     """Every SDPA call of one inference: how often each signature comes, and one copy of its inputs."""
     original = torch.nn.functional.scaled_dot_product_attention
     counts: Counter[str] = Counter()
@@ -119,7 +119,7 @@ def main() -> int:
     print(f"torch {torch.__version__}, {gpu}, π0 {args.model}, {args.cameras} cameras")
     args.optimized = ["none"]
     network = build_network(args)
-    policy = Pi0Policy(policy_config(args, args.cameras, "none"), model=network)
+    policy = make_policy(policy_config(args, args.cameras, "none"), model=network)
     side = policy.image_size_px
     rng = np.random.default_rng(0)
     observation = Observation(

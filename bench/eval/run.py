@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from sop_ros.core.policy import Pi0Policy  # noqa: E402
+from sop_ros.core.policy import Pi0Policy, make_policy  # noqa: E402
 from sop_ros.demo.base_policy import ASSETS  # noqa: E402
 from sop_ros.demo.evaluate import evaluate_policy  # noqa: E402
 from sop_ros.sim.policy import sim_policy_config  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
 
-    policy = Pi0Policy(replace(sim_policy_config(), device=args.device))
+    policy = make_policy(replace(sim_policy_config(), device=args.device))
     policy.load_trainable(ASSETS / "base_sim_tiny.safetensors")
     timed(policy, 1)  # warm up
     batched_s, batched = timed(policy, args.episodes)

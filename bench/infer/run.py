@@ -36,7 +36,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from sop_ros.core.policy import Pi0Policy, PolicyConfig, TrainingSample  # noqa: E402
+from sop_ros.core.policy import Pi0Policy, PolicyConfig, TrainingSample, make_policy  # noqa: E402
 from sop_ros.core.policy.config import pi0_config  # noqa: E402
 from sop_ros.core.policy.pi0 import is_trainable  # noqa: E402
 from sop_ros.core.policy.tokenizer import IMAGE_TOKEN, build_tokenizer  # noqa: E402
@@ -404,7 +404,7 @@ def main() -> int:
             mode = "none" if path == "eager" else path
             row: dict[str, Any] = {"cameras": cameras, "variant": variant, "attention": kernel or "auto"}
             try:
-                policy = Pi0Policy(policy_config(args, cameras, mode, kernel or "auto"), model=network)
+                policy = make_policy(policy_config(args, cameras, mode, kernel or "auto"), model=network)
                 row.update(time_inference(policy, args, cameras))
                 actions = reference_actions(policy, args, cameras)
                 if variant == "eager":
@@ -439,7 +439,7 @@ def main() -> int:
         torch._dynamo.reset()
 
     cameras = train_cameras(args)
-    policy = Pi0Policy(policy_config(args, cameras, "none"), model=network)
+    policy = make_policy(policy_config(args, cameras, "none"), model=network)
     if not args.skip_train and not over_budget("training"):
         batch = args.train_batch or (32 if args.model == "tiny" else 4)
         try:

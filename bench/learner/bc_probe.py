@@ -29,7 +29,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from sop_ros.core.policy import Pi0Policy  # noqa: E402
+from sop_ros.core.policy import make_policy  # noqa: E402
 from sop_ros.demo.evaluate import evaluate_policy  # noqa: E402
 from sop_ros.learner.builder import build_learner  # noqa: E402
 from sop_ros.learner.offline import offline_settings  # noqa: E402
@@ -61,7 +61,7 @@ def train(args: argparse.Namespace, name: str, work: Path) -> None:
     """Train and evaluate with the learner's store, checkpoints and weights under ``work``."""
     cuda = torch.cuda.is_available()
     config = sim_policy_config()
-    policy = Pi0Policy(config)
+    policy = make_policy(config)
     settings = offline_settings(args.demos, work, batch_size=args.batch)
     # A changing learning rate needs the eager update: a captured graph holds the rate it saw.
     settings = replace(
@@ -91,7 +91,7 @@ def train(args: argparse.Namespace, name: str, work: Path) -> None:
             judge_config = replace(
                 config, denoising_steps=denoising, compile_mode="cuda-graph" if cuda else "none"
             )
-            judge = Pi0Policy(judge_config)
+            judge = make_policy(judge_config)
             judge.load_trainable(weights)
             result = evaluate_policy(
                 judge, episodes_per_task=args.episodes, sim=SimConfig(), replan_steps=replan

@@ -39,7 +39,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from sop_ros.core.policy import Pi0Policy, PolicyConfig  # noqa: E402
+from sop_ros.core.policy import PolicyConfig, make_policy  # noqa: E402
 from sop_ros.demo.demonstrations import record_demonstrations  # noqa: E402
 from sop_ros.learner.algorithms import make_algorithm  # noqa: E402
 from sop_ros.learner.builder import build_learner  # noqa: E402
@@ -97,7 +97,7 @@ def main() -> int:
         bags = record_demonstrations(root / "demos", episodes_per_task=args.demos_per_task, sim=sim)
         print(f"recorded {len(bags)} demonstration bags in {time.perf_counter() - started:.1f} s", flush=True)
 
-        policy = Pi0Policy(policy_config)
+        policy = make_policy(policy_config)
         settings = offline_settings(
             root / "demos", root, batch_size=args.batch, decode_workers=args.decode_workers
         )

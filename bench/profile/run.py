@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from flops import count_pi0_flops, mfu, rate_text  # noqa: E402
 
-from sop_ros.core.policy import Pi0Policy, PolicyConfig, TrainingSample  # noqa: E402
+from sop_ros.core.policy import PolicyConfig, TrainingSample, make_policy  # noqa: E402
 from sop_ros.core.types import Observation  # noqa: E402
 
 CAMERAS = ("front", "left_wrist", "right_wrist")
@@ -198,7 +198,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     flops = count_pi0_flops(policy_config(args, "none"))
-    policy = Pi0Policy(policy_config(args, args.compile_mode))
+    policy = make_policy(policy_config(args, args.compile_mode))
     print(f"π0 {args.model} on {device}, {args.cameras} cameras, inference path {policy.inference_path}")
     side = policy.image_size_px
     obs = [observation(args, side, i) for i in range(4)]

@@ -40,13 +40,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sop_ros.core.interrupts import ignoring_interrupts
-from sop_ros.core.policy import Pi0Policy
+from sop_ros.core.policy import make_policy
 from sop_ros.core.types import format_version
 from sop_ros.demo.base_policy import BaseRecipe, base_policy
 from sop_ros.demo.demonstrations import demonstrations
 from sop_ros.demo.evaluate import TaskScore, VersionJudge
 from sop_ros.demo.progress import FleetTracker
 from sop_ros.demo.report import write_report
+from sop_ros.learner.algorithms import policy_config_for
 from sop_ros.learner.builder import LearnerSettings
 from sop_ros.learner.loop import LearnerConfig
 from sop_ros.learner.service import CloudConfig, CloudLearner
@@ -96,10 +97,8 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
     out.mkdir(parents=True, exist_ok=True)
     # The learner's flow-matching noise and times come from torch's global generator.
     torch.manual_seed(options.seed)
-    policy_config = sim_policy_config()
-    if options.algorithm == "recap":
-        # RECAP's policy acts on "advantage: positive" prompts at run time.
-        policy_config = replace(policy_config, inference_advantage="positive")
+    # Learner, robots and judge run the policy the algorithm trains (RECAP's prompts carry its indicator).
+    policy_config = policy_config_for(options.algorithm, sim_policy_config())
     say(f"output in {out}")
 
     demos = demonstrations(out / "demos", episodes_per_task=options.demos_per_task, say=say)
@@ -120,7 +119,7 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
         SimConfig(conditions=_other(options.conditions)),
     )
     judge = VersionJudge(
-        lambda: Pi0Policy(policy_config),
+        lambda: make_policy(policy_config),
         episodes_per_task=options.judge_episodes,
         period_s=options.judge_period_s,
         on_result=lambda version, scores: tracker.add_evaluation(

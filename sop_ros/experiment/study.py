@@ -33,11 +33,12 @@ from pathlib import Path
 
 from sop_ros.core.config import check_ranges, differing_settings, setting
 from sop_ros.core.errors import ConfigError
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.policy import PolicyConfig, make_policy
 from sop_ros.core.spool import Spool
 from sop_ros.core.types import format_version
 from sop_ros.demo.evaluate import TaskScore, evaluate_policy
 from sop_ros.experiment.fleet import ActorPool, EpisodeResult, FleetConfig, SimFleet
+from sop_ros.learner.algorithms import policy_config_for
 from sop_ros.learner.builder import LearnerSettings, build_learner
 from sop_ros.learner.loop import LearnerConfig
 from sop_ros.learner.sampler import SamplerConfig
@@ -197,15 +198,11 @@ def run_arm(
             shutil.rmtree(out_dir)
         out_dir.mkdir(parents=True)
     device = study.device if study.device != "auto" else ("cuda" if _cuda() else "cpu")
-    policy_config = replace(policy_config, device=device)
-    # RECAP's policy acts on "advantage: positive" prompts; the learner trains on both.
+    # Learner and robots run the policy the algorithm trains (RECAP's prompts carry its indicator).
+    policy_config = policy_config_for(arm.algorithm, replace(policy_config, device=device))
     # On a GPU the robots' and evaluations' batched inference replays CUDA graphs.
-    actor_config = replace(
-        policy_config,
-        inference_advantage="positive" if arm.algorithm == "recap" else "none",
-        compile_mode="cuda-graph" if device == "cuda" else "none",
-    )
-    actors = ActorPool(lambda: Pi0Policy(actor_config))
+    actor_config = replace(policy_config, compile_mode="cuda-graph" if device == "cuda" else "none")
+    actors = ActorPool(lambda: make_policy(actor_config))
     # The fleet and the learner call each other: fleet episodes go to the learner, the
     # learner's published weights to the fleet (both callbacks run on this thread).
     # The offline-only control arm keeps the fleet's episodes from the learner.
@@ -221,7 +218,7 @@ def run_arm(
         spool=out_dir / "spool",
         on_episode=lambda result: learner.submit_episode(result.bag) if learns_online else None,
     )
-    learner_policy = Pi0Policy(policy_config)
+    learner_policy = make_policy(policy_config)
     learner_policy.load_trainable(base_weights)
     learner = build_learner(
         _learner_settings(arm, study, out_dir, demos_dir),

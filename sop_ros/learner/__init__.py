@@ -4,7 +4,7 @@ Imports nothing from ROS; the ROS node wrapper lives in ``sop_ros.nodes``.
 The usual wiring (``torchrun`` or a plain process alike)::
 
     dist = init_distributed()                      # before the policy, so it lands on this rank's GPU
-    policy = Pi0Policy(PolicyConfig(...))
+    policy = make_policy(policy_config_for("recap", PolicyConfig(...)))
     learner = build_learner(LearnerSettings(algorithm="recap"), policy, publish=publisher.publish, dist=dist)
     ingest = IngestServer(..., on_episode=lambda stored: learner.submit_episode(stored.path))  # rank 0
     learner.start()                                # resume from the newest checkpoint, re-index the store
@@ -19,6 +19,7 @@ from sop_ros.learner.algorithms import (
     UpdateResult,
     algorithm_config_class,
     make_algorithm,
+    policy_config_for,
 )
 from sop_ros.learner.buffers import OfflineBuffer, OnlineBuffer, ReplayBuffers, stored_episode_dirs
 from sop_ros.learner.builder import LearnerSettings, build_learner, storage_loader
@@ -48,6 +49,7 @@ __all__ = [
     "build_learner",
     "init_distributed",
     "make_algorithm",
+    "policy_config_for",
     "storage_loader",
     "stored_episode_dirs",
 ]

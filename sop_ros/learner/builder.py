@@ -15,7 +15,8 @@ from pathlib import Path
 
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import ConfigError
-from sop_ros.learner.algorithms import ALGORITHMS, make_algorithm
+from sop_ros.core.policy.config import PolicyConfig
+from sop_ros.learner.algorithms import ALGORITHMS, make_algorithm, policy_config_for
 from sop_ros.learner.algorithms.hg_dagger import HGDaggerConfig
 from sop_ros.learner.algorithms.recap import RecapConfig
 from sop_ros.learner.buffers import EpisodeLoader, OfflineBuffer, ReplayBuffers
@@ -64,7 +65,8 @@ def build_learner(
 
     Args:
         settings: Learner settings.
-        policy: The policy to train (a Pi0Policy, or anything with its training interface).
+        policy: The policy to train (from ``make_policy(policy_config_for(algorithm, config))``, or
+            anything with its training interface).
         publish: Hands each new weights file and manifest to the fleet (rank 0 only calls it).
         load_episode: Reads a bag; by default the storage layer's, with the policy's cameras and horizon.
         dist: Rank and device; single process when None.
@@ -73,8 +75,14 @@ def build_learner(
         ConfigError: a setting is wrong or the offline directory holds no loadable bag.
     """
     dist = dist or DistContext()
+    config = getattr(policy, "config", None)
+    if isinstance(config, PolicyConfig) and policy_config_for(settings.algorithm, config) != config:
+        raise ConfigError(
+            f"algorithm {settings.algorithm!r} trains a policy that acts with inference_advantage "
+            f"{policy_config_for(settings.algorithm, config).inference_advantage!r}, but this one acts with "
+            f"{config.inference_advantage!r}; build it from policy_config_for({settings.algorithm!r}, config)"
+        )
     if load_episode is None:
-        config = getattr(policy, "config", None)
         if config is None:
             raise ConfigError("pass load_episode: the policy has no config naming its cameras and horizon")
         load_episode = storage_loader(cameras=tuple(config.camera_names), horizon=int(config.horizon))

@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.policy import PolicyConfig, make_policy
+from sop_ros.learner.algorithms import policy_config_for
 from sop_ros.learner.builder import LearnerSettings, build_learner
 from sop_ros.learner.loop import LearnerConfig
 
@@ -38,7 +39,8 @@ def train_offline(
 
     Args:
         bags_dir: Directory searched recursively for bag directories.
-        policy_config: The policy to train (robots must run the same config).
+        policy_config: The policy to train (robots must run the same config; the algorithm sets
+            its advantage indicator, see ``policy_config_for``).
         out_path: Where the trainable weights (with normalisation) are written.
         steps: Training steps.
         batch_size: Samples per step.
@@ -52,7 +54,7 @@ def train_offline(
     Raises:
         ConfigError: ``bags_dir`` holds no loadable bag, or a setting is wrong.
     """
-    policy = Pi0Policy(policy_config)
+    policy = make_policy(policy_config_for(algorithm, policy_config))
     if initial_weights is not None:
         policy.load_trainable(initial_weights)
     with tempfile.TemporaryDirectory(prefix="sop-offline-") as scratch:

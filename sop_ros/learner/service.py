@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sop_ros.core.config import check_ranges, setting
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.policy import PolicyConfig, make_policy
 from sop_ros.core.weights import WeightsManifest
+from sop_ros.learner.algorithms import policy_config_for
 from sop_ros.learner.builder import LearnerSettings, build_learner
 from sop_ros.learner.distributed import DistContext
 from sop_ros.learner.loop import PublishFn
+from sop_ros.learner.types import TrainablePolicy
 from sop_ros.storage import validate_bag
 from sop_ros.transport import (
     IngestConfig,
@@ -67,6 +69,8 @@ class CloudLearner:
         on_episode: Extra listener told of every newly stored episode (any thread).
         on_publish: Extra listener given every published weights file and manifest (training thread).
         dist: Rank and device when run under torchrun; rank 0 alone serves the fleet.
+        policy: The policy to train; by default built from ``config.policy`` for the
+            algorithm (``make_policy(policy_config_for(...))``).
     """
 
     def __init__(
@@ -77,22 +81,26 @@ class CloudLearner:
         on_episode: Callable[[StoredEpisode], None] | None = None,
         on_publish: PublishFn | None = None,
         dist: DistContext | None = None,
+        policy: TrainablePolicy | None = None,
     ) -> None:
         self.config = config
         self.dist = dist or DistContext()
         self._on_episode_listener = on_episode
         self._on_publish_listener = on_publish
-        self.policy = Pi0Policy(config.policy)
+        self.policy: TrainablePolicy = policy or make_policy(
+            policy_config_for(config.learner.algorithm, config.policy)
+        )
         if config.initial_weights:
             self.policy.load_trainable(config.initial_weights)
         self.session = None
         self.ingest = None
-        self.publisher = None
+        self.publisher: WeightsPublisher | None = None
+        # Settings that do not fit the policy fail here, before the fleet's router opens.
+        self.learner = build_learner(config.learner, self.policy, publish=self._publish, dist=self.dist)
         if self.dist.is_main:
             overrides = {"listen/endpoints": [config.listen]} if config.listen else None
             self.session = open_session(zenoh_config, overrides)
             self.publisher = WeightsPublisher(self.session, WeightsPublisherConfig(fleet=config.fleet))
-        self.learner = build_learner(config.learner, self.policy, publish=self._publish, dist=self.dist)
         if self.session is not None:
             self.ingest = IngestServer(
                 self.session,

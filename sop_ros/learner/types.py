@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
+from sop_ros.core.policy.protocol import Policy
 from sop_ros.core.types import EpisodeMeta, Outcome
-from sop_ros.core.weights import TensorSpec
 
 __all__ = [
     "EpisodeLike",
@@ -105,12 +104,13 @@ class EpisodeLike(Protocol):
         ...
 
 
-class TrainablePolicy(Protocol):
-    """What the learner needs from a policy (:class:`sop_ros.core.policy.Pi0Policy` or any other)."""
+class TrainablePolicy(Policy, Protocol):
+    """What the learner needs from a policy: :class:`~sop_ros.core.policy.Policy` and training.
 
-    # Identifier of the base model and sha256 of its config, copied into every manifest.
-    base_model_id: str
-    config_hash: str
+    ``base_model_id`` and ``config_hash`` go into every manifest; the weights calls checkpoint,
+    resume and publish.
+    """
+
     # The network; the learner wraps it in DDP when several processes train.
     model: torch.nn.Module
 
@@ -124,26 +124,6 @@ class TrainablePolicy(Protocol):
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """The parameters the optimizer updates (and that get published)."""
-        ...
-
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        """The tensors that train and get published, by name."""
-        ...
-
-    def load_trainable_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Copy ``state`` (as returned by :meth:`trainable_state`) into the model."""
-        ...
-
-    def trainable_specs(self) -> tuple[TensorSpec, ...]:
-        """Name, dtype and shape of every published tensor."""
-        ...
-
-    def save_trainable(self, path: Path, *, version: str | None = None) -> None:
-        """Write the trainable tensors and normalisation to a safetensors file at ``path``."""
-        ...
-
-    def load_trainable(self, path: Path) -> None:
-        """Load a file written by :meth:`save_trainable` (tensors and normalisation)."""
         ...
 
     def set_norm_stats(self, states: np.ndarray, actions: np.ndarray) -> Any:

@@ -64,7 +64,7 @@ from sop_ros.core import topics
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import SopError, UnsafeInputError
 from sop_ros.core.guards import RecentFault, check_finite, check_stamp
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.policy import Policy, PolicyConfig, make_policy
 from sop_ros.core.types import Observation
 from sop_ros.core.weights_swap import WeightsSwapper, check_weights_finite
 from sop_ros.nodes.common import (
@@ -125,14 +125,21 @@ LIVE_PARAMETERS = ("replan_period_s", "max_input_age_s", "max_clock_skew_s")
 
 
 class PolicyNode(LifecycleNode):
-    """Run the policy and handle weight stage/activate requests."""
+    """Run the policy and handle weight stage/activate requests.
 
-    def __init__(self, **kwargs) -> None:
+    Args:
+        policy: A ready policy to run instead of building one from the ``policy.*``
+            parameters at configure (``make_policy``); its config must be theirs.
+        **kwargs: ``rclpy.node.Node`` arguments.
+    """
+
+    def __init__(self, *, policy: Policy | None = None, **kwargs) -> None:
         super().__init__("policy", **kwargs)
         self.config = declare_config(
             self, PolicyNodeConfig, live=LIVE_PARAMETERS, on_change=lambda c: setattr(self, "config", c)
         )
-        self.policy: Pi0Policy | None = None
+        self._given_policy = policy
+        self.policy: Policy | None = None
         self._weights: WeightsSwapper | None = None
         # Bumped at every episode event: a chunk computed in one episode is never published in the next.
         self._episode_epoch = 0
@@ -163,7 +170,7 @@ class PolicyNode(LifecycleNode):
         """Build the policy and the ROS interfaces."""
         start = time.perf_counter()
         try:
-            self.policy = Pi0Policy(self.config.policy)
+            self.policy = self._given_policy or make_policy(self.config.policy)
             if self.config.initial_weights:
                 check_weights_finite(Path(self.config.initial_weights))
                 self.policy.load_trainable(self.config.initial_weights)
@@ -179,7 +186,7 @@ class PolicyNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(
             f"policy {self.policy.base_model_id} ready in {time.perf_counter() - start:.1f} s "
-            f"on {self.policy.device} ({self.policy.inference_path}), weights {self.policy.active_version}"
+            f"({self.policy.inference_path}), weights {self.policy.active_version}"
         )
         self._weights = WeightsSwapper(self.policy, on_change=self._publish_status)
         forward_python_logs(self, "sop_ros.core.weights_swap")

@@ -16,7 +16,7 @@ from ros_helpers import chunk_versions, free_port, wait_for
 from sop_msgs.msg import PolicyStatus
 
 from sop_ros.core import topics
-from sop_ros.core.policy import Pi0Policy
+from sop_ros.core.policy import make_policy
 from sop_ros.core.weights import WeightsManifest
 from sop_ros.nodes.common import LATCHED_QOS
 from sop_ros.nodes.robot_graph import RobotGraph, RobotGraphConfig
@@ -67,7 +67,7 @@ def test_bags_flow_up_and_weights_flow_down(ros_context, tmp_path: Path) -> None
         assert {e.meta.robot_id for e in stored} == {"g1_a"}
 
         # The learner publishes v0001 for exactly this policy config.
-        donor = Pi0Policy(sim_policy_config())
+        donor = make_policy(sim_policy_config())
         state = donor.trainable_state()
         name = next(iter(state))
         donor.load_trainable_state({**state, name: state[name] * 0.5})

@@ -15,7 +15,7 @@ from ros_helpers import FakeRobot, spinning, wait_for
 from sop_msgs.msg import EpisodeEvent
 from sop_msgs.srv import ActivateWeights, StageWeights
 
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.policy import Policy, PolicyConfig, make_policy
 from sop_ros.nodes.policy_node import PolicyNode
 
 NAMES = ["ee_x", "ee_y", "gripper"]
@@ -42,7 +42,7 @@ def fake_robot(context) -> FakeRobot:
 
 @pytest.fixture
 def weights_v1(tmp_path: Path) -> tuple[Path, str]:
-    donor = Pi0Policy(PolicyConfig(**POLICY))
+    donor = make_policy(PolicyConfig(**POLICY))
     state = donor.trainable_state()
     name = next(iter(state))
     donor.load_trainable_state({**state, name: state[name] + 0.5})
@@ -51,12 +51,40 @@ def weights_v1(tmp_path: Path) -> tuple[Path, str]:
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def policy_node(context, **parameters) -> PolicyNode:
+def policy_node(context, *, policy: Policy | None = None, **parameters) -> PolicyNode:
     overrides = [
         Parameter(f"policy.{k}", value=list(v) if isinstance(v, tuple) else v) for k, v in POLICY.items()
     ]
     overrides += [Parameter(k, value=v) for k, v in {"replan_period_s": 0.2, **parameters}.items()]
-    return PolicyNode(context=context, parameter_overrides=overrides)
+    return PolicyNode(context=context, parameter_overrides=overrides, policy=policy)
+
+
+def diagnosed_errors(robot: FakeRobot) -> list[str]:
+    """The messages of every ERROR the robot's node hears on /diagnostics, as they come."""
+    errors: list[str] = []
+    robot.node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda msg: errors.extend(s.message for s in msg.status if s.level == DiagnosticStatus.ERROR),
+        10,
+    )
+    return errors
+
+
+class BreakablePolicy:
+    """A real policy whose inference can be made to fail the way no check foresees."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+        self.broken = threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self._policy, name)
+
+    def infer(self, observation):
+        if self.broken.is_set():
+            raise RuntimeError("device-side assert triggered")
+        return self._policy.infer(observation)
 
 
 @pytest.mark.slow
@@ -111,13 +139,7 @@ def test_staging_in_the_background_still_verifies_and_swaps_between_episodes(ros
     path, digest = weights_v1
     node = policy_node(ros_context, stage_answer_wait_s=0.0)
     robot = fake_robot(ros_context)
-    errors: list[str] = []
-    robot.node.create_subscription(
-        DiagnosticArray,
-        "/diagnostics",
-        lambda msg: errors.extend(s.message for s in msg.status if s.level == DiagnosticStatus.ERROR),
-        10,
-    )
+    errors = diagnosed_errors(robot)
     with spinning(ros_context, node, robot.node):
         assert wait_for(lambda: robot.status and robot.status[-1].active_version == "v0000")
         robot.episode(EpisodeEvent.START, "e1")
@@ -145,7 +167,9 @@ def test_staging_in_the_background_still_verifies_and_swaps_between_episodes(ros
 @pytest.mark.slow
 def test_the_inference_worker_outlives_an_unexpected_exception(ros_context, capfd) -> None:
     """A failure no check foresaw: logged once with its traceback, ERROR while it lasts, then acting again."""
-    node = policy_node(ros_context)
+    policy = BreakablePolicy(make_policy(PolicyConfig(**POLICY)))
+    broken = policy.broken
+    node = policy_node(ros_context, policy=policy)
     robot = fake_robot(ros_context)
     statuses: list[DiagnosticStatus] = []
     robot.node.create_subscription(
@@ -154,17 +178,9 @@ def test_the_inference_worker_outlives_an_unexpected_exception(ros_context, capf
         lambda msg: statuses.extend(s for s in msg.status if s.name == "/policy"),
         10,
     )
-    broken = threading.Event()
     with spinning(ros_context, node, robot.node):
         assert wait_for(lambda: robot.status and robot.status[-1].active_version == "v0000")
-        infer = node.policy.infer
-
-        def failing_infer(observation):
-            if broken.is_set():
-                raise RuntimeError("device-side assert triggered")
-            return infer(observation)
-
-        node.policy.infer = failing_infer
+        assert node.policy is policy
         robot.episode(EpisodeEvent.START, "e1")
         assert wait_for(lambda: len(robot.chunks) >= 1)
         broken.set()
@@ -186,3 +202,31 @@ def test_the_inference_worker_outlives_an_unexpected_exception(ros_context, capf
         robot.episode(EpisodeEvent.END, "e1")
     logged = capfd.readouterr().err
     assert logged.count("Traceback (most recent call last)") == 1, logged
+
+
+@pytest.mark.slow
+def test_a_robot_acting_without_the_advantage_indicator_refuses_recap_weights(ros_context, tmp_path) -> None:
+    """Weights a RECAP learner trained reach a robot left at inference_advantage 'none': refused, said why."""
+    recap = make_policy(PolicyConfig(**POLICY, inference_advantage="positive"))
+    path = tmp_path / "v0001.safetensors"
+    recap.save_trainable(path, version="v0001")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    node = policy_node(ros_context, stage_answer_wait_s=10.0)
+    robot = fake_robot(ros_context)
+    errors = diagnosed_errors(robot)
+    with spinning(ros_context, node, robot.node):
+        assert wait_for(lambda: robot.status and robot.status[-1].active_version == "v0000")
+        request = StageWeights.Request(path=str(path), version="v0001", sha256=digest)
+        answer = robot.call(StageWeights, "policy/stage", request)
+        assert not answer.accepted, answer.message
+        assert "trained with RECAP's advantage indicator" in answer.message, answer.message
+        assert "Set policy.inference_advantage to 'positive'" in answer.message, answer.message
+        assert "v0000 stays in use" in answer.message, answer.message
+        activate = robot.call(ActivateWeights, "policy/activate", ActivateWeights.Request(version="v0001"))
+        assert not activate.accepted, activate.message
+        assert wait_for(lambda: any("advantage indicator" in e for e in errors), 10.0)
+        assert robot.status[-1].active_version == "v0000" and robot.status[-1].staged_version == ""
+        robot.episode(EpisodeEvent.START, "e1")
+        assert wait_for(lambda: len(robot.chunks) >= 1)  # still acting, on the weights it had
+        assert {c.policy_version for c in robot.chunks} == {"v0000"}
+        robot.episode(EpisodeEvent.END, "e1")

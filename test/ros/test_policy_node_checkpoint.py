@@ -16,7 +16,7 @@ from sop_msgs.msg import EpisodeEvent
 from sop_msgs.srv import ActivateWeights, StageWeights
 from transformers import PI0ForConditionalGeneration
 
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.policy import PolicyConfig, make_policy
 from sop_ros.core.policy.export import export_checkpoint
 from sop_ros.core.types import Observation
 from sop_ros.nodes.convert import image_from_msg
@@ -63,7 +63,7 @@ def test_a_checkpoint_policy_node_swaps_in_a_published_version_that_exports(
     ckpt = write_lerobot_checkpoint(tmp_path / "pi0")
     tokenizer = write_tokenizer(tmp_path / "paligemma")
     config = PolicyConfig(**settings(ckpt, tokenizer))
-    learner = Pi0Policy(config)  # stands for the learner: a post-trained version, published as a file
+    learner = make_policy(config)  # stands for the learner: a post-trained version, published as a file
     with torch.no_grad():
         for param in learner.trainable_parameters():
             param.add_(0.05 * torch.randn_like(param))
@@ -109,7 +109,7 @@ def test_a_checkpoint_policy_node_swaps_in_a_published_version_that_exports(
         learner.infer_batch([observation], noise=noise)[0].actions, node_actions, atol=1e-5
     )
     out = export_checkpoint(learner, tmp_path / "exported", version="v0001", weights_file=str(published))
-    exported = Pi0Policy(PolicyConfig(**{**settings(out, tokenizer), "tokenizer": ""}))
+    exported = make_policy(PolicyConfig(**{**settings(out, tokenizer), "tokenizer": ""}))
     np.testing.assert_allclose(
         exported.infer_batch([observation], noise=noise)[0].actions, node_actions, atol=1e-5
     )

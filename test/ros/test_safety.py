@@ -33,7 +33,7 @@ from sop_msgs.msg import ActionChunk, EpisodeEvent, Intervention
 from sop_msgs.srv import StageWeights
 
 from sop_ros.core import topics
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.policy import PolicyConfig, make_policy
 from sop_ros.nodes.common import COMMAND_QOS, SENSOR_QOS
 from sop_ros.nodes.registry import NODES
 
@@ -218,7 +218,8 @@ def launched(tmp_path_factory) -> Iterator[tuple[dict[str, subprocess.Popen], Pa
 @pytest.fixture(scope="module")
 def nan_weights(tmp_path_factory) -> Path:
     """A weights file for the launched policy with NaN and inf in one tensor."""
-    donor = Pi0Policy(PolicyConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in POLICY.items()}))
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in POLICY.items()}
+    donor = make_policy(PolicyConfig(**settings))
     state = donor.trainable_state()
     name = sorted(state)[0]
     spoiled = state[name].clone()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from sop_ros.cli import build_parser, main
-from sop_ros.core.policy import Pi0Policy
+from sop_ros.core.policy import make_policy
 from sop_ros.demo.demonstrations import record_demonstrations
 from sop_ros.sim.policy import sim_policy_config
 
@@ -35,7 +35,7 @@ def test_train_offline_turns_bags_into_weights_a_robot_loads(tmp_path: Path, cap
     )
     assert code == 0 and out.is_file()
     assert f"trainable weights written to {out}" in capsys.readouterr().out
-    robot = Pi0Policy(sim_policy_config())
+    robot = make_policy(sim_policy_config())
     robot.load_trainable(out)  # same config: accepted
     assert robot.active_version == "v0000"
 

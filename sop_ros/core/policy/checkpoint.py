@@ -131,8 +131,12 @@ class FeatureNorm:
             span = np.where(high - low == 0, eps, high - low)
             center, scale = low + span / 2, span / 2
             inverse = scale
-        as32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
-        return cls(mode=mode, center=as32(center), scale=as32(scale), inverse_scale=as32(inverse))
+        return cls(
+            mode=mode,
+            center=np.asarray(center, np.float32),
+            scale=np.asarray(scale, np.float32),
+            inverse_scale=np.asarray(inverse, np.float32),
+        )
 
     def permuted(self, order: np.ndarray) -> FeatureNorm:
         """The same map for a vector whose entry ``i`` is this feature's entry ``order[i]``."""
@@ -241,7 +245,9 @@ def _gemma_from_shapes(shapes: Mapping[str, tuple[int, ...]], prefix: str) -> di
     )
 
 
-def _sizes_from_weights(shapes: Mapping[str, tuple[int, ...]]) -> tuple[dict, dict, dict] | None:
+def _sizes_from_weights(
+    shapes: Mapping[str, tuple[int, ...]],
+) -> tuple[dict[str, int], dict[str, Any], dict[str, int]] | None:
     """(text, vision, expert) sizes read off LeRobot-named tensors, or None for other names.
 
     The text sizes include ``vocab_size`` (the embedding's rows; LeRobot may store the
@@ -297,7 +303,8 @@ def lerobot_pi0_config(
     if height != width:
         raise ConfigError(f"image_resolution {height}x{width} is not square; π0 takes square images")
     text = dict(variants["paligemma_variant"], vocab_size=_PALIGEMMA_VOCAB)
-    vision, expert = dict(_SIGLIP), variants["action_expert_variant"]
+    vision: dict[str, Any] = dict(_SIGLIP)
+    expert = variants["action_expert_variant"]
     measured = _sizes_from_weights(shapes) if shapes else None
     if measured is not None:
         text, vision, expert = measured

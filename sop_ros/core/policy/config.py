@@ -18,11 +18,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import safe_open
-from transformers import AutoTokenizer, PI0Config, PI0ForConditionalGeneration, PreTrainedTokenizerFast
+from transformers import (
+    AutoTokenizer,
+    PI0Config,
+    PI0ForConditionalGeneration,
+    PreTrainedConfig,
+    PreTrainedTokenizerFast,
+)
 
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import ConfigError
@@ -43,6 +49,7 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "split_names",
+    "sub_config",
     "tokenizer_digest",
 ]
 
@@ -114,7 +121,8 @@ class PolicyConfig:
     )
     inference_advantage: str = setting(
         "none",
-        "advantage indicator put in the prompt at inference (RECAP uses 'positive')",
+        "advantage indicator put in the prompt at inference: 'positive' for a policy RECAP trains, "
+        "'none' for others; part of the config hash, so weights trained the other way are refused",
         choices=("none", "positive", "negative"),
     )
     device: str = setting("auto", "where the model runs", choices=("auto", "cpu", "cuda"))
@@ -184,6 +192,11 @@ class PolicyConfig:
         return f"PolicyConfig({', '.join(shown)})"
 
     @property
+    def advantage_conditioned(self) -> bool:
+        """True when prompts carry RECAP's advantage indicator (the weights must be trained with it)."""
+        return self.inference_advantage != "none"
+
+    @property
     def action_dim(self) -> int:
         """Number of action dimensions the robot uses."""
         return len(self.action_names)
@@ -212,7 +225,7 @@ def resolve_dtype(config: PolicyConfig, device: torch.device) -> torch.dtype:
     """Return the weights dtype: float32 on CPU, bfloat16 on GPU unless set."""
     if config.dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, config.dtype)
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[config.dtype]
 
 
 def _preset_config(
@@ -287,12 +300,13 @@ def pi0_config(config: PolicyConfig, *, vocab_size: int, image_token_id: int) ->
                 f"horizon {config.horizon} differs from the checkpoint's chunk size {pi0.chunk_size}; "
                 f"the action tokens attend to each other, so set horizon: {pi0.chunk_size}"
             )
-        if vocab_size > pi0.vlm_config.text_config.vocab_size:
+        vocabulary = sub_config(sub_config(pi0, "vlm_config"), "text_config").vocab_size
+        if vocab_size > vocabulary:
             raise ConfigError(
                 f"the tokenizer has {vocab_size} tokens, more than the checkpoint's vocabulary "
-                f"{pi0.vlm_config.text_config.vocab_size}; it is not this checkpoint's tokenizer"
+                f"{vocabulary}; it is not this checkpoint's tokenizer"
             )
-        native = pi0.vlm_config.vision_config.image_size
+        native = sub_config(sub_config(pi0, "vlm_config"), "vision_config").image_size
         if config.image_size_px not in (0, native):
             raise ConfigError(
                 f"checkpoint {config.model} takes {native} px images, not {config.image_size_px}"
@@ -303,7 +317,7 @@ def pi0_config(config: PolicyConfig, *, vocab_size: int, image_token_id: int) ->
     ):
         if have > room:
             raise ConfigError(f"{what} has {have} entries but the model takes at most {room}")
-    text, expert = pi0.vlm_config.text_config, pi0.dit_config
+    text, expert = sub_config(sub_config(pi0, "vlm_config"), "text_config"), sub_config(pi0, "dit_config")
     for key in ("num_hidden_layers", "num_key_value_heads", "head_dim"):
         if getattr(text, key) != getattr(expert, key):
             raise ConfigError(
@@ -338,6 +352,18 @@ def model_config_hash(pi0: PI0Config, **layout: Any) -> str:
     """
     document = {"pi0": _stable(pi0.to_dict()), **{k: _stable(v) for k, v in sorted(layout.items())}}
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def sub_config(config: PreTrainedConfig, name: str) -> PreTrainedConfig:
+    """A nested config of ``config`` (``vlm_config``, ``text_config``, ...), as transformers built it.
+
+    Raises:
+        ConfigError: ``config`` holds no built config under ``name``.
+    """
+    value = getattr(config, name, None)
+    if not isinstance(value, PreTrainedConfig):
+        raise ConfigError(f"{type(config).__name__}.{name} is {type(value).__name__}, not a model config")
+    return value
 
 
 def checkpoint_dir(config: PolicyConfig) -> Path | None:
@@ -375,12 +401,15 @@ def _tokenizer_dir(config: PolicyConfig, spec: CheckpointSpec) -> Path:
 def _pretrained_tokenizer(path: Path) -> PreTrainedTokenizerFast:
     if (path / "tokenizer_config.json").is_file():
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            loaded = AutoTokenizer.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError) as err:
             raise ConfigError(f"cannot load the tokenizer in {path}: {err}") from None
+        if not isinstance(loaded, PreTrainedTokenizerFast):
+            raise ConfigError(f"the tokenizer in {path} is {type(loaded).__name__}, not a tokenizer.json one")
+        tokenizer = loaded
     else:
         # tokenizer.json alone (no tokenizer_config.json): PaliGemma's special tokens by name.
-        tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"))
+        tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"))  # type: ignore[no-untyped-call]
         vocab = tokenizer.get_vocab()
         lacking = [token for token in (BOS_TOKEN, PAD_TOKEN) if token not in vocab]
         if lacking:
@@ -436,8 +465,11 @@ def _prefer_embedding(model: PI0ForConditionalGeneration, checkpoint: Path) -> N
         if _LEROBOT_EMBEDDING not in handle.keys():  # noqa: SIM118
             return
         embedding = handle.get_tensor(_LEROBOT_EMBEDDING)
+    embeddings = model.get_input_embeddings()
+    if not isinstance(embeddings, torch.nn.Embedding):
+        raise ConfigError(f"π0 embeds tokens with {type(embeddings).__name__}, not an embedding table")
     with torch.no_grad():
-        model.get_input_embeddings().weight.copy_(embedding)
+        embeddings.weight.copy_(embedding)
 
 
 def build_network(config: PolicyConfig, pi0: PI0Config) -> PI0ForConditionalGeneration:
@@ -448,8 +480,12 @@ def build_network(config: PolicyConfig, pi0: PI0Config) -> PI0ForConditionalGene
     """
     checkpoint = checkpoint_dir(config)
     if checkpoint is not None:
-        model, info = PI0ForConditionalGeneration.from_pretrained(
-            checkpoint, config=pi0, local_files_only=True, output_loading_info=True, dtype=torch.float32
+        # With output_loading_info, from_pretrained returns the model and what it could not fill.
+        model, info = cast(
+            "tuple[PI0ForConditionalGeneration, dict[str, list[Any]]]",
+            PI0ForConditionalGeneration.from_pretrained(
+                checkpoint, config=pi0, local_files_only=True, output_loading_info=True, dtype=torch.float32
+            ),
         )
         missing = sorted(info.get("missing_keys") or [])
         mismatched = sorted(

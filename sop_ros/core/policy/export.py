@@ -40,6 +40,7 @@ from sop_ros.core.policy.checkpoint import (
     read_checkpoint,
     weight_shapes,
 )
+from sop_ros.core.policy.config import sub_config
 from sop_ros.core.weights import sha256_bytes
 
 if TYPE_CHECKING:
@@ -180,7 +181,9 @@ def _norm_line(norm: FeatureNorm | None) -> str:
 def format_report(report: CheckpointReport) -> str:
     """The report as ``sop checkpoint inspect`` prints it."""
     spec, pi0 = report.spec, report.spec.pi0
-    text, vision, expert = pi0.vlm_config.text_config, pi0.vlm_config.vision_config, pi0.dit_config
+    vlm = sub_config(pi0, "vlm_config")
+    text, vision = sub_config(vlm, "text_config"), sub_config(vlm, "vision_config")
+    expert = sub_config(pi0, "dit_config")
     per_image = (vision.image_size // vision.patch_size) ** 2
     total = sum(report.parameters.values())
     lines = [

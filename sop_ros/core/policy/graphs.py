@@ -53,7 +53,7 @@ class GraphedCall:
         self._fn = fn
         self._eager_calls = eager_calls
         self._max_graphs = max_graphs
-        self._graphs: dict[tuple, _Graph] = {}
+        self._graphs: dict[tuple[Any, ...], _Graph] = {}
 
     def reset(self) -> None:
         """Drop every graph: the next calls run eagerly, then capture again."""
@@ -90,7 +90,7 @@ class GraphedCall:
         return entry.output
 
     def _eager(self, kwargs: dict[str, Any]) -> Any:
-        side = torch.cuda.Stream()
+        side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             output = self._fn(**kwargs)

@@ -188,8 +188,9 @@ def image_slots(
                 f"sample {index} has none of the policy's cameras {names}; it has {sorted(cameras)}"
             )
         for slot, name in enumerate(slots):
-            present[index, slot] = name is not None and name in cameras
-            frames.append(np.asarray(cameras[name], np.uint8) if present[index, slot] else blank)
+            shown = name is not None and name in cameras
+            present[index, slot] = shown
+            frames.append(np.asarray(cameras[name], np.uint8) if name is not None and shown else blank)
     presence = torch.from_numpy(present).to(device)
     if pad_to_square:
         pixels = torch.cat([_resize_with_pad(frame, size_px, device) for frame in frames])
@@ -265,7 +266,7 @@ class PromptLayout:
             self._bos_id, self._end_id = tokenizer.bos_token_id, None
         else:
             ids = tokenizer.convert_tokens_to_ids([BOS_TOKEN, PROMPT_END])
-            if tokenizer.unk_token_id in ids:
+            if not isinstance(ids, list) or tokenizer.unk_token_id in ids:
                 raise ConfigError(f"the tokenizer lacks {BOS_TOKEN!r} or {PROMPT_END!r}")
             self._bos_id, self._end_id = ids
         self.image_token_id = image_token_id
@@ -366,7 +367,7 @@ class InputEncoder:
         self._state_order = None if state_order is None else np.asarray(state_order, np.int64)
         self._action_order = None if action_order is None else np.asarray(action_order, np.int64)
         # Robot action i is entry _action_back[i] of the model's vector.
-        self._action_back = None if action_order is None else np.argsort(self._action_order)
+        self._action_back = None if self._action_order is None else np.argsort(self._action_order)
         self._pad_to_square = pad_to_square
         self._allow_missing = allow_missing
 
@@ -398,7 +399,7 @@ class InputEncoder:
         normalised = (state - stats.state_mean) / stats.state_std
         if self._state_order is not None:
             normalised = normalised[:, self._state_order]
-        state = torch.from_numpy(np.ascontiguousarray(normalised))
+        model_state = torch.from_numpy(np.ascontiguousarray(normalised))
         input_ids, attention_mask = self._layout.encode(prompts)
         pixels, present = image_slots(
             images,
@@ -411,11 +412,11 @@ class InputEncoder:
         )
         if not bool(present.all()):
             attention_mask = self._mask_missing_images(attention_mask, present.cpu())
-        to = dict(device=self._device, non_blocking=True)
+        device = self._device
         return {
-            "state": pad_last(state, self._max_state_dim).to(dtype=self._dtype, **to),
-            "input_ids": input_ids.to(**to),
-            "attention_mask": attention_mask.to(**to),
+            "state": pad_last(model_state, self._max_state_dim).to(device, self._dtype, non_blocking=True),
+            "input_ids": input_ids.to(device, non_blocking=True),
+            "attention_mask": attention_mask.to(device, non_blocking=True),
             "pixel_values": pixels,
             "pixel_attention_mask": present,
         }

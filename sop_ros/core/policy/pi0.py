@@ -40,6 +40,7 @@ from sop_ros.core.policy.config import (
     pi0_config,
     resolve_device,
     resolve_dtype,
+    sub_config,
     tokenizer_digest,
 )
 from sop_ros.core.policy.graphs import GraphedCall
@@ -103,6 +104,8 @@ class Pi0Policy:
         self.checkpoint = None if checkpoint is None else read_checkpoint(checkpoint)
         self.tokenizer = load_tokenizer(config, self.checkpoint)
         image_token_id = self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        if not isinstance(image_token_id, int):
+            raise ConfigError(f"the tokenizer maps {IMAGE_TOKEN!r} to {image_token_id!r}, not to a token id")
         pi0 = pi0_config(config, vocab_size=len(self.tokenizer), image_token_id=image_token_id)
         inputs = InputLayout.of(config, self.checkpoint)
         if model is None:
@@ -111,20 +114,22 @@ class Pi0Policy:
             raise ConfigError(
                 f"the model handed in is not the {config.model!r} network this config describes"
             )
-        self.model = model.to(self.device, self.dtype).eval()
+        # transformers' @wraps(nn.Module.to) shows mypy the unbound signature (self first).
+        self.model = model.to(self.device, self.dtype).eval()  # type: ignore[arg-type]
         self.pi0_config = self.model.config
-        vision = pi0.vlm_config.vision_config
+        vlm = sub_config(pi0, "vlm_config")
+        vision = sub_config(vlm, "vision_config")
         self.image_size_px = vision.image_size
-        layout = PromptLayout(
+        prompts = PromptLayout(
             self.tokenizer,
-            image_token_id=pi0.vlm_config.image_token_id,
+            image_token_id=vlm.image_token_id,
             num_cameras=len(inputs.slots),
             tokens_per_image=(vision.image_size // vision.patch_size) ** 2,
             max_prompt_tokens=inputs.prompt_tokens,
             newline_in_text=self.checkpoint is not None,
         )
         self._encoder = InputEncoder(
-            layout,
+            prompts,
             camera_names=inputs.slots,
             state_names=config.state_names,
             image_size_px=self.image_size_px,
@@ -143,25 +148,32 @@ class Pi0Policy:
         self._specs = specs_of({n: p.data for n, p in self._params.items()})
         if self.checkpoint is None:
             self.base_model_id = f"sop-pi0-{config.model}-random-seed{config.seed}"
-            layout: dict[str, Any] = {"tokenizer": TOKENIZER_DIGEST}
+            identity: dict[str, Any] = {"tokenizer": TOKENIZER_DIGEST}
         else:
             self.base_model_id = f"local:{self.checkpoint.path.name}"
             # Everything else that changes what the network computes from the same robot data.
-            layout = {
+            identity = {
                 "tokenizer": tokenizer_digest(self.tokenizer),
                 "image_slots": inputs.slots,
                 "state_order": inputs.state_order,
                 "action_order": inputs.action_order,
                 "checkpoint": self.checkpoint.digest(),
             }
-        self.config_hash = model_config_hash(
-            pi0,
+        facts = dict(
             cameras=config.camera_names,
             actions=config.action_names,
             states=config.state_names,
             base_model_id=self.base_model_id,
-            **layout,
+            **identity,
         )
+        # Weights trained with RECAP's advantage indicator in the prompt, and weights trained
+        # without, act well only under the prompts they learned: the indicator is part of the
+        # identity (absent when off, so unconditioned hashes keep their value).
+        self._hashes = {
+            False: model_config_hash(pi0, **facts),
+            True: model_config_hash(pi0, **facts, advantage_indicator=True),
+        }
+        self.config_hash = self._hashes[config.advantage_conditioned]
         self._checkpoint_stats = inputs.norm_stats
         self._stats = inputs.norm_stats or NormStats.identity(config.state_dim, config.action_dim)
         self._active_version = format_version(0)
@@ -279,23 +291,28 @@ class Pi0Policy:
             num_steps=self.config.denoising_steps,
         )
         if self._compiled is None:
-            return self.model.sample_actions(**kwargs)
+            return self._sample_eagerly(kwargs)
         try:
             if self.config.compile_mode == "reduce-overhead":
-                torch.compiler.cudagraph_mark_step_begin()
+                torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
             if isinstance(self._compiled, GraphedCall):
                 # One graph per batch size: round sizes up to a power of two (repeating the
                 # first observation) so a shrinking batch of evaluation episodes needs few.
                 size = len(noise)
                 kwargs = {k: _pad_batch(v, 1 << (size - 1).bit_length()) for k, v in kwargs.items()}
-                return self._compiled(**kwargs)[:size].clone()
+                graphed: torch.Tensor = self._compiled(**kwargs)
+                return graphed[:size].clone()
             # CUDA graphs reuse their output buffer on the next call.
             return self._compiled(**kwargs).clone()
         except Exception as err:  # compilation and capture fail lazily, on the first call
             _log.warning("optimised inference failed (%s); falling back to eager", err)
             self._compiled = None
             self.inference_path = f"eager (compile failed: {type(err).__name__}: {err})"[:300]
-            return self.model.sample_actions(**kwargs)
+            return self._sample_eagerly(kwargs)
+
+    def _sample_eagerly(self, kwargs: dict[str, Any]) -> torch.Tensor:
+        actions: torch.Tensor = self.model.sample_actions(**kwargs)
+        return actions
 
     def _compile(self) -> tuple[Callable[..., torch.Tensor] | None, str]:
         mode = self.config.compile_mode
@@ -363,7 +380,7 @@ class Pi0Policy:
         # Without `actions=` the model treats `noise` as the noisy chunk and returns
         # the velocity, so the reduction stays ours (per sample).
         with attention_kernels(self.config.attention, self.device):
-            velocity = module(
+            velocity: torch.Tensor = module(
                 state=batch["state"],
                 noise=noisy,
                 timestep=t,
@@ -458,8 +475,16 @@ class Pi0Policy:
         write_weights(Path(path), self.trainable_state(dtype), metadata)
 
     def load_trainable(self, path: str | Path) -> None:
-        """Load a file written by :meth:`save_trainable` into the live weights, stats and version."""
-        tensors, stats, version = self._read_checked(Path(path))
+        """Load a file written by :meth:`save_trainable` into the live weights, stats and version.
+
+        A starting point: besides files of this ``config_hash``, a policy that prompts with the
+        advantage indicator takes weights trained without it (RECAP fine-tunes an imitation
+        base); the reverse is refused.
+
+        Raises:
+            IncompatibleWeightsError: the file belongs to another config or does not fit.
+        """
+        tensors, stats, version = self._read_checked(Path(path), starting_point=True)
         self.load_trainable_state(tensors)
         with self._infer_lock:
             self._stats = stats or self._stats
@@ -477,7 +502,7 @@ class Pi0Policy:
         """
         stats = None
         if isinstance(source, str | Path):
-            source, stats, file_version = self._read_checked(Path(source))
+            source, stats, file_version = self._read_checked(Path(source), starting_point=False)
             version = version or file_version
         else:
             check_state(self._specs, source, "staged state")
@@ -519,20 +544,56 @@ class Pi0Policy:
         staged = self._staged
         return staged[0] if staged else None
 
-    def _read_checked(self, path: Path) -> tuple[dict[str, torch.Tensor], NormStats | None, str | None]:
+    def _read_checked(
+        self, path: Path, *, starting_point: bool
+    ) -> tuple[dict[str, torch.Tensor], NormStats | None, str | None]:
         tensors, meta = read_weights(path)
-        if meta.get(META_CONFIG_HASH) != self.config_hash:
-            raise IncompatibleWeightsError(
-                f"{path} was written for config {meta.get(META_CONFIG_HASH, '?')[:12]} "
-                f"(base {meta.get(META_BASE_MODEL, '?')}); this policy is {self.config_hash[:12]} "
-                f"(base {self.base_model_id})"
-            )
+        self._check_identity(path, meta, starting_point=starting_point)
         tensors = cast_float_precision(self._specs, tensors)
         check_state(self._specs, tensors, str(path))
         stats = NormStats.from_json(meta[META_NORM_STATS]) if META_NORM_STATS in meta else None
         if stats is not None:
             stats.check_dims(self.config.state_dim, self.config.action_dim)
         return tensors, stats, meta.get(META_VERSION)
+
+    def _check_identity(self, path: Path, meta: Mapping[str, str], *, starting_point: bool) -> None:
+        """Raise unless the file at ``path`` (metadata ``meta``) was written for this policy."""
+        theirs = meta.get(META_CONFIG_HASH, "?")
+        if theirs == self.config_hash:
+            return
+        conditioned = self.config.advantage_conditioned
+        what = f"{path} ({meta.get(META_VERSION, 'no version')})"
+        if theirs != self._hashes[not conditioned]:
+            raise IncompatibleWeightsError(
+                f"{what} was written for config {theirs[:12]} (base {meta.get(META_BASE_MODEL, '?')}); "
+                f"this policy is {self.config_hash[:12]} (base {self.base_model_id}); "
+                f"nothing loaded, {self._active_version} stays in use"
+            )
+        if conditioned and starting_point:
+            _log.info(
+                "%s was trained without the advantage indicator; starting from it, prompting with "
+                "'advantage: %s'",
+                what,
+                self.config.inference_advantage,
+            )
+            return
+        if conditioned:
+            trained, acting, setting = (
+                "without the advantage indicator (not by RECAP)",
+                f"prompts with 'advantage: {self.config.inference_advantage}'",
+                "'none'",
+            )
+        else:
+            trained, acting, setting = (
+                "with RECAP's advantage indicator in its prompts",
+                "acts without it (policy.inference_advantage 'none')",
+                "'positive'",
+            )
+        raise IncompatibleWeightsError(
+            f"{what} was trained {trained}, but this policy {acting}: it would act on prompts the "
+            f"weights were not trained for. Set policy.inference_advantage to {setting} to run them; "
+            f"nothing loaded, {self._active_version} stays in use"
+        )
 
 
 def _pad_batch(value: Any, size: int) -> Any:

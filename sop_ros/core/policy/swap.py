@@ -28,7 +28,7 @@ class ShadowWeights:
     def __init__(self, params: Mapping[str, torch.nn.Parameter]) -> None:
         self._tensors = {name: torch.empty_like(p.data) for name, p in params.items()}
         device = next(iter(self._tensors.values())).device
-        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None  # type: ignore[no-untyped-call]
 
     @property
     def size_bytes(self) -> int:

@@ -63,6 +63,9 @@ class Algorithm(abc.ABC):
     """Base class: holds the policy, its optimizer and the shared policy-gradient step."""
 
     name: ClassVar[str]
+    # The advantage indicator the trained policy is prompted with when it acts ("none": no
+    # indicator); the policy config follows it (see ``policy_config_for``).
+    inference_advantage: ClassVar[str] = "none"
 
     def __init__(self, policy: TrainablePolicy, config: OptimizerConfig, *, dist: DistContext | None = None):
         self.policy = policy

@@ -16,12 +16,12 @@ from policy_fixtures import small_config as config
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from sop_ros.core.policy import Pi0Policy
+from sop_ros.core.policy import make_policy
 
 
 @pytest.fixture(scope="module")
 def network() -> torch.nn.Module:
-    return Pi0Policy(config()).model
+    return make_policy(config()).model
 
 
 def test_counting_on_the_meta_device_matches_counting_real_tensors(network: torch.nn.Module) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sop_ros.core.policy import Pi0Policy
+from sop_ros.core.policy import make_policy
 from sop_ros.core.types import ActionChunk
 from sop_ros.demo.base_policy import BaseRecipe, base_policy
 from sop_ros.demo.evaluate import VersionJudge
@@ -17,7 +17,7 @@ def test_the_packaged_base_is_used_when_its_recipe_matches(tmp_path: Path) -> No
     recipe = BaseRecipe(demos_per_task=100, train_steps=5000, batch_size=64)
     # No demonstrations exist: training would fail, so success means the packaged file was used.
     path = base_policy(tmp_path / "base", tmp_path / "no-demos", sim_policy_config(), recipe)
-    policy = Pi0Policy(sim_policy_config())
+    policy = make_policy(sim_policy_config())
     policy.load_trainable(path)
     assert policy.active_version == "v0000"
     assert base_policy(tmp_path / "base", tmp_path / "no-demos", sim_policy_config(), recipe) == path

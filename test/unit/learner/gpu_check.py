@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.policy import PolicyConfig, make_policy
 from sop_ros.core.types import EpisodeMeta, Outcome
 from sop_ros.learner import (
     Learner,
@@ -66,7 +66,7 @@ def main() -> None:
     dist = init_distributed()
     for name in ("hg_dagger", "recap"):
         torch.manual_seed(0)
-        policy = Pi0Policy(
+        policy = make_policy(
             PolicyConfig(
                 model="tiny",
                 camera_names=CAMERAS,

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from learner_fakes import TinyPolicy, load_bag, make_episode, write_bag
 
 from sop_ros.core.config import config_from_flat
 from sop_ros.core.errors import ConfigError
+from sop_ros.core.policy import PolicyConfig
+from sop_ros.learner.algorithms import policy_config_for
 from sop_ros.learner.algorithms.recap import Recap
 from sop_ros.learner.builder import LearnerSettings, build_learner
 
@@ -53,3 +57,23 @@ def test_build_learner_wires_the_chosen_algorithm_offline_data_and_store(tmp_pat
 def test_build_learner_needs_a_loader_for_a_policy_without_camera_config(tmp_path):
     with pytest.raises(ConfigError, match="pass load_episode"):
         build_learner(LearnerSettings(), TinyPolicy(), publish=lambda path, manifest: None)
+
+
+def test_the_algorithm_decides_the_advantage_indicator_its_policy_acts_with():
+    plain = PolicyConfig(model="tiny")
+    assert policy_config_for("hg_dagger", plain) == plain
+    assert policy_config_for("recap", plain) == replace(plain, inference_advantage="positive")
+    negative = replace(plain, inference_advantage="negative")
+    assert policy_config_for("recap", negative) == negative  # asked for on purpose: kept
+    with pytest.raises(ConfigError, match="'hg_dagger' trains without the advantage indicator"):
+        policy_config_for("hg_dagger", negative)
+    with pytest.raises(ConfigError, match="unknown algorithm 'dagger'"):
+        policy_config_for("dagger", plain)
+
+
+def test_build_learner_refuses_a_policy_acting_otherwise_than_the_algorithm_trains(tmp_path):
+    policy = TinyPolicy()
+    policy.config = PolicyConfig(model="tiny")  # left at "none", as a RECAP learner must not be
+    settings = LearnerSettings(algorithm="recap", log_dir="", checkpoint_dir=str(tmp_path / "ckpt"))
+    with pytest.raises(ConfigError, match="inference_advantage 'positive', but this one acts with 'none'"):
+        build_learner(settings, policy, publish=lambda path, manifest: None, load_episode=load_bag)

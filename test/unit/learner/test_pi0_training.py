@@ -12,7 +12,7 @@ import pytest
 import torch
 from learner_fakes import ACTION_DIM, HORIZON, STATE_DIM, load_bag, make_episode, write_bag
 
-from sop_ros.core.policy import Pi0Policy, PolicyConfig
+from sop_ros.core.policy import Pi0Policy, PolicyConfig, make_policy
 from sop_ros.core.types import Outcome
 from sop_ros.learner.algorithms import algorithm_config_class, make_algorithm
 from sop_ros.learner.buffers import OfflineBuffer, ReplayBuffers, make_sample
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 
 def tiny_pi0(**overrides) -> Pi0Policy:
-    return Pi0Policy(
+    return make_policy(
         PolicyConfig(
             model="tiny",
             horizon=HORIZON,

@@ -56,6 +56,7 @@ class Recap(Algorithm):
     """Advantage-conditioned policy improvement with a separate value network."""
 
     name = "recap"
+    inference_advantage = "positive"
 
     def __init__(
         self, policy: TrainablePolicy, config: RecapConfig | None = None, *, dist: DistContext | None = None
