@@ -133,7 +133,7 @@ class CommandMuxNode(Node):
         self._mux.on_chunk(chunk)
 
     def _on_intervention(self, msg: Intervention) -> None:
-        action = list(msg.action) if msg.active else None
+        action = np.asarray(msg.action, dtype=np.float64) if msg.active else None
         if action is not None and len(action) != len(self.config.action_names):
             self._refuse(
                 f"ignored a human command of {len(action)} values; expected {len(self.config.action_names)}"

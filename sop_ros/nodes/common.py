@@ -188,7 +188,7 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
     (bad parameter, missing file, device not available) logs that one error
     and the process exits with status 1, without a traceback.
     """
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=None if args is None else list(args), signal_handler_options=SignalHandlerOptions.NO)
     stopping = threading.Event()
     node = None
     failed = False

@@ -143,8 +143,10 @@ def image_from_msg(msg: Image | CompressedImage, what: str = "image") -> np.ndar
     """
     if isinstance(msg, CompressedImage):
         check_compressed_format(what, msg.format)
-        decoded = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
-        check_decoded_image(f"{what} ({msg.format!r}, {len(msg.data)} bytes)", decoded)
+        decoded = check_decoded_image(
+            f"{what} ({msg.format!r}, {len(msg.data)} bytes)",
+            cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED),
+        )
         if decoded.ndim == 2:
             return cv2.cvtColor(decoded, cv2.COLOR_GRAY2RGB)
         code = cv2.COLOR_BGRA2RGB if decoded.shape[2] == 4 else cv2.COLOR_BGR2RGB

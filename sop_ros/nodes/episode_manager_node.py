@@ -35,8 +35,6 @@ from sop_ros.nodes.params import declare_config
 
 __all__ = ["EpisodeManagerConfig", "EpisodeManagerNode", "main"]
 
-SUCCESS_TOPIC = "task/success"
-
 
 @dataclass(frozen=True, kw_only=True)
 class EpisodeManagerConfig:
@@ -63,20 +61,20 @@ class EpisodeManagerNode(Node):
         self._events = self.create_publisher(EpisodeEventMsg, topics.EPISODE_EVENTS, COMMAND_QOS)
         self._instruction = self.create_publisher(String, topics.INSTRUCTION, LATCHED_QOS)
         self.create_subscription(PolicyStatus, topics.POLICY_STATUS, self._on_status, LATCHED_QOS)
-        self.create_subscription(Bool, SUCCESS_TOPIC, self._on_success, COMMAND_QOS)
-        self.create_service(Trigger, "episode/start", self._srv(self._start))
+        self.create_subscription(Bool, topics.TASK_SUCCESS, self._on_success, COMMAND_QOS)
+        self.create_service(Trigger, topics.EPISODE_START, self._srv(self._start))
         self.create_service(
             Trigger,
-            "episode/succeed",
+            topics.EPISODE_SUCCEED,
             self._srv(lambda now: self._episodes.end(now, Outcome.SUCCESS, "operator")),
         )
         self.create_service(
             Trigger,
-            "episode/fail",
+            topics.EPISODE_FAIL,
             self._srv(lambda now: self._episodes.end(now, Outcome.FAILURE, "operator")),
         )
         self.create_service(
-            Trigger, "episode/abort", self._srv(lambda now: self._episodes.abort(now, "operator"))
+            Trigger, topics.EPISODE_ABORT, self._srv(lambda now: self._episodes.abort(now, "operator"))
         )
         self.create_timer(0.05, self._tick)
         self._diagnostics = Diagnostics(self, self._report)

@@ -186,7 +186,7 @@ class TeleopStateMachine:
         self._last_joy_ns = sample.stamp_ns if last is None else max(last, sample.stamp_ns)
         return tuple(out)
 
-    def on_tick(self, now_ns: int, state: Sequence[float]) -> tuple[TeleopOutput, ...]:
+    def on_tick(self, now_ns: int, state: Sequence[float] | np.ndarray) -> tuple[TeleopOutput, ...]:
         """Advance the clock one publish period; returns a command, a timeout HandBack, or nothing.
 
         Args:

@@ -314,8 +314,8 @@ def joy_buttons(
 
 
 def joy_for_target(
-    target: Sequence[float],
-    current: Sequence[float],
+    target: Sequence[float] | np.ndarray,
+    current: Sequence[float] | np.ndarray,
     mapping: JoyMapping,
     period_s: float | None = None,
     *,
