@@ -27,7 +27,7 @@ from std_srvs.srv import Trigger
 from sop_ros.core import topics
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.episode import EpisodeClock, EpisodeConfig, EpisodeEvent, Phase
-from sop_ros.core.errors import ConfigError
+from sop_ros.core.errors import InputError
 from sop_ros.core.types import Outcome
 from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, Diagnostics, run_node
 from sop_ros.nodes.convert import event_kind_to_msg, ns_to_stamp, outcome_to_msg
@@ -86,7 +86,7 @@ class EpisodeManagerNode(Node):
         def handle(request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
             try:
                 event = transition(self.get_clock().now().nanoseconds)
-            except ConfigError as err:
+            except InputError as err:
                 response.success, response.message = False, str(err)
                 return response
             self._announce(event)
