@@ -212,8 +212,7 @@ def _cmd_train_offline(args: argparse.Namespace) -> int:
         config,
         Path(args.out),
         steps=args.steps,
-        batch_size=args.batch_size,
-        algorithm=args.algorithm,
+        **{name: getattr(args, name) for name in ("batch_size", "algorithm") if hasattr(args, name)},
         initial_weights=Path(args.initial_weights) if args.initial_weights else None,
     )
     print(f"trainable weights written to {out}")
@@ -393,8 +392,17 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_argument("--bags", required=True, help="directory searched for rosbag2 bag directories")
     offline.add_argument("--out", required=True, help="trainable weights file to write (.safetensors)")
     offline.add_argument("--steps", type=int, default=2000, help="training steps")
-    offline.add_argument("--batch-size", type=int, default=32)
-    offline.add_argument("--algorithm", choices=("hg_dagger", "recap"), default="hg_dagger")
+    # Left out, batch size and algorithm take train_offline's defaults (argparse sets no value).
+    offline.add_argument(
+        "--batch-size", type=int, default=argparse.SUPPRESS, help="samples per step (default: the learner's)"
+    )
+    offline.add_argument(
+        "--algorithm",
+        choices=_Names(_algorithm_names),
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="post-training algorithm: %(choices)s (default: the learner's)",
+    )
     offline.add_argument("--initial-weights", help="weights to fine-tune instead of the base model's")
     offline.add_argument("--config", help="YAML file of policy settings (PolicyConfig field names)")
     offline.add_argument(

@@ -59,15 +59,23 @@ def test_the_robot_launch_file_starts_the_registry_groups() -> None:
     assert sorted(ours) == sorted([*registry.ROBOT_NODES, *registry.LINK_NODES, *registry.SIM_NODES])
 
 
-def _demo_action(dest: str) -> argparse.Action:
+def _action(command: str, dest: str) -> argparse.Action:
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return next(a for a in subparsers.choices["demo"]._actions if a.dest == dest)
+    return next(a for a in subparsers.choices[command]._actions if a.dest == dest)
 
 
-def test_demo_choices_come_from_the_registries() -> None:
-    assert list(_demo_action("algorithm").choices) == sorted(ALGORITHMS)
-    assert list(_demo_action("conditions").choices) == list(CONDITIONS)
+def test_cli_choices_come_from_the_registries() -> None:
+    assert list(_action("demo", "algorithm").choices) == sorted(ALGORITHMS)
+    assert list(_action("train-offline", "algorithm").choices) == sorted(ALGORITHMS)
+    assert list(_action("demo", "conditions").choices) == list(CONDITIONS)
+
+
+def test_train_offline_leaves_the_learner_defaults_alone() -> None:
+    args = build_parser().parse_args(["train-offline", "--bags", "b", "--out", "o"])
+    assert not hasattr(args, "algorithm") and not hasattr(args, "batch_size")
+    args = build_parser().parse_args(["train-offline", "--bags", "b", "--out", "o", "--algorithm", "recap"])
+    assert args.algorithm == "recap"
 
 
 def test_demo_defaults_come_from_demo_options() -> None:
