@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import importlib.metadata
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,29 @@ def test_the_check_finds_a_spelled_name(tmp_path: Path) -> None:
 def test_transport_configs_take_the_fleet_from_their_owner(config: type) -> None:
     assert "fleet" not in {s.name for s in flatten_config(config())}
     assert config(fleet="f1").fleet == "f1"
+
+
+def _launch_argument(path: Path, name: str) -> ast.Call | None:
+    for call in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id == "DeclareLaunchArgument"
+            and isinstance(call.args[0], ast.Constant)
+            and call.args[0].value == name
+        ):
+            return call
+    return None
+
+
+@pytest.mark.parametrize("name", ["cloud.launch.py", "fleet_sim.launch.py"])
+def test_launch_algorithm_arguments_match_the_registry(name: str) -> None:
+    # Launch files do not import the registry (it loads torch): they are compared with it instead.
+    from sop_ros.learner.builder import LearnerSettings
+
+    call = _launch_argument(ROOT / "launch" / name, "algorithm")
+    assert call is not None, f"{name} declares no algorithm argument"
+    values = {k.arg: k.value.value for k in call.keywords if isinstance(k.value, ast.Constant)}
+    assert values["default_value"] == LearnerSettings().algorithm
+    described = set(re.findall(r"\w+", values["description"]))
+    assert set(ALGORITHMS) <= described, f"{name}: the description lists {values['description']!r}"
