@@ -51,6 +51,18 @@ def _algorithm_names() -> list[str]:
     return sorted(ALGORITHMS)
 
 
+def _add_algorithm_argument(parser: argparse.ArgumentParser, default: object, default_text: str) -> None:
+    """``--algorithm NAME``, checked against the learner's registry once given."""
+    parser.add_argument(
+        "--algorithm",
+        choices=_Names(_algorithm_names),
+        # A metavar of its own: argparse would otherwise list the choices while building the parser.
+        metavar="NAME",
+        default=default,
+        help=f"post-training algorithm: %(choices)s (default {default_text})",
+    )
+
+
 def _condition_names() -> tuple[str, ...]:
     from sop_ros.sim.tasks import CONDITIONS
 
@@ -271,14 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--robots", type=int, default=defaults.robots, help="number of simulated robots (default %(default)s)"
     )
-    demo.add_argument(
-        "--algorithm",
-        choices=_Names(_algorithm_names),
-        # A metavar of its own: argparse would otherwise list the choices while building the parser.
-        metavar="NAME",
-        default=defaults.algorithm,
-        help="post-training algorithm: %(choices)s (default %(default)s)",
-    )
+    _add_algorithm_argument(demo, defaults.algorithm, "%(default)s")
     demo.add_argument(
         "--minutes", type=float, default=defaults.minutes, help="wall-clock budget (min, default %(default)s)"
     )
@@ -396,13 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_argument(
         "--batch-size", type=int, default=argparse.SUPPRESS, help="samples per step (default: the learner's)"
     )
-    offline.add_argument(
-        "--algorithm",
-        choices=_Names(_algorithm_names),
-        metavar="NAME",
-        default=argparse.SUPPRESS,
-        help="post-training algorithm: %(choices)s (default: the learner's)",
-    )
+    _add_algorithm_argument(offline, argparse.SUPPRESS, "train_offline's")
     offline.add_argument("--initial-weights", help="weights to fine-tune instead of the base model's")
     offline.add_argument("--config", help="YAML file of policy settings (PolicyConfig field names)")
     offline.add_argument(
