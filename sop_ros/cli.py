@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_argument(
         "--batch-size", type=int, default=argparse.SUPPRESS, help="samples per step (default: the learner's)"
     )
-    _add_algorithm_argument(offline, argparse.SUPPRESS, "train_offline's")
+    _add_algorithm_argument(offline, argparse.SUPPRESS, "that of the learner")
     offline.add_argument("--initial-weights", help="weights to fine-tune instead of the base model's")
     offline.add_argument("--config", help="YAML file of policy settings (PolicyConfig field names)")
     offline.add_argument(
