@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -9,18 +10,10 @@ from setuptools import find_packages, setup
 PACKAGE = "sop_ros"
 HERE = Path(__file__).parent
 
-# Every node is a console script so that `ros2 run sop_ros <node>` finds it.
-NODES = {
-    "bridge": "sop_ros.nodes.bridge_node:main",
-    "command_mux": "sop_ros.nodes.command_mux_node:main",
-    "episode_manager": "sop_ros.nodes.episode_manager_node:main",
-    "learner": "sop_ros.nodes.learner_node:main",
-    "param_update": "sop_ros.nodes.param_update_node:main",
-    "policy": "sop_ros.nodes.policy_node:main",
-    "recorder": "sop_ros.nodes.recorder_node:main",
-    "sim_robot": "sop_ros.nodes.sim_robot_node:main",
-    "teleop": "sop_ros.nodes.teleop_node:main",
-}
+# Every node is a console script so that `ros2 run sop_ros <node>` finds it. The node list
+# lives in the registry alone; importing it needs nothing outside this source tree.
+sys.path.insert(0, str(HERE))
+from sop_ros.nodes.registry import console_scripts  # noqa: E402
 
 
 def share_files(folder: str) -> list[tuple[str, list[str]]]:
@@ -80,7 +73,7 @@ setup(
     entry_points={
         "console_scripts": [
             "sop = sop_ros.cli:main",
-            *(f"{name} = {target}" for name, target in NODES.items()),
+            *console_scripts(),
         ],
     },
 )

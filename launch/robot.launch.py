@@ -20,10 +20,9 @@ from launch.substitutions import Command, LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-SHARE = Path(get_package_share_directory("sop_ros"))
+from sop_ros.nodes.registry import LINK_NODES, ROBOT_NODES, SIM_NODES
 
-# sop_ros executables every robot runs.
-ROBOT_NODES = ("episode_manager", "recorder", "policy", "teleop", "command_mux", "bridge", "param_update")
+SHARE = Path(get_package_share_directory("sop_ros"))
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -82,12 +81,13 @@ def generate_launch_description() -> LaunchDescription:
     zenoh = {
         "zenoh.config_file": LaunchConfiguration("zenoh_config"),
         "zenoh.connect": LaunchConfiguration("learner"),
+        "zenoh.fleet": LaunchConfiguration("fleet"),
     }
     per_node = {
         "episode_manager": {"episodes.robot_id": robot_id},
         "teleop": {"mapping_file": LaunchConfiguration("joystick_config")},
-        "bridge": {**zenoh, "upload.robot_id": robot_id, "upload.fleet": LaunchConfiguration("fleet")},
-        "param_update": {**zenoh, "fetch.fleet": LaunchConfiguration("fleet")},
+        "bridge": {**zenoh, "upload.robot_id": robot_id},
+        "param_update": zenoh,
     }
     nodes = [
         Node(
@@ -100,19 +100,20 @@ def generate_launch_description() -> LaunchDescription:
             output="screen",
             emulate_tty=True,
         )
-        for name in ROBOT_NODES
+        for name in (*ROBOT_NODES, *LINK_NODES)
     ]
-    nodes.append(
+    nodes.extend(
         Node(
             package="sop_ros",
-            executable="sim_robot",
-            name="sim_robot",
+            executable=name,
+            name=name,
             namespace=robot_id,
             parameters=[params_file],
             cwd=data_dir,
             condition=IfCondition(sim),
             output="screen",
         )
+        for name in SIM_NODES
     )
     nodes.append(
         Node(

@@ -9,22 +9,68 @@ import os
 import platform
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import yaml
 
 from sop_ros.checkpoint_cmd import add_checkpoint_parser
 from sop_ros.core.errors import SopError
+from sop_ros.demo.options import DemoOptions
 
 __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
+class _Names:
+    """The names a registry holds, read when argparse first checks or lists them (its ``choices``).
 
-    from sop_ros.demo.run import DemoOptions, run_demo
+    The registries import torch: ``sop --help`` and the other commands must not wait for it.
+    """
+
+    def __init__(self, load: Callable[[], Sequence[str]]) -> None:
+        self._load = load
+        self._names: tuple[str, ...] | None = None
+
+    def _all(self) -> tuple[str, ...]:
+        if self._names is None:
+            self._names = tuple(self._load())
+        return self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._all()
+
+
+def _algorithm_names() -> list[str]:
+    from sop_ros.learner.algorithms import ALGORITHMS
+
+    return sorted(ALGORITHMS)
+
+
+def _add_algorithm_argument(parser: argparse.ArgumentParser, default: object, default_text: str) -> None:
+    """``--algorithm NAME``, checked against the learner's registry once given."""
+    parser.add_argument(
+        "--algorithm",
+        choices=_Names(_algorithm_names),
+        # A metavar of its own: argparse would otherwise list the choices while building the parser.
+        metavar="NAME",
+        default=default,
+        help=f"post-training algorithm: %(choices)s (default {default_text})",
+    )
+
+
+def _condition_names() -> tuple[str, ...]:
+    from sop_ros.sim.tasks import CONDITIONS
+
+    return CONDITIONS
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from sop_ros.demo.run import run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Ctrl-C or SIGTERM stops the robots and writes the report, even when started in the background.
@@ -52,14 +98,13 @@ def _non_negative_int(text: str) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from sop_ros.experiment.run import ExperimentOptions, run_experiment
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("sop_ros.learner", "sop_ros.storage"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     arms = tuple(a for a in args.arms.split(",") if a) if args.arms else ExperimentOptions().arms
+    budget_min, arm_budget_min = _parse_budgets(args.budget_min)
     options = ExperimentOptions(
         size=args.size,
         arms=arms,
@@ -67,7 +112,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         seeds=_parse_seeds(args.seed),
         base=Path(args.base) if args.base else None,
-        **_parse_budgets(args.budget_min),
+        budget_min=budget_min,
+        arm_budget_min=arm_budget_min,
         device=args.device,
         report_only=args.report_only,
         resume=args.resume,
@@ -105,7 +151,7 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
         raise SopError(f"--seed {text!r}: expected integers separated by commas, e.g. 0,1,2") from None
 
 
-def _parse_budgets(items: Sequence[str]) -> dict[str, object]:
+def _parse_budgets(items: Sequence[str]) -> tuple[float | None, dict[str, float]]:
     """``--budget-min`` values: a plain number for every arm, ``ARM=MINUTES`` for one."""
     budget: float | None = None
     per_arm: dict[str, float] = {}
@@ -121,7 +167,7 @@ def _parse_budgets(items: Sequence[str]) -> dict[str, object]:
             per_arm[arm] = value
         else:
             budget = value
-    return {"budget_min": budget, "arm_budget_min": per_arm}
+    return budget, per_arm
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, object]:
@@ -136,7 +182,6 @@ def _parse_sets(items: Sequence[str]) -> dict[str, object]:
 
 def _cmd_learner(args: argparse.Namespace) -> int:
     import threading
-    from pathlib import Path
 
     from sop_ros.core.config import config_from_flat, flatten_mapping
     from sop_ros.learner.distributed import init_distributed
@@ -162,8 +207,6 @@ def _cmd_learner(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_offline(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from sop_ros.core.config import config_from_flat, flatten_mapping
     from sop_ros.core.policy import PolicyConfig
     from sop_ros.learner.offline import train_offline
@@ -181,8 +224,7 @@ def _cmd_train_offline(args: argparse.Namespace) -> int:
         config,
         Path(args.out),
         steps=args.steps,
-        batch_size=args.batch_size,
-        algorithm=args.algorithm,
+        **{name: getattr(args, name) for name in ("batch_size", "algorithm") if hasattr(args, name)},
         initial_weights=Path(args.initial_weights) if args.initial_weights else None,
     )
     print(f"trainable weights written to {out}")
@@ -190,9 +232,8 @@ def _cmd_train_offline(args: argparse.Namespace) -> int:
 
 
 def _cmd_robot(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from sop_ros.nodes.params_file import check_node_settings, check_params_file
+    from sop_ros.nodes.registry import LINK_NODES
     from sop_ros.nodes.robot_graph import RobotGraphConfig, run_robot
 
     parameters: dict[str, dict[str, object]] = {}
@@ -214,7 +255,7 @@ def _cmd_robot(args: argparse.Namespace) -> int:
             zenoh["zenoh.config_file"] = args.zenoh_config
         parameters.setdefault("bridge", {}).update({**zenoh, "upload.robot_id": args.robot_id})
         parameters.setdefault("param_update", {}).update(zenoh)
-        extra = ("bridge", "param_update")
+        extra = LINK_NODES
     config = RobotGraphConfig(
         robot_id=args.robot_id, sim=args.sim, parameters=parameters, params_file=args.params_file or ""
     )
@@ -236,33 +277,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    # Defaults come from DemoOptions alone; choices from the algorithm and task registries.
+    defaults = DemoOptions()
     demo = sub.add_parser("demo", help="run a learner and simulated robots on this machine")
-    demo.add_argument("--robots", type=int, default=2, help="number of simulated robots (default 2)")
-    demo.add_argument("--algorithm", choices=("hg_dagger", "recap"), default="hg_dagger")
-    demo.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget (min)")
-    demo.add_argument("--out", default="out/demo", help="where bags, logs, weights and plots go")
+    demo.add_argument(
+        "--robots", type=int, default=defaults.robots, help="number of simulated robots (default %(default)s)"
+    )
+    _add_algorithm_argument(demo, defaults.algorithm, "%(default)s")
+    demo.add_argument(
+        "--minutes", type=float, default=defaults.minutes, help="wall-clock budget (min, default %(default)s)"
+    )
+    demo.add_argument(
+        "--out", default=str(defaults.out), help="where bags, logs, weights and plots go (%(default)s)"
+    )
     demo.add_argument(
         "--seed",
         type=_non_negative_int,
-        default=0,
-        help="seed of the robots' and held-out layouts and of the learner (default 0)",
+        default=defaults.seed,
+        help="seed of the robots' and held-out layouts and of the learner (default %(default)s)",
     )
     demo.add_argument(
         "--conditions",
-        choices=("deployment", "demonstrations"),
-        default="deployment",
-        help="layouts the fleet works on: deployment conditions the demonstrations do not cover "
-        "(default) or the demonstrations' own",
+        choices=_Names(_condition_names),
+        metavar="NAME",
+        default=defaults.conditions,
+        help="layouts the fleet works on (%(choices)s): deployment conditions the demonstrations "
+        "do not cover or the demonstrations' own (default %(default)s)",
     )
     demo.add_argument(
-        "--demos-per-task", type=int, default=100, help="expert demonstrations per task (cached)"
+        "--demos-per-task",
+        type=int,
+        default=defaults.demos_per_task,
+        help="expert demonstrations per task (cached; default %(default)s)",
     )
     demo.add_argument(
         "--base-steps",
         type=int,
-        default=5000,
-        help="offline training steps of the base policy (with 100 demonstrations per task and 5000 "
-        "steps the packaged base is used; anything else trains here)",
+        default=defaults.base_steps,
+        help=f"offline training steps of the base policy (with {defaults.demos_per_task} demonstrations "
+        f"per task and {defaults.base_steps} steps the packaged base is used; anything else trains here)",
     )
     demo.set_defaults(handler=_cmd_demo)
 
@@ -344,8 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_argument("--bags", required=True, help="directory searched for rosbag2 bag directories")
     offline.add_argument("--out", required=True, help="trainable weights file to write (.safetensors)")
     offline.add_argument("--steps", type=int, default=2000, help="training steps")
-    offline.add_argument("--batch-size", type=int, default=32)
-    offline.add_argument("--algorithm", choices=("hg_dagger", "recap"), default="hg_dagger")
+    # Left out, batch size and algorithm take train_offline's defaults (argparse sets no value).
+    offline.add_argument(
+        "--batch-size", type=int, default=argparse.SUPPRESS, help="samples per step (default: the learner's)"
+    )
+    _add_algorithm_argument(offline, argparse.SUPPRESS, "that of the learner")
     offline.add_argument("--initial-weights", help="weights to fine-tune instead of the base model's")
     offline.add_argument("--config", help="YAML file of policy settings (PolicyConfig field names)")
     offline.add_argument(

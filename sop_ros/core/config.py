@@ -21,6 +21,7 @@ __all__ = [
     "FlatSetting",
     "check_ranges",
     "config_from_flat",
+    "derived",
     "differing_settings",
     "flatten_config",
     "flatten_mapping",
@@ -64,6 +65,17 @@ def setting(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def derived(default: Any, description: str) -> Any:
+    """Declare a config field that is no setting of its own: its owner copies it from one.
+
+    A value two configs must share (the fleet name of a robot's uploader and of
+    its weights fetcher) is declared once, as a :func:`setting` of the config
+    that holds both, and copied into each; a derived field is not flattened, so
+    it never becomes a second ROS parameter that could disagree with the first.
+    """
+    return dataclasses.field(default=default, metadata={"derived": description})
+
+
 @dataclass(frozen=True, kw_only=True)
 class FlatSetting:
     """One leaf of a config, as a ROS parameter sees it."""
@@ -90,6 +102,8 @@ def flatten_config(config: Any, prefix: str = "") -> list[FlatSetting]:
     hints = _field_types(type(config))
     out: list[FlatSetting] = []
     for f in dataclasses.fields(config):
+        if "derived" in f.metadata:
+            continue
         value = getattr(config, f.name)
         name = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
@@ -159,6 +173,8 @@ def config_from_flat(cls: type[C], values: Mapping[str, Any], prefix: str = "") 
     for f in dataclasses.fields(typing.cast(Any, cls)):
         name = f"{prefix}{f.name}"
         hint = hints[f.name]
+        if "derived" in f.metadata:
+            continue
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             sub_values = {k: v for k, v in values.items() if k.startswith(f"{name}.")}
             kwargs[f.name] = config_from_flat(hint, sub_values, prefix=f"{name}.")

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 
 from sop_ros.core.config import check_ranges, setting
-from sop_ros.core.errors import ConfigError
+from sop_ros.core.errors import ConfigError, InputError
 from sop_ros.core.types import EpisodeEventKind, Outcome, new_episode_id
 
 __all__ = ["EpisodeClock", "EpisodeConfig", "EpisodeEvent", "Phase", "SwapGate", "TaskSpec"]
@@ -107,10 +107,10 @@ class EpisodeClock:
         """Start an episode of ``task`` (or the next one in order).
 
         Raises:
-            ConfigError: an episode already runs, or ``task`` is unknown.
+            InputError: an episode already runs, or ``task`` is unknown.
         """
         if self._phase is Phase.RUNNING and self._current is not None:
-            raise ConfigError(f"episode {self._current.episode_id} is still running; end or abort it first")
+            raise InputError(f"episode {self._current.episode_id} is still running; end or abort it first")
         spec = self._pick(task)
         self._phase = Phase.RUNNING
         self._current = EpisodeEvent(
@@ -144,7 +144,7 @@ class EpisodeClock:
 
     def _finish(self, kind: EpisodeEventKind, now_ns: int, outcome: Outcome, reason: str) -> EpisodeEvent:
         if self._current is None:
-            raise ConfigError("no episode is running")
+            raise InputError("no episode is running")
         event = EpisodeEvent(
             kind=kind,
             episode_id=self._current.episode_id,
@@ -164,7 +164,7 @@ class EpisodeClock:
             for spec in self._tasks:
                 if spec.name == task:
                     return spec
-            raise ConfigError(f"unknown task {task!r}; configured: {', '.join(self._config.tasks)}")
+            raise InputError(f"unknown task {task!r}; configured: {', '.join(self._config.tasks)}")
         if self._config.order == "random":
             return self._rng.choice(self._tasks)
         spec = self._tasks[self._next_index % len(self._tasks)]

@@ -6,6 +6,7 @@ __all__ = [
     "BagError",
     "ConfigError",
     "IncompatibleWeightsError",
+    "InputError",
     "IntegrityError",
     "SopError",
     "TransportError",
@@ -42,5 +43,13 @@ class IncompatibleWeightsError(WeightsError):
     """Weights do not fit the running policy (names, shapes, dtypes or base model)."""
 
 
-class UnsafeInputError(SopError, ValueError):
+class InputError(SopError, ValueError):
+    """Runtime input (a message, a service request, a bag's metadata, an upload) is malformed or does not fit.
+
+    Not a :class:`ConfigError`: the settings are fine, one piece of input is not; it is
+    refused and what was already stored is kept.
+    """
+
+
+class UnsafeInputError(InputError):
     """Input the robot must not act on: not finite, malformed, mislabelled or stale."""

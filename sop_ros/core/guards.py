@@ -172,8 +172,8 @@ def check_compressed_format(what: str, format_: str) -> str:
     return "jpeg" if codec == "jpg" else codec
 
 
-def check_decoded_image(what: str, image: np.ndarray | None) -> None:
-    """Raise unless a decoded image is 8-bit with 1, 3 or 4 channels and not empty."""
+def check_decoded_image(what: str, image: np.ndarray | None) -> np.ndarray:
+    """Return ``image``; raise unless it is 8-bit with 1, 3 or 4 channels and not empty."""
     if image is None:
         raise UnsafeInputError(f"{what} cannot be decoded")
     if image.dtype != np.uint8:
@@ -181,6 +181,7 @@ def check_decoded_image(what: str, image: np.ndarray | None) -> None:
     channels = 1 if image.ndim == 2 else image.shape[2] if image.ndim == 3 else 0
     if channels not in (1, 3, 4) or image.size == 0:
         raise UnsafeInputError(f"{what} decodes to shape {image.shape}, not an image")
+    return image
 
 
 def urdf_joint_limits(path: str | Path) -> dict[str, tuple[float, float]]:

@@ -1,4 +1,4 @@
-"""Topic names of the robot graph, relative to the robot's namespace.
+"""Topic and service names of the robot graph, relative to the robot's namespace.
 
 One table, used by the nodes that publish and subscribe, by the recorder that
 writes them to bags and by the learner that reads them back, so a rename
@@ -11,12 +11,19 @@ __all__ = [
     "ACTION_CHUNK",
     "COMMAND",
     "DIAGNOSTICS",
+    "EPISODE_ABORT",
     "EPISODE_EVENTS",
+    "EPISODE_FAIL",
+    "EPISODE_START",
+    "EPISODE_SUCCEED",
     "INSTRUCTION",
     "INTERVENTION",
     "JOINT_STATES",
     "JOY",
+    "POLICY_ACTIVATE",
+    "POLICY_STAGE",
     "POLICY_STATUS",
+    "TASK_SUCCESS",
     "camera_topic",
 ]
 
@@ -39,6 +46,17 @@ POLICY_STATUS = "policy/status"
 JOY = "joy"
 # diagnostic_msgs/DiagnosticArray, absolute as ROS tools expect.
 DIAGNOSTICS = "/diagnostics"
+# std_msgs/Bool: a success detector (or the simulator) saw the task done; ends the episode.
+TASK_SUCCESS = "task/success"
+
+# Services. std_srvs/Trigger, served by the episode manager (the teleop buttons call them).
+EPISODE_START = "episode/start"
+EPISODE_SUCCEED = "episode/succeed"
+EPISODE_FAIL = "episode/fail"
+EPISODE_ABORT = "episode/abort"
+# sop_msgs/StageWeights and sop_msgs/ActivateWeights, served by the policy node.
+POLICY_STAGE = "policy/stage"
+POLICY_ACTIVATE = "policy/activate"
 
 
 def camera_topic(camera: str, *, compressed: bool = True) -> str:

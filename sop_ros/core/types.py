@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from sop_ros.core.errors import ConfigError
+from sop_ros.core.errors import ConfigError, InputError
 
 __all__ = [
     "ActionChunk",
@@ -57,9 +57,9 @@ def format_version(number: int) -> str:
 
 
 def parse_version(text: str) -> int:
-    """Inverse of :func:`format_version`; raises ConfigError on anything else."""
+    """Inverse of :func:`format_version`; raises InputError on anything else."""
     if len(text) < 2 or text[0] != "v" or not text[1:].isdigit():
-        raise ConfigError(f"{text!r} is not a weights version like 'v0007'")
+        raise InputError(f"{text!r} is not a weights version like 'v0007'")
     return int(text[1:])
 
 
@@ -72,7 +72,7 @@ def new_episode_id(robot_id: str, *, now: datetime | None = None) -> str:
 def _frozen_array(array: np.ndarray, dtype: type, ndim: int, what: str) -> np.ndarray:
     out: np.ndarray = np.array(array, dtype=dtype, copy=True)
     if out.ndim != ndim:
-        raise ConfigError(f"{what} must be {ndim}-D, got shape {out.shape}")
+        raise InputError(f"{what} must be {ndim}-D, got shape {out.shape}")
     out.flags.writeable = False
     return out
 
@@ -95,7 +95,7 @@ class Observation:
         for name, image in self.images.items():
             image = _frozen_array(image, np.uint8, 3, f"camera {name!r} image")
             if image.shape[2] != 3:
-                raise ConfigError(f"camera {name!r} image must be RGB (H, W, 3), got {image.shape}")
+                raise InputError(f"camera {name!r} image must be RGB (H, W, 3), got {image.shape}")
             images[name] = image
         object.__setattr__(self, "images", MappingProxyType(images))
         object.__setattr__(self, "state", _frozen_array(self.state, np.float32, 1, "state"))
@@ -123,13 +123,11 @@ class ActionChunk:
         object.__setattr__(self, "actions", actions)
         object.__setattr__(self, "action_names", tuple(self.action_names))
         if actions.shape[1] != len(self.action_names):
-            raise ConfigError(
-                f"actions have {actions.shape[1]} dimensions but {len(self.action_names)} names"
-            )
+            raise InputError(f"actions have {actions.shape[1]} dimensions but {len(self.action_names)} names")
         if actions.shape[0] == 0:
-            raise ConfigError("an action chunk needs at least one step")
+            raise InputError("an action chunk needs at least one step")
         if not self.control_period_s > 0:
-            raise ConfigError(f"control_period_s must be > 0, got {self.control_period_s}")
+            raise InputError(f"control_period_s must be > 0, got {self.control_period_s}")
 
     @property
     def horizon(self) -> int:
@@ -151,7 +149,7 @@ class InterventionSegment:
 
     def __post_init__(self) -> None:
         if self.end_ns < self.start_ns:
-            raise ConfigError(f"intervention ends ({self.end_ns}) before it starts ({self.start_ns})")
+            raise InputError(f"intervention ends ({self.end_ns}) before it starts ({self.start_ns})")
 
     @property
     def duration_s(self) -> float:
@@ -211,7 +209,7 @@ class EpisodeMeta:
 
     @classmethod
     def from_custom_data(cls, data: Mapping[str, str]) -> EpisodeMeta:
-        """Parse :meth:`to_custom_data` output; raises ConfigError naming the bad key."""
+        """Parse :meth:`to_custom_data` output; raises InputError naming the bad key."""
         p = cls.PREFIX
         try:
             versions = data[f"{p}policy_versions"]
@@ -231,6 +229,6 @@ class EpisodeMeta:
                 ),
             )
         except KeyError as err:
-            raise ConfigError(f"episode metadata lacks {err.args[0]!r}") from None
+            raise InputError(f"episode metadata lacks {err.args[0]!r}") from None
         except ValueError as err:
-            raise ConfigError(f"episode metadata is malformed: {err}") from None
+            raise InputError(f"episode metadata is malformed: {err}") from None

@@ -24,7 +24,7 @@ from typing import Any
 from sop_ros.core.errors import SopError
 from sop_ros.core.types import ActionChunk, Observation
 from sop_ros.demo.stats import Rate
-from sop_ros.sim import TASK_NAMES, SimConfig, SimEnv
+from sop_ros.sim import TASK_NAMES, SimConfig, SimEnv, SimObservation
 
 __all__ = ["TaskScore", "VersionJudge", "evaluate_policy", "infer_many"]
 
@@ -63,7 +63,7 @@ def infer_many(policy, observations: Sequence[Observation]) -> list[ActionChunk]
 @dataclass
 class _Episode:
     env: SimEnv
-    obs: object
+    obs: SimObservation
     chunk: ActionChunk | None = None
     row: int = 0
 
@@ -106,6 +106,7 @@ def evaluate_policy(
             ep.chunk, ep.row = chunk, 0
         still = []
         for task, ep in running:
+            assert ep.chunk is not None  # every episode without a chunk asked for one above
             ep.obs = ep.env.step(ep.chunk.actions[ep.row])
             ep.row += 1
             if ep.env.done:
@@ -152,7 +153,7 @@ class VersionJudge:
     ) -> None:
         self.make_policy = make_policy
         self.seed = seed
-        self._policy = None
+        self._policy: Any | None = None
         self.episodes_per_task = episodes_per_task
         self.period_s = period_s
         self._on_result = on_result

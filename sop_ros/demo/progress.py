@@ -12,11 +12,23 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from sop_ros.core.types import EpisodeMeta, Outcome
 from sop_ros.demo.stats import Rate
 
-__all__ = ["EpisodeRecord", "FleetTracker"]
+__all__ = ["EpisodeRecord", "FleetTracker", "PhaseRow"]
+
+
+class PhaseRow(TypedDict):
+    """One task's first third of the run's episodes against its last third (rates and shares 0..1)."""
+
+    task: str
+    episodes: int
+    first_success_rate: float
+    last_success_rate: float
+    first_human_share: float
+    last_human_share: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,12 +122,12 @@ class FleetTracker:
             )
         return rows
 
-    def phase_table(self) -> list[dict[str, object]]:
+    def phase_table(self) -> list[PhaseRow]:
         """Per task: the first third of the run's episodes against the last third."""
         by_task: dict[str, list[EpisodeRecord]] = defaultdict(list)
         for r in self.records:
             by_task[r.task].append(r)
-        rows = []
+        rows: list[PhaseRow] = []
         for task, records in sorted(by_task.items()):
             third = max(1, len(records) // 3)
             first, last = records[:third], records[-third:]

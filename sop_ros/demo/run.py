@@ -36,7 +36,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from sop_ros.core.interrupts import ignoring_interrupts
@@ -45,6 +45,7 @@ from sop_ros.core.types import format_version
 from sop_ros.demo.base_policy import BaseRecipe, base_policy
 from sop_ros.demo.demonstrations import demonstrations
 from sop_ros.demo.evaluate import TaskScore, VersionJudge
+from sop_ros.demo.options import DemoOptions
 from sop_ros.demo.progress import FleetTracker
 from sop_ros.demo.report import write_report
 from sop_ros.learner.algorithms import policy_config_for
@@ -59,34 +60,6 @@ from sop_ros.transport import BagUploader, SpoolUploader, UploadConfig, open_ses
 __all__ = ["DemoOptions", "run_demo"]
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class DemoOptions:
-    """What ``sop demo`` runs."""
-
-    robots: int = 2
-    algorithm: str = "hg_dagger"
-    minutes: float = 8.0
-    out: Path = Path("out/demo")
-    seed: int = 0
-    # Layouts the fleet and the held-out evaluation meet: "deployment" (outside the
-    # demonstrations) or "demonstrations".
-    conditions: str = "deployment"
-    # The packaged base policy was trained with this recipe (on a GPU); another one trains here.
-    demos_per_task: int = 100
-    base_steps: int = 5000
-    base_batch_size: int = 64
-    publish_every_steps: int = 25
-    batch_size: int = 32
-    lr: float = 3e-4
-    # The newest weights are evaluated alone this often, on this many held-out episodes per task
-    # (and on judge_final_episodes per task for the base and the last version: Wilson 95 %
-    # intervals of at most ±10 points; forgetting_episodes per task on the other distribution).
-    judge_period_s: float = 120.0
-    judge_episodes: int = 10
-    judge_final_episodes: int = 100
-    forgetting_episodes: int = 50
 
 
 def run_demo(options: DemoOptions) -> dict[str, object]:

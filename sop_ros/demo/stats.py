@@ -65,7 +65,7 @@ class Rate:
         low, high = self.interval
         return f"{self.value:.0%} [{low * 100:.0f}–{high * 100:.0f}]"
 
-    def to_json(self) -> dict[str, float | int]:
+    def to_json(self) -> dict[str, float | int | list[float]]:
         """Plain JSON form."""
         low, high = self.interval
         return {
@@ -101,7 +101,7 @@ class Change:
         """``"45% [38–52]"``: a level (e.g. a mean rate) in percent."""
         return f"{self.value:.0%} [{max(0.0, self.low) * 100:.0f}–{min(1.0, self.high) * 100:.0f}]"
 
-    def to_json(self) -> dict[str, float | str]:
+    def to_json(self) -> dict[str, float | str | list[float]]:
         """Plain JSON form."""
         return {
             "change": round(self.value, 4),

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import ConfigError
@@ -84,12 +85,12 @@ class ActorPool:
         make_policy: Builds one more inference policy (same config as the learner's).
     """
 
-    def __init__(self, make_policy: Callable[[], object]) -> None:
+    def __init__(self, make_policy: Callable[[], Any]) -> None:
         self._make = make_policy
-        self._loaded: dict[str, object] = {}
-        self._spare: list[object] = []
+        self._loaded: dict[str, Any] = {}
+        self._spare: list[Any] = []
 
-    def get(self, version: str, path: Path | None) -> object:
+    def get(self, version: str, path: Path | None) -> Any:
         """Return a policy running ``version`` (loaded from ``path`` unless it already runs)."""
         actor = self._loaded.get(version)
         if actor is None:
@@ -119,6 +120,18 @@ class _Robot:
     episodes: int = 0
     start_s: float = 0.0
     idle_until_s: float = 0.0
+
+    def running(self) -> tuple[SimEnv, SimObservation]:
+        """The table and the latest observation of the episode this robot runs."""
+        if self.env is None or self.obs is None:
+            raise RuntimeError(f"robot {self.name} runs no episode")
+        return self.env, self.obs
+
+    def action(self) -> ActionChunk:
+        """The chunk the robot executes; :meth:`SimFleet._replan` gives every running robot one."""
+        if self.chunk is None:
+            raise RuntimeError(f"robot {self.name} has no action chunk")
+        return self.chunk
 
 
 class SimFleet:
@@ -236,13 +249,13 @@ class SimFleet:
         for version, robots in asking.items():
             path = self.newest[1] if version == self.newest[0] else None
             actor = self._actors.get(version, path)
-            observations = [r.obs.to_observation(r.env.instruction) for r in robots]
+            observations = [obs.to_observation(env.instruction) for env, obs in (r.running() for r in robots)]
             for robot, chunk in zip(robots, infer_many(actor, observations), strict=True):
                 robot.chunk, robot.row = chunk, 0
 
     def _step(self, robot: _Robot) -> None:
-        env, obs = robot.env, robot.obs
-        proposed = robot.chunk.actions[robot.row]
+        env, obs = robot.running()
+        proposed = robot.action().actions[robot.row]
         robot.row += 1
         wanted = robot.expert.act(env.world)
         human = robot.expert.should_intervene(proposed, wanted, obs.state, env=env)
@@ -254,7 +267,7 @@ class SimFleet:
             self._finish_episode(robot, after.success)
 
     def _finish_episode(self, robot: _Robot, success: bool) -> None:
-        env = robot.env
+        env, _ = robot.running()
         end_s = self.now_s + self.period_s
         meta = EpisodeMeta(
             episode_id=f"{robot.name}-{robot.episodes:05d}",

@@ -330,7 +330,9 @@ def _scaling_table(arms: dict[str, list[dict]], study: dict) -> list[str]:
 
 def _scaling_verdict(one: list[dict] | None, four: list[dict] | None) -> list[str]:
     """The 4-robot / 1-robot time ratio, or its upper bound when 1 robot never got there."""
-    ratio = _time_ratio(one, four, _reached) if one and four else None
+    if not one or not four:
+        return []
+    ratio = _time_ratio(one, four, _reached)
     if ratio is None:
         return []
     relation, value = ratio
@@ -338,7 +340,7 @@ def _scaling_verdict(one: list[dict] | None, four: list[dict] | None) -> list[st
         return ["", "1 robot reached the target in some runs and not in others: no ratio is given."]
     if relation == "=":
         return ["", f"4 robots need {value:.2f}× the time of 1 robot to reach the target (mean over runs)."]
-    slowest = max(_reached(r) for r in four)
+    slowest = max(t for r in four if (t := _reached(r)) is not None)
     budget = min(r["config"]["budget_s"] for r in one)
     runs = "" if len(four) == 1 else f" in all {len(four)} runs"
     return [
@@ -361,13 +363,13 @@ def _time_ratio(
     there. When no 1-robot run got there, its time is only known to exceed its budget: the
     slowest 4-robot run over that budget bounds the ratio.
     """
-    fours = [reached(r) for r in four]
-    ones = [reached(r) for r in one]
-    if any(t is None for t in fours):
+    fours = [t for r in four if (t := reached(r)) is not None]
+    ones = [t for r in one if (t := reached(r)) is not None]
+    if len(fours) < len(four):
         return None
-    if all(t is None for t in ones):
+    if not ones:
         return "<", max(fours) / min(r["config"]["budget_s"] for r in one)
-    if all(t is not None for t in ones):
+    if len(ones) == len(one):
         return "=", _mean(fours) / _mean(ones)
     return "?", math.nan
 
@@ -490,7 +492,9 @@ def _plot(out_dir: Path, arms: dict[str, list[dict]], study: dict) -> None:
             labels={name: f"{n} robot{'s' * (n > 1)}" for name, n in robots.items()},
         )
 
-    shown = [name for name in ("hg_dagger_4", "recap_4", "hg_dagger_1") if name in arms] or list(arms)
+    shown: list[str] = [name for name in ("hg_dagger_4", "recap_4", "hg_dagger_1") if name in arms] or list(
+        arms
+    )
     fig, axes = plt.subplots(1, len(TASK_NAMES), figsize=(12, 3.8), sharey=True)
     for ax, task in zip(axes, TASK_NAMES, strict=True):
         for name in shown:

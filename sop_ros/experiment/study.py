@@ -29,6 +29,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from sop_ros.core.config import check_ranges, differing_settings, setting
@@ -400,23 +401,26 @@ def run_arms(
     With ``resume``, runs already in ``out_dir`` continue to the budget (see :func:`run_arm`).
     """
     budgets_s = budgets_s or {}
-    kwargs = dict(policy_config=policy_config, base_weights=base_weights, demos_dir=demos_dir, resume=resume)
     runs = [
-        dict(
-            arm=arm,
-            study=replace(study, seed=seed, budget_s=budgets_s.get(arm.name, study.budget_s)),
+        partial(
+            run_arm,
+            arm,
+            replace(study, seed=seed, budget_s=budgets_s.get(arm.name, study.budget_s)),
+            policy_config=policy_config,
+            base_weights=base_weights,
+            demos_dir=demos_dir,
             out_dir=out_dir / run_dir_name(arm, seed),
-            **kwargs,
+            resume=resume,
         )
         for seed in seeds
         for arm in arms
     ]
     if jobs <= 1:
-        return [run_arm(**run) for run in runs]
+        return [run() for run in runs]
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init, initargs=(threads,)) as pool:
-        futures = [pool.submit(run_arm, **run) for run in runs]
+        futures = [pool.submit(run) for run in runs]
         return [future.result() for future in futures]
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sop_ros.core.config import check_ranges, setting
-from sop_ros.core.errors import ConfigError, SopError
+from sop_ros.core.errors import ConfigError, InputError, SopError
 from sop_ros.core.types import format_version, parse_version
 from sop_ros.core.weights import WeightsManifest
 from sop_ros.learner.algorithms import Algorithm, UpdateResult
@@ -334,7 +334,7 @@ class Learner:
     def _weights_files(self) -> list[tuple[int, Path]]:
         found = []
         for path in self.weights_dir.glob("v*.safetensors") if self.weights_dir.is_dir() else ():
-            with contextlib.suppress(ConfigError):
+            with contextlib.suppress(InputError):
                 found.append((parse_version(path.stem), path))
         return found
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sop_ros.core.errors import ConfigError
+from sop_ros.core.errors import InputError
 from sop_ros.core.types import EpisodeMeta, Outcome, parse_version
 
 __all__ = ["FleetStats", "TrainingLog", "VersionStats"]
@@ -58,7 +58,7 @@ def version_number(version: str) -> int | None:
     """``"v0007" -> 7``; None for anything that is not a version."""
     try:
         return parse_version(version)
-    except ConfigError:
+    except InputError:
         return None
 
 

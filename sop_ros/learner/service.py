@@ -35,6 +35,7 @@ from sop_ros.transport import (
     StoredEpisode,
     WeightsPublisher,
     WeightsPublisherConfig,
+    fleet_setting,
     open_session,
 )
 
@@ -47,7 +48,7 @@ _log = logging.getLogger(__name__)
 class CloudConfig:
     """Everything the cloud learner runs with."""
 
-    fleet: str = setting("default", "fleet name, first segment of the Zenoh key space")
+    fleet: str = fleet_setting()
     zenoh_config: str = setting("", "zenoh json5 config of the learner's session (router or client)")
     listen: str = setting("", "endpoint to listen on, e.g. tcp/0.0.0.0:7447; empty = the config's")
     initial_weights: str = setting("", "trainable weights to start from (e.g. a base policy); empty = none")

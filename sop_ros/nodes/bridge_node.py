@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -55,6 +55,8 @@ class BridgeConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        # The robot has one fleet setting, zenoh.fleet, shared with param_update: never a second one.
+        object.__setattr__(self, "upload", replace(self.upload, fleet=self.zenoh.fleet))
 
 
 class BridgeNode(Node):

@@ -36,7 +36,7 @@ from sop_msgs.msg import EpisodeEvent, Intervention
 from sop_ros.core import topics
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.control import CommandMux, ControlConfig, Source
-from sop_ros.core.errors import ConfigError, UnsafeInputError
+from sop_ros.core.errors import InputError, UnsafeInputError
 from sop_ros.core.guards import ActionGuard, ActionGuardConfig, RecentFault, check_finite, urdf_joint_limits
 from sop_ros.nodes.common import COMMAND_QOS, Diagnostics, RateMeter, run_node
 from sop_ros.nodes.convert import chunk_from_msg, ns_to_stamp, stamp_to_ns
@@ -119,11 +119,11 @@ class CommandMuxNode(Node):
             check_finite(f"action chunk {msg.policy_version}", chunk.actions)
             if not math.isfinite(chunk.control_period_s):  # (> 0 is the chunk's own check)
                 raise UnsafeInputError(f"action chunk has control period {chunk.control_period_s} s")
-        except ConfigError as err:
-            self._refuse(f"dropped a malformed action chunk: {err}")
-            return
         except UnsafeInputError as err:
             self._refuse(f"dropped an action chunk: {err}")
+            return
+        except InputError as err:
+            self._refuse(f"dropped a malformed action chunk: {err}")
             return
         if chunk.action_names != self.config.action_names:
             self._refuse(
@@ -133,7 +133,7 @@ class CommandMuxNode(Node):
         self._mux.on_chunk(chunk)
 
     def _on_intervention(self, msg: Intervention) -> None:
-        action = list(msg.action) if msg.active else None
+        action = np.asarray(msg.action, dtype=np.float64) if msg.active else None
         if action is not None and len(action) != len(self.config.action_names):
             self._refuse(
                 f"ignored a human command of {len(action)} values; expected {len(self.config.action_names)}"

@@ -195,7 +195,7 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
     """
     if threading.current_thread() is threading.main_thread():
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=None if args is None else list(args), signal_handler_options=SignalHandlerOptions.NO)
     stopping = threading.Event()
     node = None
     failed = False

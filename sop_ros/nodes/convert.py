@@ -14,7 +14,7 @@ from sop_msgs.msg import ActionChunk as ActionChunkMsg
 from sop_msgs.msg import EpisodeEvent as EpisodeEventMsg
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from sop_ros.core.errors import ConfigError
+from sop_ros.core.errors import InputError
 from sop_ros.core.guards import check_compressed_format, check_decoded_image, rgb_from_raw, select_joints
 from sop_ros.core.types import ActionChunk, EpisodeEventKind, Outcome
 
@@ -92,10 +92,10 @@ def chunk_to_msg(chunk: ActionChunk) -> ActionChunkMsg:
 
 
 def chunk_from_msg(msg: ActionChunkMsg) -> ActionChunk:
-    """``sop_msgs/ActionChunk`` -> core chunk; raises ConfigError if the sizes disagree."""
+    """``sop_msgs/ActionChunk`` -> core chunk; raises InputError if the sizes disagree."""
     actions = np.asarray(msg.actions, dtype=np.float32)
     if actions.size != msg.horizon * msg.action_dim:
-        raise ConfigError(
+        raise InputError(
             f"ActionChunk carries {actions.size} values, not horizon {msg.horizon} × dim {msg.action_dim}"
         )
     return ActionChunk(
@@ -143,8 +143,10 @@ def image_from_msg(msg: Image | CompressedImage, what: str = "image") -> np.ndar
     """
     if isinstance(msg, CompressedImage):
         check_compressed_format(what, msg.format)
-        decoded = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
-        check_decoded_image(f"{what} ({msg.format!r}, {len(msg.data)} bytes)", decoded)
+        decoded = check_decoded_image(
+            f"{what} ({msg.format!r}, {len(msg.data)} bytes)",
+            cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED),
+        )
         if decoded.ndim == 2:
             return cv2.cvtColor(decoded, cv2.COLOR_GRAY2RGB)
         code = cv2.COLOR_BGRA2RGB if decoded.shape[2] == 4 else cv2.COLOR_BGR2RGB
@@ -162,7 +164,7 @@ def event_kind_from_msg(kind: int) -> EpisodeEventKind:
     for core, value in _KINDS.items():
         if value == kind:
             return core
-    raise ConfigError(f"unknown EpisodeEvent kind {kind}")
+    raise InputError(f"unknown EpisodeEvent kind {kind}")
 
 
 def outcome_to_msg(outcome: Outcome) -> int:
@@ -175,4 +177,4 @@ def outcome_from_msg(outcome: int) -> Outcome:
     for core, value in _OUTCOMES.items():
         if value == outcome:
             return core
-    raise ConfigError(f"unknown EpisodeEvent outcome {outcome}")
+    raise InputError(f"unknown EpisodeEvent outcome {outcome}")

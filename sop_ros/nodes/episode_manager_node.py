@@ -27,15 +27,13 @@ from std_srvs.srv import Trigger
 from sop_ros.core import topics
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.episode import EpisodeClock, EpisodeConfig, EpisodeEvent, Phase
-from sop_ros.core.errors import ConfigError
+from sop_ros.core.errors import InputError
 from sop_ros.core.types import Outcome
 from sop_ros.nodes.common import COMMAND_QOS, LATCHED_QOS, Diagnostics, run_node
 from sop_ros.nodes.convert import event_kind_to_msg, ns_to_stamp, outcome_to_msg
 from sop_ros.nodes.params import declare_config
 
 __all__ = ["EpisodeManagerConfig", "EpisodeManagerNode", "main"]
-
-SUCCESS_TOPIC = "task/success"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,20 +61,20 @@ class EpisodeManagerNode(Node):
         self._events = self.create_publisher(EpisodeEventMsg, topics.EPISODE_EVENTS, COMMAND_QOS)
         self._instruction = self.create_publisher(String, topics.INSTRUCTION, LATCHED_QOS)
         self.create_subscription(PolicyStatus, topics.POLICY_STATUS, self._on_status, LATCHED_QOS)
-        self.create_subscription(Bool, SUCCESS_TOPIC, self._on_success, COMMAND_QOS)
-        self.create_service(Trigger, "episode/start", self._srv(self._start))
+        self.create_subscription(Bool, topics.TASK_SUCCESS, self._on_success, COMMAND_QOS)
+        self.create_service(Trigger, topics.EPISODE_START, self._srv(self._start))
         self.create_service(
             Trigger,
-            "episode/succeed",
+            topics.EPISODE_SUCCEED,
             self._srv(lambda now: self._episodes.end(now, Outcome.SUCCESS, "operator")),
         )
         self.create_service(
             Trigger,
-            "episode/fail",
+            topics.EPISODE_FAIL,
             self._srv(lambda now: self._episodes.end(now, Outcome.FAILURE, "operator")),
         )
         self.create_service(
-            Trigger, "episode/abort", self._srv(lambda now: self._episodes.abort(now, "operator"))
+            Trigger, topics.EPISODE_ABORT, self._srv(lambda now: self._episodes.abort(now, "operator"))
         )
         self.create_timer(0.05, self._tick)
         self._diagnostics = Diagnostics(self, self._report)
@@ -88,7 +86,7 @@ class EpisodeManagerNode(Node):
         def handle(request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
             try:
                 event = transition(self.get_clock().now().nanoseconds)
-            except ConfigError as err:
+            except InputError as err:
                 response.success, response.message = False, str(err)
                 return response
             self._announce(event)

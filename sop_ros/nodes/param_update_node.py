@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.client import Client
 from rclpy.node import Node
+from rclpy.task import Future
 from sop_msgs.msg import PolicyStatus
 from sop_msgs.srv import ActivateWeights, StageWeights
 
@@ -58,6 +61,8 @@ class ParamUpdateConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        # The robot has one fleet setting, zenoh.fleet, shared with the bridge: never a second one.
+        object.__setattr__(self, "fetch", replace(self.fetch, fleet=self.zenoh.fleet))
 
 
 class ParamUpdateNode(Node):
@@ -72,8 +77,13 @@ class ParamUpdateNode(Node):
         self._downloaded = ""
         self._last_error = ""
         group = ReentrantCallbackGroup()
-        self._stage = self.create_client(StageWeights, "policy/stage", callback_group=group)
-        self._activate = self.create_client(ActivateWeights, "policy/activate", callback_group=group)
+        # sop_msgs carries no type information: requests and responses are Any.
+        self._stage: Client[Any, Any] = self.create_client(
+            StageWeights, topics.POLICY_STAGE, callback_group=group
+        )
+        self._activate: Client[Any, Any] = self.create_client(
+            ActivateWeights, topics.POLICY_ACTIVATE, callback_group=group
+        )
         self.create_subscription(PolicyStatus, topics.POLICY_STATUS, self._on_status, LATCHED_QOS)
         forward_python_logs(self, "sop_ros.transport")
         self._fetcher: WeightsFetcher | None = None
@@ -120,7 +130,7 @@ class ParamUpdateNode(Node):
         request = StageWeights.Request(path=str(path), version=version, sha256=manifest.sha256)
         self._stage.call_async(request).add_done_callback(lambda f: self._staged_answer(version, f))
 
-    def _staged_answer(self, version: str, future) -> None:
+    def _staged_answer(self, version: str, future: Future[Any]) -> None:
         answer = future.result()
         if answer is None or not answer.accepted:
             reason = answer.message if answer is not None else "no answer"
@@ -130,7 +140,7 @@ class ParamUpdateNode(Node):
             lambda f: self._activated_answer(version, f)
         )
 
-    def _activated_answer(self, version: str, future) -> None:
+    def _activated_answer(self, version: str, future: Future[Any]) -> None:
         answer = future.result()
         if answer is None or not answer.accepted:
             reason = answer.message if answer is not None else "no answer"

@@ -159,6 +159,20 @@ class PolicyNode(LifecycleNode):
         if self.config.autostart:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
+    # The subscriptions, services and worker that use these are made by on_configure, after both.
+
+    @property
+    def _model(self) -> Policy:
+        if self.policy is None:
+            raise RuntimeError("the policy node is used before on_configure built its policy")
+        return self.policy
+
+    @property
+    def _swapper(self) -> WeightsSwapper:
+        if self._weights is None:
+            raise RuntimeError("the policy node is used before on_configure built its policy")
+        return self._weights
+
     # ------------------------------------------------------------ lifecycle
 
     def _autostart(self) -> None:
@@ -215,8 +229,10 @@ class PolicyNode(LifecycleNode):
             else None
         )
         self._status = self.create_publisher(PolicyStatus, topics.POLICY_STATUS, LATCHED_QOS)
-        self.create_service(StageWeights, "policy/stage", self._on_stage, callback_group=control)
-        self.create_service(ActivateWeights, "policy/activate", self._on_activate, callback_group=control)
+        self.create_service(StageWeights, topics.POLICY_STAGE, self._on_stage, callback_group=control)
+        self.create_service(
+            ActivateWeights, topics.POLICY_ACTIVATE, self._on_activate, callback_group=control
+        )
         self._diagnostics = Diagnostics(self, self._report)
         self._hold_reason = "no episode running"
         self._publish_status()
@@ -264,7 +280,7 @@ class PolicyNode(LifecycleNode):
     def _on_episode(self, msg: EpisodeEvent) -> None:
         self._episode_epoch += 1
         # A failure is reported until the episode it happened in is over; each episode starts clean.
-        self._error = self._weights.last_error = ""
+        self._error = self._swapper.last_error = ""
         if msg.kind == EpisodeEvent.START:
             with self._inputs_lock:
                 self._instruction = msg.instruction
@@ -273,11 +289,11 @@ class PolicyNode(LifecycleNode):
                 self._images.clear()
                 self._joints = None
                 self._inputs_cleared_at = time.monotonic()
-            self._weights.episode_started()
-            self.policy.reset()
+            self._swapper.episode_started()
+            self._model.reset()
             self._wake.set()
         else:
-            self._weights.episode_ended()
+            self._swapper.episode_ended()
         self._publish_status()
 
     def _observation(self) -> tuple[Observation | None, str]:
@@ -334,7 +350,7 @@ class PolicyNode(LifecycleNode):
                 self._stop.wait(0.5)
 
     def _work_once(self) -> None:
-        if not self._weights.episode_running:
+        if not self._swapper.episode_running:
             self._hold_reason = "no episode running"
             self._wake.wait(timeout=0.2)
             self._wake.clear()
@@ -355,13 +371,13 @@ class PolicyNode(LifecycleNode):
             self._stop.wait(0.05)
             return
         try:
-            chunk = self.policy.infer(observation)
+            chunk = self._model.infer(observation)
             check_finite(f"action chunk of {chunk.policy_version}", chunk.actions)
         except SopError as err:
             self._fail(f"inference failed: {err}")
             self._stop.wait(0.5)
             return
-        if not self._weights.episode_running or epoch != self._episode_epoch:
+        if not self._swapper.episode_running or epoch != self._episode_epoch:
             return  # the episode ended (and maybe another began) during inference: the chunk is void
         self._chunks.publish(chunk_to_msg(chunk))
         if self._trajectory is not None:
@@ -382,7 +398,7 @@ class PolicyNode(LifecycleNode):
     def _on_stage(
         self, request: StageWeights.Request, response: StageWeights.Response
     ) -> StageWeights.Response:
-        answer = self._weights.stage(
+        answer = self._swapper.stage(
             Path(request.path),
             version=request.version,
             sha256=request.sha256,
@@ -395,7 +411,7 @@ class PolicyNode(LifecycleNode):
     def _on_activate(
         self, request: ActivateWeights.Request, response: ActivateWeights.Response
     ) -> ActivateWeights.Response:
-        answer = self._weights.activate(request.version)
+        answer = self._swapper.activate(request.version)
         response.accepted, response.deferred, response.message = answer
         self._publish_status()
         return response
@@ -408,7 +424,7 @@ class PolicyNode(LifecycleNode):
         msg = PolicyStatus(
             active_version=self.policy.active_version,
             staged_version=self.policy.staged_version or "",
-            episode_running=self._weights.episode_running,
+            episode_running=self._swapper.episode_running,
             inference_rate=self._infers.rate_hz(),
             inference_latency_ms=self._infers.mean_ms(),
         )
@@ -416,10 +432,10 @@ class PolicyNode(LifecycleNode):
         self._status.publish(msg)
 
     def _report(self) -> tuple[bytes, str, Sequence[tuple[str, str]]]:
-        error = self._error or self._weights.last_error
+        error = self._error or self._swapper.last_error
         if error:
             level, message = DiagnosticStatus.ERROR, error
-        elif self._hold_reason and self._weights.episode_running:
+        elif self._hold_reason and self._swapper.episode_running:
             level, message = DiagnosticStatus.WARN, f"holding: {self._hold_reason}"
         else:
             level, message = DiagnosticStatus.OK, self._hold_reason or "acting"

@@ -48,6 +48,7 @@ from rclpy.serialization import serialize_message
 
 # Jazzy and newer hand a two-argument callback the middleware's MessageInfo (arrival stamps).
 from rclpy.subscription import MessageInfo
+from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from sop_msgs.msg import ActionChunk, EpisodeEvent, Intervention
 from std_msgs.msg import String
@@ -119,7 +120,7 @@ class RecorderNode(Node):
         self._meta: EpisodeMeta | None = None
         # An ended episode whose bag closes when its grace timer fires: (END event, its stamp).
         self._closing: tuple[EpisodeEvent, int] | None = None
-        self._close_timer = None
+        self._close_timer: Timer | None = None
         self._versions: list[str] = []
         self._written = RateMeter()
         self._finished = 0

@@ -1,8 +1,9 @@
 """Every sop_ros node: its executable, its ROS node name and its config class.
 
-Used by ``sop params`` (write a commented params file from the defaults), by
-the single-process robot runner, and by the tests that check launch and
-params files against the nodes that really exist.
+Used by setup.py (the console scripts), by the launch files, by ``sop params``
+(write a commented params file from the defaults), by the single-process
+robot runner, and by the tests that check launch and params files against the
+nodes that really exist.
 """
 
 from __future__ import annotations
@@ -13,7 +14,41 @@ from dataclasses import dataclass
 
 from sop_ros.core.errors import ConfigError
 
-__all__ = ["NODES", "NodeSpec", "node_spec"]
+__all__ = [
+    "CLOUD_NODES",
+    "LINK_NODES",
+    "NODES",
+    "ROBOT_NODES",
+    "SIM_NODES",
+    "NodeSpec",
+    "console_scripts",
+    "node_spec",
+]
+
+
+# The node groups, each in start order. Every node is in exactly one; the launch
+# files, ``sop robot`` and the console scripts of setup.py are all derived from them.
+# Nodes of every robot.
+ROBOT_NODES = ("episode_manager", "recorder", "policy", "teleop", "command_mux")
+# The robot's link to the learner over Zenoh (bags up, weights down).
+LINK_NODES = ("bridge", "param_update")
+# The simulated robot and its scripted operator, in place of the hardware driver and the joystick.
+SIM_NODES = ("sim_robot",)
+# The learner, off the robot.
+CLOUD_NODES = ("learner",)
+
+# Executable -> (node class, config class) in module sop_ros.nodes.<executable>_node.
+_CLASSES = {
+    "bridge": ("BridgeNode", "BridgeConfig"),
+    "command_mux": ("CommandMuxNode", "CommandMuxConfig"),
+    "episode_manager": ("EpisodeManagerNode", "EpisodeManagerConfig"),
+    "learner": ("LearnerNode", "CloudConfig"),
+    "param_update": ("ParamUpdateNode", "ParamUpdateConfig"),
+    "policy": ("PolicyNode", "PolicyNodeConfig"),
+    "recorder": ("RecorderNode", "RecorderConfig"),
+    "sim_robot": ("SimRobotNode", "SimRobotConfig"),
+    "teleop": ("TeleopNode", "TeleopConfig"),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,10 +56,18 @@ class NodeSpec:
     """Where a node lives and how it is configured."""
 
     executable: str
-    node_name: str
-    module: str
     node_class: str
     config_class: str
+
+    @property
+    def node_name(self) -> str:
+        """The ROS node name (the executable's name)."""
+        return self.executable
+
+    @property
+    def module(self) -> str:
+        """The module that holds the node and its ``main``."""
+        return f"sop_ros.nodes.{self.executable}_node"
 
     def command(self, params: dict[str, str] | None = None, *, namespace: str = "") -> list[str]:
         """The command line that runs this node with this Python, parameters given as ROS strings."""
@@ -42,73 +85,17 @@ class NodeSpec:
 
 
 NODES: dict[str, NodeSpec] = {
-    spec.executable: spec
-    for spec in (
-        NodeSpec(
-            executable="bridge",
-            node_name="bridge",
-            module="sop_ros.nodes.bridge_node",
-            node_class="BridgeNode",
-            config_class="BridgeConfig",
-        ),
-        NodeSpec(
-            executable="command_mux",
-            node_name="command_mux",
-            module="sop_ros.nodes.command_mux_node",
-            node_class="CommandMuxNode",
-            config_class="CommandMuxConfig",
-        ),
-        NodeSpec(
-            executable="episode_manager",
-            node_name="episode_manager",
-            module="sop_ros.nodes.episode_manager_node",
-            node_class="EpisodeManagerNode",
-            config_class="EpisodeManagerConfig",
-        ),
-        NodeSpec(
-            executable="learner",
-            node_name="learner",
-            module="sop_ros.nodes.learner_node",
-            node_class="LearnerNode",
-            config_class="CloudConfig",
-        ),
-        NodeSpec(
-            executable="param_update",
-            node_name="param_update",
-            module="sop_ros.nodes.param_update_node",
-            node_class="ParamUpdateNode",
-            config_class="ParamUpdateConfig",
-        ),
-        NodeSpec(
-            executable="policy",
-            node_name="policy",
-            module="sop_ros.nodes.policy_node",
-            node_class="PolicyNode",
-            config_class="PolicyNodeConfig",
-        ),
-        NodeSpec(
-            executable="recorder",
-            node_name="recorder",
-            module="sop_ros.nodes.recorder_node",
-            node_class="RecorderNode",
-            config_class="RecorderConfig",
-        ),
-        NodeSpec(
-            executable="sim_robot",
-            node_name="sim_robot",
-            module="sop_ros.nodes.sim_robot_node",
-            node_class="SimRobotNode",
-            config_class="SimRobotConfig",
-        ),
-        NodeSpec(
-            executable="teleop",
-            node_name="teleop",
-            module="sop_ros.nodes.teleop_node",
-            node_class="TeleopNode",
-            config_class="TeleopConfig",
-        ),
-    )
+    name: NodeSpec(executable=name, node_class=node_class, config_class=config_class)
+    for name, (node_class, config_class) in sorted(_CLASSES.items())
 }
+
+
+def console_scripts() -> list[str]:
+    """``<executable> = <module>:main`` of every node, so that ``ros2 run sop_ros <node>`` finds it.
+
+    setup.py imports this module alone: it must not import rclpy or anything outside the package.
+    """
+    return [f"{spec.executable} = {spec.module}:main" for spec in NODES.values()]
 
 
 def node_spec(name: str) -> NodeSpec:

@@ -27,15 +27,12 @@ from rclpy.parameter import Parameter
 from sop_ros.core.config import flatten_config
 from sop_ros.core.interrupts import ignoring_interrupts
 from sop_ros.core.policy.config import PolicyConfig
-from sop_ros.nodes.registry import NODES
+from sop_ros.nodes.registry import NODES, ROBOT_NODES, SIM_NODES
 from sop_ros.nodes.spinning import NodeSpinners
 from sop_ros.sim import ACTION_NAMES, TASK_NAMES, get_task
 from sop_ros.sim.policy import sim_policy_config
 
 __all__ = ["RobotGraph", "RobotGraphConfig", "sim_parameters"]
-
-# Nodes of every robot, in start order; the simulated driver comes last.
-ROBOT_NODES = ("episode_manager", "recorder", "policy", "teleop", "command_mux")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,7 +91,7 @@ class RobotGraph:
     Args:
         config: Which robot and which settings.
         context: rclpy context to use (initialised by the caller).
-        extra_nodes: Executables to add to the standard set (e.g. "bridge").
+        extra_nodes: Executables to add to the standard set (e.g. ``registry.LINK_NODES``).
     """
 
     def __init__(
@@ -102,9 +99,8 @@ class RobotGraph:
     ) -> None:
         self.config = config
         self.context = context
-        names = [*ROBOT_NODES, *extra_nodes]
-        if config.sim:
-            names.append("sim_robot")
+        # The simulated driver comes last.
+        names = [*ROBOT_NODES, *extra_nodes, *(SIM_NODES if config.sim else ())]
         defaults = sim_parameters(config.robot_id, spool_dir=f"spool/{config.robot_id}") if config.sim else {}
         settings = _merge(defaults, config.parameters)
         cli_args = ["--ros-args", "--params-file", config.params_file] if config.params_file else None

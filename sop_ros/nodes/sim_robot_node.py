@@ -40,7 +40,6 @@ from sop_ros.core.errors import SopError
 from sop_ros.core.teleop import load_joy_mapping
 from sop_ros.nodes.common import COMMAND_QOS, SENSOR_QOS, Diagnostics, run_node
 from sop_ros.nodes.convert import chunk_from_msg, joint_positions, ns_to_stamp
-from sop_ros.nodes.episode_manager_node import SUCCESS_TOPIC
 from sop_ros.nodes.params import declare_config
 from sop_ros.nodes.share import share_path
 from sop_ros.sim import (
@@ -51,6 +50,7 @@ from sop_ros.sim import (
     ScriptedExpert,
     SimConfig,
     SimEnv,
+    SimObservation,
 )
 
 __all__ = ["OperatorConfig", "SimRobotConfig", "SimRobotNode", "main"]
@@ -96,12 +96,12 @@ class SimRobotNode(Node):
             camera: self.create_publisher(CompressedImage, topics.camera_topic(camera), SENSOR_QOS)
             for camera in sim.cameras
         }
-        self._success = self.create_publisher(Bool, SUCCESS_TOPIC, COMMAND_QOS)
+        self._success = self.create_publisher(Bool, topics.TASK_SUCCESS, COMMAND_QOS)
         self.create_subscription(JointState, topics.COMMAND, self._on_command, COMMAND_QOS)
         self.create_subscription(EpisodeEvent, topics.EPISODE_EVENTS, self._on_episode, COMMAND_QOS)
         self._operator = _Operator(self, self.config.operator, sim.control_period_s)
         self._state = np.array(self._envs[TASK_NAMES[0]].reset(self._base_seed).state)
-        self._last_obs = None
+        self._last_obs: SimObservation | None = None
         self.create_timer(sim.control_period_s, self._step)
         self._diagnostics = Diagnostics(self, self._report)
 
@@ -128,10 +128,10 @@ class SimRobotNode(Node):
         self._operator.episode_started(self._base_seed + self._episodes)
 
     def _step(self) -> None:
-        env = self._env
-        if env is not None and not env.done:
-            action = self._target if self._target is not None else self._last_obs.state
-            self._operator.watch(env, self._last_obs.state)
+        env, last = self._env, self._last_obs
+        if env is not None and last is not None and not env.done:
+            action = self._target if self._target is not None else last.state
+            self._operator.watch(env, last.state)
             self._last_obs = env.step(action)
             if self._last_obs.success:
                 self._successes += 1

@@ -25,10 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.client import Client
 from rclpy.node import Node
+from rclpy.task import Future
 from sensor_msgs.msg import JointState, Joy
 from sop_msgs.msg import Intervention
 from std_srvs.srv import Trigger
@@ -56,10 +60,10 @@ from sop_ros.nodes.share import share_path
 __all__ = ["TeleopConfig", "TeleopNode", "main"]
 
 _SERVICES = {
-    EpisodeRequest.START: "episode/start",
-    EpisodeRequest.SUCCESS: "episode/succeed",
-    EpisodeRequest.FAILURE: "episode/fail",
-    EpisodeRequest.ABORT: "episode/abort",
+    EpisodeRequest.START: topics.EPISODE_START,
+    EpisodeRequest.SUCCESS: topics.EPISODE_SUCCEED,
+    EpisodeRequest.FAILURE: topics.EPISODE_FAIL,
+    EpisodeRequest.ABORT: topics.EPISODE_ABORT,
 }
 
 
@@ -94,7 +98,7 @@ class TeleopNode(Node):
         self._takeovers = 0
         self._refused = RecentFault()
         self._intervention = self.create_publisher(Intervention, topics.INTERVENTION, COMMAND_QOS)
-        self._episode_clients = {
+        self._episode_clients: dict[EpisodeRequest, Client[Any, Any]] = {
             request: self.create_client(Trigger, name) for request, name in _SERVICES.items()
         }
         self.create_subscription(Joy, topics.JOY, self._on_joy, SENSOR_QOS)
@@ -170,9 +174,9 @@ class TeleopNode(Node):
             )
             return
         future = client.call_async(Trigger.Request())
-        future.add_done_callback(lambda f, r=request: self._answered(r, f))
+        future.add_done_callback(partial(self._answered, request))
 
-    def _answered(self, request: EpisodeRequest, future) -> None:
+    def _answered(self, request: EpisodeRequest, future: Future[Any]) -> None:
         answer = future.result()
         if answer is not None and answer.success:
             self.get_logger().info(f"episode {request.value}: {answer.message}")

@@ -17,15 +17,17 @@ from diagnostic_msgs.msg import DiagnosticStatus
 
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.nodes.share import share_path
-from sop_ros.transport import BackgroundSession, LinkState
+from sop_ros.transport import BackgroundSession, LinkState, fleet_setting
 
 __all__ = ["ZenohConfig", "link_diagnostics", "start_zenoh"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ZenohConfig:
-    """How a node reaches the learner over Zenoh."""
+    """How a node reaches the learner over Zenoh, and in which fleet."""
 
+    # The robot's one fleet setting: its uploader and its weights fetcher both take it from here.
+    fleet: str = fleet_setting()
     config_file: str = setting("", "zenoh json5 config; empty = config/zenoh/robot.json5", read_only=True)
     connect: str = setting(
         "", "learner router endpoint, e.g. tcp/10.0.0.5:7447; empty = the file's", read_only=True

@@ -67,7 +67,7 @@ class ScriptedExpert:
 
     def should_intervene(
         self,
-        policy_action: np.ndarray | None,
+        policy_action: Sequence[float] | np.ndarray | None,
         expert_action: np.ndarray,
         state: np.ndarray,
         *,
@@ -182,9 +182,9 @@ class InterventionGate:
 
     def should_intervene(
         self,
-        policy_action: Sequence[float] | None,
-        expert_action: Sequence[float],
-        state: Sequence[float],
+        policy_action: Sequence[float] | np.ndarray | None,
+        expert_action: Sequence[float] | np.ndarray,
+        state: Sequence[float] | np.ndarray,
         *,
         progress: tuple[int | None, int] | None = None,
     ) -> bool:

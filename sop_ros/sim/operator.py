@@ -60,9 +60,9 @@ class JoystickOperator:
     def step(
         self,
         world: WorldState,
-        policy_action: Sequence[float] | None,
+        policy_action: Sequence[float] | np.ndarray | None,
         *,
-        command: Sequence[float] | None = None,
+        command: Sequence[float] | np.ndarray | None = None,
         env: SimEnv | None = None,
     ) -> JoyFrame:
         """Return the joystick input for one control step.

@@ -65,11 +65,11 @@ def _near_edge(rng: np.random.Generator, low: float, high: float) -> float:
     return offset if rng.random() < 0.5 else TABLE_M - offset
 
 
-def _new_world(rng: np.random.Generator, layout: Layout, obj: Vec, **extra: float) -> WorldState:
+def _new_world(rng: np.random.Generator, layout: Layout, obj: Vec, *, flap_m: float = 0.0) -> WorldState:
     # The robot starts anywhere with any opening, so policies cannot count on a fixed start.
     ee = _uniform_point(rng, 0.05, TABLE_M - 0.05)
     gripper = float(rng.uniform(0.0, 0.08))
-    return WorldState(layout=layout, ee=ee, gripper_m=gripper, obj=obj, **extra)
+    return WorldState(layout=layout, ee=ee, gripper_m=gripper, obj=obj, flap_m=flap_m)
 
 
 class Task:

@@ -36,7 +36,7 @@ from ruamel.yaml.events import (
 )
 
 from sop_ros.core.durable import fsync_tree
-from sop_ros.core.errors import ConfigError
+from sop_ros.core.errors import InputError
 from sop_ros.core.types import EpisodeMeta
 from sop_ros.storage.errors import BagError
 
@@ -182,7 +182,7 @@ def episode_meta(bag_dir: Path) -> EpisodeMeta:
             )
     try:
         return EpisodeMeta.from_custom_data({str(k): str(v) for k, v in custom.items()})
-    except ConfigError as err:
+    except InputError as err:
         raise BagError(f"{bag_dir}: {err}") from None
 
 

@@ -32,7 +32,6 @@ from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from sop_ros.core.errors import ConfigError
 from sop_ros.core.spool import PARTIAL_SUFFIX, Spool
 from sop_ros.core.types import EpisodeMeta, Outcome
 from sop_ros.storage.bagio import (
@@ -164,7 +163,7 @@ def _start_meta(partial: Path) -> EpisodeMeta:
         if (partial / "metadata.yaml").exists():
             return episode_meta(partial)  # closed (then damaged) after the start file was removed
         raise BagError(f"no episode metadata ({START_META_FILE} missing)") from None
-    except (OSError, ValueError, ConfigError) as err:
+    except (OSError, ValueError) as err:  # InputError is a ValueError
         raise BagError(f"episode metadata {path.name} unreadable: {err}") from None
 
 

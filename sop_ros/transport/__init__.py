@@ -16,6 +16,7 @@ from sop_ros.transport.session import (
     RemoteError,
     RetryPolicy,
     fleet_key,
+    fleet_setting,
     open_session,
 )
 from sop_ros.transport.spool import SpoolConfig, SpoolUploader
@@ -48,6 +49,7 @@ __all__ = [
     "client_overrides",
     "fleet_access_control",
     "fleet_key",
+    "fleet_setting",
     "open_session",
     "router_overrides",
     "weights_keys",

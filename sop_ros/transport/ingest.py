@@ -76,7 +76,7 @@ from sop_ros.transport.ingest_state import (
     safe_name,
     strict_int,
 )
-from sop_ros.transport.session import decode_header, encode_header, fleet_key, reply_error
+from sop_ros.transport.session import decode_header, encode_header, fleet_field, fleet_key, reply_error
 
 __all__ = ["COMMIT_STEPS", "IngestConfig", "IngestServer", "StoredEpisode"]
 
@@ -93,7 +93,7 @@ class IngestConfig:
     """Settings of the learner's bag ingest."""
 
     # Fleet name: the key space is sop/<fleet>/upload/...
-    fleet: str = setting("default", "fleet name, first segment of the key space")
+    fleet: str = fleet_field()
     # Worker threads verifying and writing chunks (hashing releases the GIL, so they run in parallel).
     workers: int = setting(4, "worker threads verifying and writing chunks", low=1, high=64)
     # Queries waiting before new ones are answered "busy" (memory: up to this many chunks; 128 lets

@@ -21,10 +21,11 @@ import zenoh
 if TYPE_CHECKING:
     from zenoh.handlers import Handler
 
-from sop_ros.core.config import check_ranges, setting
+from sop_ros.core.config import check_ranges, derived, setting
 from sop_ros.core.errors import ConfigError, IntegrityError, TransportError
 
 __all__ = [
+    "DEFAULT_FLEET",
     "WIRE_SCHEMA",
     "BackgroundSession",
     "LinkState",
@@ -33,7 +34,9 @@ __all__ = [
     "RetryPolicy",
     "decode_header",
     "encode_header",
+    "fleet_field",
     "fleet_key",
+    "fleet_setting",
     "open_session",
     "query_once",
     "reply_error",
@@ -47,6 +50,20 @@ _log = logging.getLogger(__name__)
 WIRE_SCHEMA = 1
 
 _FORBIDDEN_KEY_CHARS = set("/*$?#@ ")
+
+# The fleet a robot or learner belongs to: the first segment of every key (sop/<fleet>/...).
+DEFAULT_FLEET = "default"
+_FLEET_DESCRIPTION = "fleet name, first segment of the Zenoh key space (sop/<fleet>/...)"
+
+
+def fleet_setting() -> Any:
+    """The one ``fleet`` setting of a process (robot link or learner); its transports copy it."""
+    return setting(DEFAULT_FLEET, _FLEET_DESCRIPTION, read_only=True)
+
+
+def fleet_field() -> Any:
+    """A transport config's ``fleet``: copied from the owner's :func:`fleet_setting`, no parameter."""
+    return derived(DEFAULT_FLEET, _FLEET_DESCRIPTION)
 
 
 def fleet_key(fleet: str, *parts: str) -> str:

@@ -33,6 +33,7 @@ from sop_ros.transport.session import (
     RetryPolicy,
     decode_header,
     encode_header,
+    fleet_field,
     fleet_key,
     query_once,
     start_query,
@@ -49,7 +50,7 @@ __all__ = ["BagUploader", "UploadConfig", "UploadProgress", "UploadResult", "Upl
 class UploadConfig:
     """Settings of one robot's bag uploader."""
 
-    fleet: str = setting("default", "fleet name, first segment of the key space")
+    fleet: str = fleet_field()
     robot_id: str = setting("robot", "this robot's id; its upload keys are sop/<fleet>/upload/<robot_id>/...")
     # Bytes per chunk; each is acknowledged separately, so this is also the resend unit.
     chunk_size_bytes: int = setting(4 << 20, "bytes per chunk", unit="B", low=64 << 10, high=16 << 20)

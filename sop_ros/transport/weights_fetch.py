@@ -49,6 +49,7 @@ from sop_ros.core.weights import (
 from sop_ros.transport.session import (
     RetryPolicy,
     decode_header,
+    fleet_field,
     fleet_key,
     query_once,
     start_query,
@@ -65,7 +66,7 @@ _log = logging.getLogger(__name__)
 class WeightsFetcherConfig:
     """Settings of a robot's weights fetcher."""
 
-    fleet: str = setting("default", "fleet name, first segment of the key space")
+    fleet: str = fleet_field()
     # Chunk queries outstanding at once when repairing a download.
     max_parallel_fetches: int = setting(4, "chunk queries in flight while repairing", low=1, high=64)
     # Time without a pushed chunk after which the missing ones are fetched (s).

@@ -35,7 +35,7 @@ import zenoh
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import WeightsError
 from sop_ros.core.weights import WeightsManifest, iter_chunks
-from sop_ros.transport.session import encode_header, fleet_key, reply_error
+from sop_ros.transport.session import encode_header, fleet_field, fleet_key, reply_error
 
 __all__ = ["WeightsPublisher", "WeightsPublisherConfig", "weights_keys"]
 
@@ -53,7 +53,7 @@ def weights_keys(fleet: str) -> dict[str, str]:
 class WeightsPublisherConfig:
     """Settings of the learner's weights publisher."""
 
-    fleet: str = setting("default", "fleet name, first segment of the key space")
+    fleet: str = fleet_field()
     # Versions whose chunks stay available for repair (the newest first).
     keep_versions: int = setting(2, "versions served for repair", low=1, high=100)
 

@@ -8,7 +8,7 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from sop_msgs.msg import EpisodeEvent
 
-from sop_ros.core.errors import ConfigError, UnsafeInputError
+from sop_ros.core.errors import InputError, UnsafeInputError
 from sop_ros.core.types import ActionChunk, EpisodeEventKind, Outcome
 from sop_ros.nodes import convert
 
@@ -36,7 +36,7 @@ def test_chunk_round_trip_and_trajectory() -> None:
     assert traj.points[2].positions.tolist() == [4.0, 5.0]
     assert traj.points[2].time_from_start.nanosec == 150_000_000
     msg.actions = msg.actions[:-1]
-    with pytest.raises(ConfigError, match="5 values, not horizon 3"):
+    with pytest.raises(InputError, match="5 values, not horizon 3"):
         convert.chunk_from_msg(msg)
 
 

@@ -19,6 +19,7 @@ from sop_ros.core import topics
 from sop_ros.core.policy import make_policy
 from sop_ros.core.weights import WeightsManifest
 from sop_ros.nodes.common import LATCHED_QOS
+from sop_ros.nodes.registry import LINK_NODES
 from sop_ros.nodes.robot_graph import RobotGraph, RobotGraphConfig
 from sop_ros.sim.policy import sim_policy_config
 from sop_ros.storage import validate_bag
@@ -54,7 +55,7 @@ def test_bags_flow_up_and_weights_flow_down(ros_context, tmp_path: Path) -> None
             "param_update": {**zenoh, "staging_dir": str(tmp_path / "weights"), "fetch.manifest_poll_s": 1.0},
         },
     )
-    graph = RobotGraph(config, context=ros_context, extra_nodes=("bridge", "param_update"))
+    graph = RobotGraph(config, context=ros_context, extra_nodes=LINK_NODES)
     # Every node spins apart from the others, as in a process of its own.
     assert set(graph.spinners.node_names) == {f"/g1_a/{name}" for name in graph.nodes}
     watcher = rclpy.create_node("status_watcher", namespace="g1_a", context=ros_context)

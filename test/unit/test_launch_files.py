@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sop_ros.nodes import registry
+
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 
 
 def setup_executables() -> set[str]:
-    text = (ROOT / "setup.py").read_text()
-    block = text[text.index("NODES = {") : text.index("}", text.index("NODES = {"))]
-    return set(re.findall(r'"(\w+)": "sop_ros\.nodes\.\w+:main"', block))
+    # setup.py installs the registry's nodes as console scripts (test_node_registry checks it).
+    return set(registry.NODES)
 
 
 def exec_depends() -> set[str]:
@@ -44,9 +45,11 @@ def keyword(call: ast.Call, name: str) -> ast.expr | None:
 
 
 def string_tuples(tree: ast.Module) -> dict[str, tuple[str, ...]]:
-    """Module-level NAME = ("a", "b") constants."""
-    out = {}
+    """Module-level NAME = ("a", "b") constants, and tuples imported from the node registry."""
+    out: dict[str, tuple[str, ...]] = {}
     for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == registry.__name__:
+            out.update({a.asname or a.name: getattr(registry, a.name) for a in node.names})
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Tuple):
             values = node.value.elts
             if all(isinstance(v, ast.Constant) and isinstance(v.value, str) for v in values):
@@ -56,26 +59,43 @@ def string_tuples(tree: ast.Module) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def iterated_names(node: ast.expr, constants: dict[str, tuple[str, ...]]) -> tuple[str, ...] | None:
+    """The strings a comprehension runs over: a known tuple name, or a tuple of starred ones."""
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    if not isinstance(node, ast.Tuple):
+        return None
+    parts = [
+        constants.get(e.value.id) if isinstance(e, ast.Starred) and isinstance(e.value, ast.Name) else None
+        for e in node.elts
+    ]
+    return tuple(n for part in parts if part is not None for n in part) if None not in parts else None
+
+
 def started_nodes(tree: ast.Module) -> list[tuple[str, str]]:
     """(package, executable) of every Node(...) the file starts."""
     constants = string_tuples(tree)
-    comprehension_sources = {
-        comp.target.id: constants[comp.iter.id]
-        for comp in ast.walk(tree)
-        if isinstance(comp, ast.comprehension)
-        and isinstance(comp.target, ast.Name)
-        and isinstance(comp.iter, ast.Name)
-        and comp.iter.id in constants
-    }
+    # A Node(...) in a comprehension takes its executable from the names the comprehension runs over.
+    loop_names: dict[int, dict[str, tuple[str, ...]]] = {}
+    for comp in ast.walk(tree):
+        if isinstance(comp, ast.ListComp | ast.GeneratorExp | ast.SetComp):
+            sources = {
+                g.target.id: names
+                for g in comp.generators
+                if isinstance(g.target, ast.Name) and (names := iterated_names(g.iter, constants)) is not None
+            }
+            for call in calls(comp.elt, "Node"):
+                loop_names[id(call)] = sources
     found = []
     for call in calls(tree, "Node"):
         package = keyword(call, "package")
         executable = keyword(call, "executable")
         assert isinstance(package, ast.Constant), ast.unparse(call)
+        sources = loop_names.get(id(call), {})
         if isinstance(executable, ast.Constant):
             found.append((package.value, executable.value))
-        elif isinstance(executable, ast.Name) and executable.id in comprehension_sources:
-            found.extend((package.value, e) for e in comprehension_sources[executable.id])
+        elif isinstance(executable, ast.Name) and executable.id in sources:
+            found.extend((package.value, e) for e in sources[executable.id])
         else:
             pytest.fail(f"cannot resolve executable {ast.unparse(executable)}")
     return found

@@ -21,7 +21,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from sop_ros.core.errors import ConfigError
+from sop_ros.core.errors import InputError
 from sop_ros.core.guards import check_finite
 from sop_ros.core.teleop.mapping import EpisodeRequest, JoyMapping, check_axes, target_from_axes
 
@@ -159,13 +159,13 @@ class TeleopStateMachine:
         """Feed one Joy message; returns a TakeOver/HandBack and any episode-button presses.
 
         Raises:
-            ConfigError: the message has fewer buttons or axes than the mapping uses.
+            InputError: the message has fewer buttons or axes than the mapping uses.
             UnsafeInputError: an axis the mapping reads is NaN or infinite.
         """
         mapping = self.mapping
         needed = max(mapping.buttons.values()) + 1
         if len(sample.buttons) < needed:
-            raise ConfigError(
+            raise InputError(
                 f"the mapping reads button {needed - 1}; the Joy message has {len(sample.buttons)}"
             )
         check_axes(sample.axes, mapping)
@@ -186,7 +186,7 @@ class TeleopStateMachine:
         self._last_joy_ns = sample.stamp_ns if last is None else max(last, sample.stamp_ns)
         return tuple(out)
 
-    def on_tick(self, now_ns: int, state: Sequence[float]) -> tuple[TeleopOutput, ...]:
+    def on_tick(self, now_ns: int, state: Sequence[float] | np.ndarray) -> tuple[TeleopOutput, ...]:
         """Advance the clock one publish period; returns a command, a timeout HandBack, or nothing.
 
         Args:

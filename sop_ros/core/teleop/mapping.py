@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from sop_ros.core.config import check_ranges, config_from_flat, setting
-from sop_ros.core.errors import ConfigError
+from sop_ros.core.errors import ConfigError, InputError, UnsafeInputError
 
 __all__ = [
     "EpisodeRequest",
@@ -237,10 +237,10 @@ def unshape_axis(fraction: float, deadzone: float) -> float:
 
 
 def check_axes(axes: Sequence[float], mapping: JoyMapping) -> None:
-    """Raise ConfigError unless ``axes`` has every axis ``mapping`` reads."""
+    """Raise InputError unless ``axes`` has every axis ``mapping`` reads."""
     needed = max(mapping.axes) + 1
     if len(axes) < needed:
-        raise ConfigError(
+        raise InputError(
             f"the joystick mapping reads axis {needed - 1} but the Joy message has {len(axes)} axes"
         )
 
@@ -268,13 +268,13 @@ def target_from_axes(
         period_s: Integration period; the mapping's publish period when None.
 
     Raises:
-        ConfigError: the message has fewer axes than the mapping reads, ``base`` has
-            the wrong length, or a reading is not finite.
+        InputError: the message has fewer axes than the mapping reads or ``base`` has
+            the wrong length (UnsafeInputError: a reading is not finite).
     """
     check_axes(axes, mapping)
     start = np.asarray(base, dtype=np.float64)
     if start.shape != (len(mapping.action_names),):
-        raise ConfigError(f"base must have {len(mapping.action_names)} values, got shape {start.shape}")
+        raise InputError(f"base must have {len(mapping.action_names)} values, got shape {start.shape}")
     period = mapping.period_s if period_s is None else period_s
     out = start.copy()
     for i, (axis, scale, deadzone, invert) in enumerate(
@@ -282,7 +282,7 @@ def target_from_axes(
     ):
         raw = float(axes[axis])
         if not np.isfinite(raw):
-            raise ConfigError(f"Joy axis {axis} reads {raw}")
+            raise UnsafeInputError(f"Joy axis {axis} reads {raw}")
         fraction = shape_axis(-raw if invert else raw, deadzone)
         out[i] += fraction * scale * period
     return _clip(out, mapping)
@@ -314,8 +314,8 @@ def joy_buttons(
 
 
 def joy_for_target(
-    target: Sequence[float],
-    current: Sequence[float],
+    target: Sequence[float] | np.ndarray,
+    current: Sequence[float] | np.ndarray,
     mapping: JoyMapping,
     period_s: float | None = None,
     *,
@@ -340,7 +340,7 @@ def joy_for_target(
     """
     wanted = np.asarray(target, dtype=np.float64) - np.asarray(current, dtype=np.float64)
     if wanted.shape != (len(mapping.action_names),):
-        raise ConfigError(f"target and current must have {len(mapping.action_names)} values")
+        raise InputError(f"target and current must have {len(mapping.action_names)} values")
     period = mapping.period_s if period_s is None else period_s
     axes = [0.0] * max(num_axes, max(mapping.axes) + 1)
     for i, (axis, scale, deadzone, invert) in enumerate(

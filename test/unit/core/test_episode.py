@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from sop_ros.core.episode import EpisodeClock, EpisodeConfig, Phase, SwapGate
-from sop_ros.core.errors import ConfigError
+from sop_ros.core.errors import ConfigError, InputError
 from sop_ros.core.types import EpisodeEventKind, Outcome
 
 S = 1_000_000_000
@@ -46,13 +46,13 @@ def test_time_budget_ends_as_failure() -> None:
 
 def test_refused_transitions_say_why() -> None:
     clock = EpisodeClock(config())
-    with pytest.raises(ConfigError, match="no episode is running"):
+    with pytest.raises(InputError, match="no episode is running"):
         clock.end(0, Outcome.SUCCESS)
     clock.start(0, "v0001", task="b")
-    with pytest.raises(ConfigError, match="still running"):
+    with pytest.raises(InputError, match="still running"):
         clock.start(1, "v0001")
     clock.abort(2)
-    with pytest.raises(ConfigError, match="unknown task 'c'; configured: a, b"):
+    with pytest.raises(InputError, match="unknown task 'c'; configured: a, b"):
         clock.start(3, "v0001", task="c")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sop_ros.core.errors import ConfigError, UnsafeInputError
+from sop_ros.core.errors import ConfigError, InputError, UnsafeInputError
 from sop_ros.core.teleop import (
     MAX_TICK_PERIODS,
     TRANSITIONS,
@@ -135,11 +135,11 @@ def test_targets_are_clipped_to_the_limits() -> None:
 
 
 def test_bad_joy_input_is_rejected_with_a_reason() -> None:
-    with pytest.raises(ConfigError, match="axis 4"):
+    with pytest.raises(InputError, match="axis 4"):
         target_from_axes([0.0, 0.0], (0.0, 0.0, 0.0), FREE)
-    with pytest.raises(ConfigError, match="axis 1 reads nan"):
+    with pytest.raises(UnsafeInputError, match="axis 1 reads nan"):
         target_from_axes(axes_with(a1=math.nan), (0.0, 0.0, 0.0), FREE)
-    with pytest.raises(ConfigError, match="base must have 3"):
+    with pytest.raises(InputError, match="base must have 3"):
         target_from_axes(axes_with(), (0.0, 0.0), FREE)
 
 
@@ -430,9 +430,9 @@ def test_buttons_not_in_the_mapping_do_nothing() -> None:
 
 def test_short_joy_messages_are_refused() -> None:
     sm = TeleopStateMachine(JoyMapping())
-    with pytest.raises(ConfigError, match="button 7"):
+    with pytest.raises(InputError, match="button 7"):
         sm.on_joy(JoySample(axes=axes_with(), buttons=(0,) * 5, stamp_ns=0))
-    with pytest.raises(ConfigError, match="axis 4"):
+    with pytest.raises(InputError, match="axis 4"):
         sm.on_joy(JoySample(axes=(0.0,) * 3, buttons=(0,) * 11, stamp_ns=0))
     assert sm.phase is TeleopPhase.IDLE
 
