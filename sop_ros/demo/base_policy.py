@@ -9,10 +9,11 @@ settings that made it, so a second demo run starts at once.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sop_ros.core.policy import PolicyConfig
@@ -67,11 +68,36 @@ def base_policy(out_dir: Path, demos_dir: Path, policy_config: PolicyConfig, rec
     return weights
 
 
+# How and where the policy runs, not what it learned: left out of the cache key.
+_RUNTIME_SETTINGS = frozenset({"device", "dtype", "compile_mode", "attention"})
+
+
 def _key(policy_config: PolicyConfig, recipe: BaseRecipe) -> dict:
-    # Where the policy runs does not change what it learned.
-    return {"recipe": asdict(recipe), "policy": repr(replace(policy_config, device="auto"))}
+    return {"recipe": asdict(recipe), "policy": _learned(_settings_of_repr(repr(policy_config)) or {})}
 
 
 def _stamp_key(stamp: Path) -> dict:
+    """The key a stamp was written with, its policy part as settings (also from a ``PolicyConfig`` repr)."""
     data = json.loads(stamp.read_text())
-    return {"recipe": data.get("recipe"), "policy": data.get("policy")}
+    policy = data.get("policy")
+    if isinstance(policy, str):
+        policy = _settings_of_repr(policy)
+    return {"recipe": data.get("recipe"), "policy": _learned(policy) if isinstance(policy, dict) else policy}
+
+
+def _settings_of_repr(text: str) -> dict | None:
+    """``PolicyConfig(a=1, b=('x',))`` → ``{"a": 1, "b": ("x",)}``, literals only (never evaluated)."""
+    try:
+        call = ast.parse(text, mode="eval").body
+        if not isinstance(call, ast.Call):
+            return None
+        return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg is not None}
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _learned(settings: dict) -> dict:
+    """The settings that shape what a policy learns (PolicyConfig's repr shows checkpoint ones when set)."""
+    learned = {k: v for k, v in settings.items() if k not in _RUNTIME_SETTINGS}
+    # JSON has no tuples: a stamp read back holds lists where the config holds tuples.
+    return json.loads(json.dumps(learned))

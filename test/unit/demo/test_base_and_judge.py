@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from sop_ros.core.errors import ConfigError
 from sop_ros.core.policy import make_policy
 from sop_ros.core.types import ActionChunk
 from sop_ros.demo.base_policy import BaseRecipe, base_policy
@@ -21,6 +24,19 @@ def test_the_packaged_base_is_used_when_its_recipe_matches(tmp_path: Path) -> No
     policy.load_trainable(path)
     assert policy.active_version == "v0000"
     assert base_policy(tmp_path / "base", tmp_path / "no-demos", sim_policy_config(), recipe) == path
+
+
+def test_how_the_policy_runs_does_not_matter_to_the_packaged_base_but_what_it_learns_does(
+    tmp_path: Path,
+) -> None:
+    recipe = BaseRecipe(demos_per_task=100, train_steps=5000, batch_size=64)
+    runs_elsewhere = replace(
+        sim_policy_config(), attention="efficient", compile_mode="cuda-graph", dtype="float32"
+    )
+    assert base_policy(tmp_path / "a", tmp_path / "no-demos", runs_elsewhere, recipe).exists()
+    learns_otherwise = replace(sim_policy_config(), denoising_steps=7)
+    with pytest.raises(ConfigError, match="not a directory of bags"):  # it would have to be trained
+        base_policy(tmp_path / "b", tmp_path / "no-demos", learns_otherwise, recipe)
 
 
 class StandStill:
