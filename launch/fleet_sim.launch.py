@@ -23,9 +23,15 @@ from launch_ros.actions import Node
 SHARE = Path(get_package_share_directory("sop_ros"))
 
 
+# The advantage indicator each algorithm's weights are trained with (the learner registry's
+# inference_advantage; this file does not import it, it loads torch: a test compares them).
+INFERENCE_ADVANTAGE = {"hg_dagger": "none", "recap": "positive"}
+
+
 def _robots(context) -> list[IncludeLaunchDescription]:
     count = int(LaunchConfiguration("robots").perform(context))
     endpoint = LaunchConfiguration("endpoint").perform(context)
+    advantage = INFERENCE_ADVANTAGE[LaunchConfiguration("algorithm").perform(context)]
     # Each robot keeps its spool and weights in a folder of its own: robot_<i>/ here.
     for i in range(1, count + 1):
         Path(f"robot_{i}").mkdir(exist_ok=True)
@@ -38,6 +44,7 @@ def _robots(context) -> list[IncludeLaunchDescription]:
                 "data_dir": str(Path(f"robot_{i}").resolve()),
                 "learner": endpoint,
                 "zenoh_config": str(SHARE / "config" / "zenoh" / "test_client.json5"),
+                "inference_advantage": advantage,
             }.items(),
         )
         for i in range(1, count + 1)

@@ -71,6 +71,12 @@ def generate_launch_description() -> LaunchDescription:
             "(sim: spool, weights) are under it",
         ),
         DeclareLaunchArgument(
+            "inference_advantage",
+            default_value="none",
+            description="Advantage indicator the policy acts with (policy.inference_advantage): "
+            "none for hg_dagger weights, positive for recap weights",
+        ),
+        DeclareLaunchArgument(
             "use_joy_driver",
             default_value="true",
             description="Start the joy driver for a gamepad (ignored in sim)",
@@ -83,7 +89,9 @@ def generate_launch_description() -> LaunchDescription:
         "zenoh.connect": LaunchConfiguration("learner"),
         "zenoh.fleet": LaunchConfiguration("fleet"),
     }
+    advantage = LaunchConfiguration("inference_advantage")
     per_node = {
+        "policy": {"policy.inference_advantage": advantage},
         "episode_manager": {"episodes.robot_id": robot_id},
         "teleop": {"mapping_file": LaunchConfiguration("joystick_config")},
         "bridge": {**zenoh, "upload.robot_id": robot_id},

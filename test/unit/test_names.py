@@ -144,3 +144,15 @@ def test_launch_algorithm_arguments_match_the_registry(name: str) -> None:
     assert values["default_value"] == LearnerSettings().algorithm
     described = set(re.findall(r"\w+", values["description"]))
     assert set(ALGORITHMS) <= described, f"{name}: the description lists {values['description']!r}"
+
+
+def test_the_sim_fleet_launch_gives_robots_the_indicator_of_each_algorithm() -> None:
+    from sop_ros.learner.algorithms import _lookup
+
+    tree = ast.parse((ROOT / "launch" / "fleet_sim.launch.py").read_text())
+    table = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "INFERENCE_ADVANTAGE"
+    )
+    assert table == {name: _lookup(name)[1].inference_advantage for name in ALGORITHMS}
