@@ -102,7 +102,8 @@ class SpoolUploader:
         """
         results = []
         pending = self.pending()
-        self._backoff = {name: b for name, b in self._backoff.items() if any(p.name == name for p in pending)}
+        waiting = {p.name for p in pending}
+        self._backoff = {name: b for name, b in self._backoff.items() if name in waiting}
         for bag in pending:
             failures, not_before = self._backoff.get(bag.name, (0, 0.0))
             if self._clock() < not_before:
