@@ -27,11 +27,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _policy_settings(args: argparse.Namespace) -> dict[str, object]:
-    from sop_ros.cli import _parse_sets
-    from sop_ros.core.config import flatten_mapping
+    from sop_ros.core.config import flatten_mapping, parse_assignments
 
     values = flatten_mapping(yaml.safe_load(Path(args.config).read_text()) or {}) if args.config else {}
-    return {**values, **_parse_sets(args.set)}
+    return {**values, **parse_assignments(args.set)}
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

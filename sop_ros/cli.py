@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from sop_ros.checkpoint_cmd import add_checkpoint_parser
+from sop_ros.core.config import parse_assignments
 from sop_ros.core.errors import SopError
 from sop_ros.demo.options import DemoOptions
 
@@ -117,7 +118,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         device=args.device,
         report_only=args.report_only,
         resume=args.resume,
-        overrides=_parse_sets(args.set),
+        overrides=parse_assignments(args.set),
     )
     run_experiment(options)
     return 0
@@ -170,16 +171,6 @@ def _parse_budgets(items: Sequence[str]) -> tuple[float | None, dict[str, float]
     return budget, per_arm
 
 
-def _parse_sets(items: Sequence[str]) -> dict[str, object]:
-    values: dict[str, object] = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        if not name or not value:
-            raise SopError(f"--set {item!r}: expected NAME=VALUE")
-        values[name] = yaml.safe_load(value)
-    return values
-
-
 def _cmd_learner(args: argparse.Namespace) -> int:
     import threading
 
@@ -189,7 +180,7 @@ def _cmd_learner(args: argparse.Namespace) -> int:
     from sop_ros.nodes.share import share_path
 
     values = flatten_mapping(yaml.safe_load(Path(args.config).read_text()) or {}) if args.config else {}
-    values.update(_parse_sets(args.set))
+    values.update(parse_assignments(args.set))
     config = config_from_flat(CloudConfig, values)
     zenoh_config = (
         Path(config.zenoh_config) if config.zenoh_config else share_path("config/zenoh/router.json5")
@@ -218,7 +209,7 @@ def _cmd_train_offline(args: argparse.Namespace) -> int:
     else:
         base = {}
     values = flatten_mapping(yaml.safe_load(Path(args.config).read_text()) or {}) if args.config else {}
-    config = config_from_flat(PolicyConfig, {**base, **values, **_parse_sets(args.set)})
+    config = config_from_flat(PolicyConfig, {**base, **values, **parse_assignments(args.set)})
     out = train_offline(
         Path(args.bags),
         config,

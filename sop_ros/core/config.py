@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+import yaml
 
 from sop_ros.core.errors import ConfigError
 
@@ -25,6 +27,7 @@ __all__ = [
     "differing_settings",
     "flatten_config",
     "flatten_mapping",
+    "parse_assignments",
     "setting",
 ]
 
@@ -221,3 +224,14 @@ def check_ranges(config: Any) -> None:
             raise ConfigError(f"{leaf.name} must be <= {leaf.high}{unit}, got {value}")
         if leaf.choices and value not in leaf.choices:
             raise ConfigError(f"{leaf.name} must be one of {', '.join(leaf.choices)}, got {value!r}")
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, object]:
+    """A command line's ``--set`` items, ``["a.b=3", "c=[x, y]"]`` → ``{"a.b": 3, "c": ["x", "y"]}``."""
+    values: dict[str, object] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not name or not value:
+            raise ConfigError(f"--set {item!r}: expected NAME=VALUE")
+        values[name] = yaml.safe_load(value)
+    return values

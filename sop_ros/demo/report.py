@@ -19,7 +19,7 @@ from sop_ros.demo.progress import FleetTracker
 from sop_ros.demo.stats import Change, Rate, mean_change, mean_rate
 
 if TYPE_CHECKING:
-    from sop_ros.demo.run import DemoOptions
+    from sop_ros.demo.options import DemoOptions
 
 __all__ = ["compare", "write_report"]
 
