@@ -134,6 +134,9 @@ class RecorderNode(Node):
         self._record(topics.COMMAND, JointState, RECORD_COMMAND_QOS)
         self._record(topics.ACTION_CHUNK, ActionChunk, RECORD_COMMAND_QOS)
         self._instruction = ""
+        # The instruction already in the open bag: one heard again (latched delivery, or the same
+        # task's text heard before and after the START) is not written twice.
+        self._instruction_in_bag: str | None = None
         self._subscribe(String, topics.INSTRUCTION, self._on_instruction, LATCHED_QOS)
         self._subscribe(Intervention, topics.INTERVENTION, self._on_intervention, RECORD_COMMAND_QOS)
         self._subscribe(EpisodeEvent, topics.EPISODE_EVENTS, self._on_episode, RECORD_COMMAND_QOS)
@@ -188,7 +191,8 @@ class RecorderNode(Node):
     def _on_instruction(self, msg: String, log_ns: int) -> None:
         """Keep the latest instruction: it is published just before its episode's START."""
         self._instruction = msg.data
-        if self._recorder.recording:
+        if self._recorder.recording and msg.data != self._instruction_in_bag:
+            self._instruction_in_bag = msg.data
             self._write(topics.INSTRUCTION, _type_name(String), serialize_message(msg), log_ns)
 
     def _on_episode(self, msg: EpisodeEvent, log_ns: int) -> None:
@@ -256,8 +260,10 @@ class RecorderNode(Node):
         if self._recorder.backlog_error:
             self._last_error, self._recorder.backlog_error = self._recorder.backlog_error, ""
             self.get_logger().error(self._last_error)
+        self._instruction_in_bag = None
         if msg.instruction and self._instruction == msg.instruction:
             # Heard before the START: it opens the bag (log time = the episode's first instant).
+            self._instruction_in_bag = msg.instruction
             instruction = serialize_message(String(data=msg.instruction))
             self._write(topics.INSTRUCTION, _type_name(String), instruction, since_ns)
 

@@ -133,6 +133,7 @@ def test_robot_launch_without_a_learner_records_and_stops_cleanly(
     for bag in recorded:  # every bag, the one closed (as aborted) at Ctrl-C included
         topics = read_bag(bag)
         assert topics.get("/sim_1/episode/events", 0) >= 1, topics
+        assert topics.get("/sim_1/instruction", 0) == 1, topics  # once, episode after episode
         commanded += topics.get("/sim_1/command", 0) > 0
         report(f"{bag.name}: {sum(topics.values())} messages (rosbags = mcap), {topics}")
     assert commanded >= 3  # the episodes that ran to their end before Ctrl-C
