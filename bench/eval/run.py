@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from sop_ros.core.policy import Pi0Policy, make_policy  # noqa: E402
-from sop_ros.demo.base_policy import ASSETS  # noqa: E402
-from sop_ros.demo.evaluate import evaluate_policy  # noqa: E402
 from sop_ros.sim.policy import sim_policy_config  # noqa: E402
+from sop_ros.simlab.base_policy import ASSETS  # noqa: E402
+from sop_ros.simlab.evaluate import evaluate_policy  # noqa: E402
 
 OUT = REPO / "bench" / "out" / "eval"
 

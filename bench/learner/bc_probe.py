@@ -8,7 +8,7 @@ learner itself (offline buffers from expert demonstration bags, task-balanced
 sampling, HG-DAgger's step selection) and, every ``--every`` updates, evaluates the
 weights alone on held-out layouts of every task, as the study does. The last
 evaluation also tries 5 control steps per chunk and 10 denoising steps. Record the
-demonstrations first (``sop_ros.demo.demonstrations.record_demonstrations``; the
+demonstrations first (``sop_ros.simlab.demonstrations.record_demonstrations``; the
 study's 100 per task live in ``<experiment out>/demos``). Writes every evaluation to
 ``--out``/<name>.json.
 """
@@ -30,11 +30,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from sop_ros.core.policy import make_policy  # noqa: E402
-from sop_ros.demo.evaluate import evaluate_policy  # noqa: E402
 from sop_ros.learner.builder import build_learner  # noqa: E402
 from sop_ros.learner.offline import offline_settings  # noqa: E402
 from sop_ros.sim import SimConfig  # noqa: E402
 from sop_ros.sim.policy import sim_policy_config  # noqa: E402
+from sop_ros.simlab.evaluate import evaluate_policy  # noqa: E402
 
 # Evaluation variants: (name, denoising steps, control steps per chunk); the first is the study's.
 VARIANTS = (("study", 5, 3), ("replan_5", 5, 5), ("denoise_10", 10, 3))

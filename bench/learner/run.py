@@ -40,11 +40,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from sop_ros.core.policy import PolicyConfig, make_policy  # noqa: E402
-from sop_ros.demo.demonstrations import record_demonstrations  # noqa: E402
 from sop_ros.learner.algorithms import make_algorithm  # noqa: E402
 from sop_ros.learner.builder import build_learner  # noqa: E402
 from sop_ros.learner.offline import offline_settings  # noqa: E402
 from sop_ros.sim import ACTION_NAMES, SimConfig  # noqa: E402
+from sop_ros.simlab.demonstrations import record_demonstrations  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 from flops import amount_text, count_pi0_flops, mfu, rate_text  # noqa: E402

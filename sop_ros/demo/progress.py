@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from sop_ros.core.types import EpisodeMeta, Outcome
-from sop_ros.demo.stats import Rate
+from sop_ros.simlab.stats import Rate
 
 __all__ = ["EpisodeRecord", "FleetTracker", "PhaseRow"]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sop_ros.core.spool import Spool
-from sop_ros.demo.evaluate import TaskScore
 from sop_ros.demo.progress import FleetTracker
-from sop_ros.demo.stats import Change, Rate, mean_change, mean_rate
+from sop_ros.simlab.evaluate import TaskScore
+from sop_ros.simlab.stats import Change, Rate, mean_change, mean_rate
 
 if TYPE_CHECKING:
     from sop_ros.demo.options import DemoOptions

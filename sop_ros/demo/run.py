@@ -42,9 +42,6 @@ from pathlib import Path
 from sop_ros.core.interrupts import ignoring_interrupts
 from sop_ros.core.policy import make_policy
 from sop_ros.core.types import format_version
-from sop_ros.demo.base_policy import BaseRecipe, base_policy
-from sop_ros.demo.demonstrations import demonstrations
-from sop_ros.demo.evaluate import TaskScore, VersionJudge
 from sop_ros.demo.options import DemoOptions
 from sop_ros.demo.progress import FleetTracker
 from sop_ros.demo.report import write_report
@@ -55,6 +52,9 @@ from sop_ros.learner.service import CloudConfig, CloudLearner
 from sop_ros.nodes.share import share_path
 from sop_ros.sim import SimConfig
 from sop_ros.sim.policy import sim_policy_config
+from sop_ros.simlab.base_policy import BaseRecipe, base_policy
+from sop_ros.simlab.demonstrations import demonstrations
+from sop_ros.simlab.evaluate import TaskScore, VersionJudge
 from sop_ros.transport import BagUploader, SpoolUploader, UploadConfig, open_session
 
 __all__ = ["DemoOptions", "run_demo"]

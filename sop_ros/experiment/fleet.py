@@ -27,9 +27,9 @@ from typing import Any
 from sop_ros.core.config import check_ranges, setting
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.types import ActionChunk, EpisodeMeta, Outcome
-from sop_ros.demo.evaluate import infer_many
-from sop_ros.demo.sim_bags import SimStep, record_sim_episode
 from sop_ros.sim import TASK_NAMES, ExpertConfig, ScriptedExpert, SimConfig, SimEnv, SimObservation
+from sop_ros.simlab.evaluate import infer_many
+from sop_ros.simlab.sim_bags import SimStep, record_sim_episode
 from sop_ros.storage import EpisodeRecorder
 
 __all__ = ["ActorPool", "EpisodeResult", "FleetConfig", "SimFleet"]

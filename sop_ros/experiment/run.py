@@ -20,11 +20,11 @@ from pathlib import Path
 
 from sop_ros.core.config import config_from_flat, flatten_config
 from sop_ros.core.errors import ConfigError
-from sop_ros.demo.base_policy import BaseRecipe, base_policy
-from sop_ros.demo.demonstrations import demonstrations
 from sop_ros.experiment.report import load_results, write_report
 from sop_ros.experiment.study import ARMS, StudyConfig, run_arms
 from sop_ros.sim.policy import sim_policy_config
+from sop_ros.simlab.base_policy import BaseRecipe, base_policy
+from sop_ros.simlab.demonstrations import demonstrations
 
 __all__ = ["SIZES", "ExperimentOptions", "run_experiment"]
 

@@ -37,7 +37,6 @@ from sop_ros.core.errors import ConfigError
 from sop_ros.core.policy import PolicyConfig, make_policy
 from sop_ros.core.spool import Spool
 from sop_ros.core.types import format_version
-from sop_ros.demo.evaluate import TaskScore, evaluate_policy
 from sop_ros.experiment.fleet import ActorPool, EpisodeResult, FleetConfig, SimFleet
 from sop_ros.learner.algorithms import policy_config_for
 from sop_ros.learner.builder import LearnerSettings, build_learner
@@ -45,6 +44,7 @@ from sop_ros.learner.loop import LearnerConfig
 from sop_ros.learner.sampler import SamplerConfig
 from sop_ros.sim import TASK_NAMES, ExpertConfig, SimConfig
 from sop_ros.sim.tasks import CONDITIONS
+from sop_ros.simlab.evaluate import TaskScore, evaluate_policy
 
 __all__ = ["ARMS", "Arm", "ArmResult", "StudyConfig", "run_arm", "run_arms", "run_dir_name", "time_to_target"]
 

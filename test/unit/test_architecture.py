@@ -28,7 +28,17 @@ FORBIDDEN = {
     "transport": (*ROS, *MESSAGES, "sop_ros.storage", "sop_ros.learner", "sop_ros.nodes"),
     "learner": (*ROS, *MESSAGES, "sop_ros.nodes"),
     # Simulated fleets in one process: no ROS, no Zenoh (runs where neither is installed).
-    "experiment": (*ROS, *MESSAGES, "zenoh", "sop_ros.transport", "sop_ros.nodes", "sop_ros.demo.run"),
+    "experiment": (*ROS, *MESSAGES, "zenoh", "sop_ros.transport", "sop_ros.nodes", "sop_ros.demo"),
+    # What the demo, the study and the benches share: below both applications.
+    "simlab": (
+        *ROS,
+        *MESSAGES,
+        "zenoh",
+        "sop_ros.transport",
+        "sop_ros.nodes",
+        "sop_ros.demo",
+        "sop_ros.experiment",
+    ),
     "sim": (
         *ROS,
         *MESSAGES,

@@ -6,8 +6,8 @@ import pytest
 
 from sop_ros.cli import build_parser, main
 from sop_ros.core.policy import make_policy
-from sop_ros.demo.demonstrations import record_demonstrations
 from sop_ros.sim.policy import sim_policy_config
+from sop_ros.simlab.demonstrations import record_demonstrations
 
 
 def test_help_lists_every_subcommand(capsys) -> None:

@@ -11,8 +11,8 @@ from policy_fixtures import observation, small_config
 from sop_ros.core.errors import IncompatibleWeightsError
 from sop_ros.core.policy import Pi0Policy, Policy, make_policy
 from sop_ros.core.policy.weights_file import META_CONFIG_HASH, read_weights
-from sop_ros.demo.base_policy import ASSETS
 from sop_ros.sim.policy import sim_policy_config
+from sop_ros.simlab.base_policy import ASSETS
 
 
 def _saved(path: Path, version: str, **config: object) -> Path:

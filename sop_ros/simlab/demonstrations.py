@@ -19,8 +19,8 @@ from pathlib import Path
 
 from sop_ros.core.spool import Spool
 from sop_ros.core.types import EpisodeMeta, Outcome
-from sop_ros.demo.sim_bags import SimStep, record_sim_episode
 from sop_ros.sim import TASK_NAMES, ScriptedExpert, SimConfig, SimEnv
+from sop_ros.simlab.sim_bags import SimStep, record_sim_episode
 from sop_ros.storage import EpisodeRecorder
 
 __all__ = ["demonstrations", "record_demonstrations"]

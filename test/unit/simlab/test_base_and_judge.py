@@ -10,10 +10,10 @@ import pytest
 from sop_ros.core.errors import ConfigError
 from sop_ros.core.policy import make_policy
 from sop_ros.core.types import ActionChunk
-from sop_ros.demo.base_policy import BaseRecipe, base_policy
-from sop_ros.demo.evaluate import VersionJudge
 from sop_ros.sim import ACTION_NAMES, TASK_NAMES
 from sop_ros.sim.policy import sim_policy_config
+from sop_ros.simlab.base_policy import BaseRecipe, base_policy
+from sop_ros.simlab.evaluate import VersionJudge
 
 
 def test_the_packaged_base_is_used_when_its_recipe_matches(tmp_path: Path) -> None:

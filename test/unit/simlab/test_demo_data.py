@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 
 from sop_ros.core.types import ActionChunk, Outcome
-from sop_ros.demo.demonstrations import record_demonstrations
-from sop_ros.demo.evaluate import evaluate_policy
 from sop_ros.sim import ACTION_NAMES, TASK_NAMES
+from sop_ros.simlab.demonstrations import record_demonstrations
+from sop_ros.simlab.evaluate import evaluate_policy
 from sop_ros.storage import load_episode, validate_bag
 
 
@@ -55,7 +55,7 @@ def test_evaluation_counts_episodes_and_successes() -> None:
 
 
 def test_demonstrations_are_recorded_once_per_count(tmp_path: Path) -> None:
-    from sop_ros.demo.demonstrations import demonstrations
+    from sop_ros.simlab.demonstrations import demonstrations
 
     said: list[str] = []
     ready = demonstrations(tmp_path / "demos", episodes_per_task=1, say=said.append)

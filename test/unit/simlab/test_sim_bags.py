@@ -6,8 +6,8 @@ import numpy as np
 from mcap.reader import make_reader
 
 from sop_ros.core.types import EpisodeMeta, Outcome
-from sop_ros.demo.sim_bags import SimStep, record_sim_episode
 from sop_ros.sim import ScriptedExpert, SimConfig, SimEnv
+from sop_ros.simlab.sim_bags import SimStep, record_sim_episode
 from sop_ros.storage import EpisodeRecorder, load_episode, validate_bag
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from sop_ros.core.errors import SopError
 from sop_ros.core.types import ActionChunk, Observation
-from sop_ros.demo.stats import Rate
 from sop_ros.sim import TASK_NAMES, SimConfig, SimEnv, SimObservation
+from sop_ros.simlab.stats import Rate
 
 __all__ = ["TaskScore", "VersionJudge", "evaluate_policy", "infer_many"]
 

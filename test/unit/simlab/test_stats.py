@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sop_ros.demo.stats import Rate, mean_change, mean_rate, wilson
+from sop_ros.simlab.stats import Rate, mean_change, mean_rate, wilson
 
 
 def test_wilson_matches_the_closed_form_and_stays_inside_zero_one() -> None:
