@@ -54,6 +54,9 @@ _STATE_WEIGHTS = "state_weights.safetensors"
 
 MIXING = ("adaptive", "fixed", "online_only", "offline_only")
 
+# The learner's own defaults, which the study follows unless told otherwise.
+_LOOP = LearnerConfig()
+
 
 @dataclass(frozen=True, kw_only=True)
 class Arm:
@@ -100,6 +103,14 @@ class StudyConfig:
     batch_size: int = setting(256, "samples per learner update", low=1)
     publish_every_steps: int = setting(25, "publish weights every this many updates", low=1)
     lr: float = setting(1e-3, "learning rate of the policy", low=0.0)
+    grad_clip_norm: float = setting(
+        1.0, "clip the policy gradient's global norm to this (0 = no clipping)", low=0.0
+    )
+    publish_average_decay: float = setting(
+        _LOOP.publish_average_decay, "the learner's loop.publish_average_decay (0: raw weights)", low=0.0
+    )
+    gate_samples: int = setting(_LOOP.gate_samples, "the learner's loop.gate_samples (0: no gate)", low=0)
+    gate_tolerance: float = setting(_LOOP.gate_tolerance, "the learner's loop.gate_tolerance", low=0.0)
     imitate_successes: bool = setting(
         False, "HG-DAgger also imitates the policy's own steps in fleet episodes that succeeded"
     )
@@ -466,10 +477,18 @@ def _learner_settings(arm: Arm, study: StudyConfig, out_dir: Path, demos_dir: Pa
             decode_workers=2,
             fit_norm_stats=False,
             progress_bar=False,
+            publish_average_decay=study.publish_average_decay,
+            gate_samples=study.gate_samples,
+            gate_tolerance=study.gate_tolerance,
         ),
         sampler=sampler,
-        hg_dagger=replace(defaults.hg_dagger, lr=study.lr, use_successful_autonomous=study.imitate_successes),
-        recap=replace(defaults.recap, lr=study.lr),
+        hg_dagger=replace(
+            defaults.hg_dagger,
+            lr=study.lr,
+            grad_clip_norm=study.grad_clip_norm,
+            use_successful_autonomous=study.imitate_successes,
+        ),
+        recap=replace(defaults.recap, lr=study.lr, grad_clip_norm=study.grad_clip_norm),
     )
 
 
