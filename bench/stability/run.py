@@ -35,12 +35,17 @@ from sop_ros.demo.stats import Rate, mean_rate  # noqa: E402
 from sop_ros.experiment.study import Arm, StudyConfig, run_arm  # noqa: E402
 
 # Settings each variant changes (StudyConfig fields); the rest are the demo's.
+_NONE = {"publish_average_decay": 0.0, "gate_samples": 0, "warmup_steps": 0}
+_GATE = {"gate_samples": 256, "gate_tolerance": 0.1}
 VARIANTS: dict[str, dict] = {
-    "raw": {"publish_average_decay": 0.0, "gate_samples": 0},
-    "average": {"publish_average_decay": 0.99, "gate_samples": 0},
-    "gate": {"publish_average_decay": 0.0, "gate_samples": 256, "gate_tolerance": 0.1},
-    "average_gate": {"publish_average_decay": 0.99, "gate_samples": 256, "gate_tolerance": 0.1},
-    "lr1e-4": {"publish_average_decay": 0.0, "gate_samples": 0, "lr": 1e-4},
+    "raw": _NONE,
+    "average": {**_NONE, "publish_average_decay": 0.99},
+    "gate": {**_NONE, **_GATE},
+    "average_gate": {**_NONE, **_GATE, "publish_average_decay": 0.99},
+    "lr1e-4": {**_NONE, "lr": 1e-4},
+    "warmup": {**_NONE, "warmup_steps": 100},
+    "warmup_gate": {**_NONE, **_GATE, "warmup_steps": 100},
+    "warmup_average": {**_NONE, "publish_average_decay": 0.99, "warmup_steps": 100},
 }
 
 # A run counts as collapsed when its last version succeeds less often than this, mean over tasks,
@@ -200,6 +205,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(message)s")
     for noisy in ("sop_ros.learner", "sop_ros.storage"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("sop_ros.learner.stability").setLevel(logging.INFO)
 
     from sop_ros.demo.base_policy import BaseRecipe, base_policy
     from sop_ros.demo.demonstrations import demonstrations
@@ -241,6 +247,7 @@ def _worker_init() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(message)s")
     for noisy in ("sop_ros.learner", "sop_ros.storage"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("sop_ros.learner.stability").setLevel(logging.INFO)
 
 
 if __name__ == "__main__":

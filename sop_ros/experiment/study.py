@@ -38,6 +38,7 @@ from sop_ros.core.spool import Spool
 from sop_ros.core.types import format_version
 from sop_ros.demo.evaluate import TaskScore, evaluate_policy
 from sop_ros.experiment.fleet import ActorPool, EpisodeResult, FleetConfig, SimFleet
+from sop_ros.learner.algorithms.base import OptimizerConfig
 from sop_ros.learner.builder import LearnerSettings, build_learner
 from sop_ros.learner.loop import LearnerConfig
 from sop_ros.learner.sampler import SamplerConfig
@@ -56,6 +57,7 @@ MIXING = ("adaptive", "fixed", "online_only", "offline_only")
 
 # The learner's own defaults, which the study follows unless told otherwise.
 _LOOP = LearnerConfig()
+_OPTIMIZER = OptimizerConfig()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +107,9 @@ class StudyConfig:
     lr: float = setting(1e-3, "learning rate of the policy", low=0.0)
     grad_clip_norm: float = setting(
         1.0, "clip the policy gradient's global norm to this (0 = no clipping)", low=0.0
+    )
+    warmup_steps: int = setting(
+        _OPTIMIZER.warmup_steps, "the learner's learning-rate warmup (updates; 0 = none)", low=0
     )
     publish_average_decay: float = setting(
         _LOOP.publish_average_decay, "the learner's loop.publish_average_decay (0: raw weights)", low=0.0
@@ -486,9 +491,12 @@ def _learner_settings(arm: Arm, study: StudyConfig, out_dir: Path, demos_dir: Pa
             defaults.hg_dagger,
             lr=study.lr,
             grad_clip_norm=study.grad_clip_norm,
+            warmup_steps=study.warmup_steps,
             use_successful_autonomous=study.imitate_successes,
         ),
-        recap=replace(defaults.recap, lr=study.lr, grad_clip_norm=study.grad_clip_norm),
+        recap=replace(
+            defaults.recap, lr=study.lr, grad_clip_norm=study.grad_clip_norm, warmup_steps=study.warmup_steps
+        ),
     )
 
 

@@ -227,6 +227,12 @@ class PublishGuards:
         loss = gate.loss()
         self._log.scalar("publish/validation_loss", loss, step)
         if gate.admits(loss):
+            _log.info(
+                "validation loss %.4f at step %d (last published %.4f): publishing",
+                loss,
+                step,
+                gate.reference,
+            )
             gate.reference = loss
             return True
         self.versions_refused += 1

@@ -18,6 +18,7 @@ from test_pi0_training import tiny_pi0
 
 from sop_ros.core.errors import ConfigError
 from sop_ros.learner.algorithms import make_algorithm
+from sop_ros.learner.algorithms.hg_dagger import HGDaggerConfig
 from sop_ros.learner.buffers import OfflineBuffer, ReplayBuffers
 from sop_ros.learner.loop import Learner, LearnerConfig
 from sop_ros.learner.sampler import SamplerConfig, TaskBalancedSampler
@@ -150,3 +151,26 @@ def test_an_average_that_does_not_fit_the_policy_is_refused():
         average.load_state({key: value for key, value in state.items() if key != name})
     with pytest.raises(ConfigError, match="decay"):
         WeightsAverage(tiny_pi0(), 1.0)
+
+
+def test_warmup_keeps_the_first_updates_of_a_fresh_optimizer_small(demos):
+    """A fresh AdamW's first update moves every weight by about lr; warmup scales that down."""
+    moves = {}
+    for warmup in (0, 4):
+        learner = build(demos, [], publish_every_steps=50)
+        learner.algorithm = make_algorithm(
+            "hg_dagger", learner.policy, config=HGDaggerConfig(lr=1e-3, warmup_steps=warmup)
+        )
+        before = [p.detach().clone() for p in learner.policy.trainable_parameters()]
+        rates = []
+        for _ in range(5):
+            learner.train_step()
+            rates.append(learner.algorithm.optimizer.param_groups[0]["lr"])
+            if len(rates) == 1:
+                after = [p.detach() for p in learner.policy.trainable_parameters()]
+                moves[warmup] = max(float((a - b).abs().max()) for a, b in zip(after, before, strict=True))
+        if warmup:
+            assert rates == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+            assert learner.algorithm.state_dict()["updates"] == 5
+    assert moves[0] == pytest.approx(1e-3, rel=0.05)
+    assert moves[4] == pytest.approx(2.5e-4, rel=0.05)
