@@ -41,7 +41,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("weights", nargs="+", type=Path)
     parser.add_argument("--demos", type=Path, required=True)
-    parser.add_argument("--episodes", type=int, default=10, help="held-out demonstration layouts per task")
+    parser.add_argument(
+        "--episodes", type=int, default=10, help="held-out demonstration layouts per task (0: no closed loop)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -71,16 +73,16 @@ def main() -> None:
         moved = float(torch.sqrt(sum(((tensors[n].float() - first[n].float()) ** 2).sum() for n in first)))
         policy.load_trainable(path)
         loss = ValidationGate(policy, samples, tolerance=0.0).loss()
-        recording = _Recording(policy)
-        scores = evaluate_policy(
-            recording, episodes_per_task=args.episodes, sim=SimConfig(conditions="demonstrations")
-        )
-        success = sum(s.successes for s in scores.values()) / sum(s.episodes for s in scores.values())
-        steps = np.concatenate([np.abs(np.diff(chunk, axis=0)).mean(axis=1) for chunk in recording.chunks])
-        print(
-            f"{path} | {finite} | {norm:.2f} | {moved / first_norm:.3f} | {loss:.4f} | {success:.0%} "
-            f"| {steps.mean():.4f}"
-        )
+        closed_loop = "– | –"
+        if args.episodes:
+            recording = _Recording(policy)
+            scores = evaluate_policy(
+                recording, episodes_per_task=args.episodes, sim=SimConfig(conditions="demonstrations")
+            )
+            success = sum(s.successes for s in scores.values()) / sum(s.episodes for s in scores.values())
+            steps = np.concatenate([np.abs(np.diff(c, axis=0)).mean(axis=1) for c in recording.chunks])
+            closed_loop = f"{success:.0%} | {steps.mean():.4f}"
+        print(f"{path} | {finite} | {norm:.2f} | {moved / first_norm:.3f} | {loss:.4f} | {closed_loop}")
 
 
 if __name__ == "__main__":

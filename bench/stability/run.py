@@ -46,6 +46,14 @@ VARIANTS: dict[str, dict] = {
     "warmup": {**_NONE, "warmup_steps": 100},
     "warmup_gate": {**_NONE, **_GATE, "warmup_steps": 100},
     "warmup_average": {**_NONE, "publish_average_decay": 0.99, "warmup_steps": 100},
+    # As warmup_average, with a gate that never refuses: it logs each version's validation loss.
+    "warmup_average_watch": {
+        **_NONE,
+        "publish_average_decay": 0.99,
+        "warmup_steps": 100,
+        "gate_samples": 256,
+        "gate_tolerance": 1e6,
+    },
 }
 
 # A run counts as collapsed when its last version succeeds less often than this, mean over tasks,
