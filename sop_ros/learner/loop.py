@@ -87,7 +87,7 @@ class LearnerConfig:
         low=0,
     )
     publish_average_decay: float = setting(
-        0.0,
+        0.99,
         "publish an exponential moving average of the trainable weights, this much of the old average "
         "kept per step (0 = publish the raw weights)",
         low=0.0,

@@ -44,7 +44,7 @@ class OptimizerConfig:
     weight_decay: float = setting(0.0, "AdamW weight decay", low=0.0)
     grad_clip_norm: float = setting(1.0, "clip the gradient's global norm to this (0 = no clipping)", low=0.0)
     warmup_steps: int = setting(
-        0,
+        100,
         "raise the learning rate linearly from lr/warmup_steps to lr over this many updates "
         "(a fresh AdamW moves every weight by about lr at its first updates; 0 = no warmup)",
         low=0,

@@ -66,7 +66,9 @@ def corrupt(learner: Learner, scale: float) -> None:
 
 def test_the_gate_refuses_a_corrupted_version_and_training_goes_on(demos):
     published: list[int] = []
-    learner = build(demos, published, publish_every_steps=2, gate_samples=8, gate_tolerance=0.1)
+    learner = build(
+        demos, published, publish_every_steps=2, gate_samples=8, gate_tolerance=0.1, publish_average_decay=0.0
+    )
     learner.run(2)
     assert published == [1] and learner.guards.versions_refused == 0
     good = {name: tensor.clone() for name, tensor in learner.policy.trainable_state().items()}
@@ -85,7 +87,7 @@ def test_the_gate_refuses_a_corrupted_version_and_training_goes_on(demos):
 
 def test_the_gate_refuses_weights_that_are_not_finite(demos):
     published: list[int] = []
-    learner = build(demos, published, publish_every_steps=50, gate_samples=4)
+    learner = build(demos, published, publish_every_steps=50, gate_samples=4, publish_average_decay=0.0)
     with torch.no_grad():
         learner.policy.trainable_parameters()[0].fill_(float("nan"))
     assert learner.publish() is None
