@@ -86,11 +86,7 @@ class Algorithm(abc.ABC):
         graphed = config.cuda_graph and self.device.type == "cuda" and not self.dist.active
         # One fused kernel; capturable keeps its step counts on the GPU, as capture needs.
         fused: dict[str, Any] = {"fused": True, "capturable": True} if graphed else {}
-        # A captured graph reads the learning rate from a tensor, which the warmup fills in place.
-        lr: float | torch.Tensor = (
-            torch.tensor(config.lr, device=self.device) if graphed and config.warmup_steps else config.lr
-        )
-        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay, **fused)
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
         # Policy updates taken so far (the warmup's clock; kept in checkpoints).
         self.updates = 0
         self._graphed_step = GraphedCall(self._step_on) if graphed else None
@@ -112,7 +108,8 @@ class Algorithm(abc.ABC):
         self.policy.model.train()
         self._warm_up()
         batch = self.policy.collate(samples)
-        if self._graphed_step is None:
+        # A captured graph keeps the learning rate it was captured with: warmup updates run eagerly.
+        if self._graphed_step is None or self.updates < self.config.warmup_steps:
             losses, grad_norm = self._step_on(**batch)
         else:
             try:
@@ -135,10 +132,7 @@ class Algorithm(abc.ABC):
             return
         lr = self.config.lr * min(1.0, (self.updates + 1) / warmup)
         for group in self.optimizer.param_groups:
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(lr)
-            else:
-                group["lr"] = lr
+            group["lr"] = lr
 
     def _step_on(self, **batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss, backward, clipping and AdamW on one collated batch, with no wait for the GPU."""
