@@ -39,6 +39,7 @@ from sop_ros.core.spool import Spool
 from sop_ros.core.types import format_version
 from sop_ros.experiment.fleet import ActorPool, EpisodeResult, FleetConfig, SimFleet
 from sop_ros.learner.algorithms import policy_config_for
+from sop_ros.learner.algorithms.base import OptimizerConfig
 from sop_ros.learner.builder import LearnerSettings, build_learner
 from sop_ros.learner.loop import LearnerConfig
 from sop_ros.learner.sampler import SamplerConfig
@@ -55,6 +56,10 @@ _STATE = "state.json"
 _STATE_WEIGHTS = "state_weights.safetensors"
 
 MIXING = ("adaptive", "fixed", "online_only", "offline_only")
+
+# The learner's own defaults, which the study follows unless told otherwise.
+_LOOP = LearnerConfig()
+_OPTIMIZER = OptimizerConfig()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +107,17 @@ class StudyConfig:
     batch_size: int = setting(256, "samples per learner update", low=1)
     publish_every_steps: int = setting(25, "publish weights every this many updates", low=1)
     lr: float = setting(1e-3, "learning rate of the policy", low=0.0)
+    grad_clip_norm: float = setting(
+        1.0, "clip the policy gradient's global norm to this (0 = no clipping)", low=0.0
+    )
+    warmup_steps: int = setting(
+        _OPTIMIZER.warmup_steps, "the learner's learning-rate warmup (updates; 0 = none)", low=0
+    )
+    publish_average_decay: float = setting(
+        _LOOP.publish_average_decay, "the learner's loop.publish_average_decay (0: raw weights)", low=0.0
+    )
+    gate_samples: int = setting(_LOOP.gate_samples, "the learner's loop.gate_samples (0: no gate)", low=0)
+    gate_tolerance: float = setting(_LOOP.gate_tolerance, "the learner's loop.gate_tolerance", low=0.0)
     imitate_successes: bool = setting(
         False, "HG-DAgger also imitates the policy's own steps in fleet episodes that succeeded"
     )
@@ -467,10 +483,21 @@ def _learner_settings(arm: Arm, study: StudyConfig, out_dir: Path, demos_dir: Pa
             decode_workers=2,
             fit_norm_stats=False,
             progress_bar=False,
+            publish_average_decay=study.publish_average_decay,
+            gate_samples=study.gate_samples,
+            gate_tolerance=study.gate_tolerance,
         ),
         sampler=sampler,
-        hg_dagger=replace(defaults.hg_dagger, lr=study.lr, use_successful_autonomous=study.imitate_successes),
-        recap=replace(defaults.recap, lr=study.lr),
+        hg_dagger=replace(
+            defaults.hg_dagger,
+            lr=study.lr,
+            grad_clip_norm=study.grad_clip_norm,
+            warmup_steps=study.warmup_steps,
+            use_successful_autonomous=study.imitate_successes,
+        ),
+        recap=replace(
+            defaults.recap, lr=study.lr, grad_clip_norm=study.grad_clip_norm, warmup_steps=study.warmup_steps
+        ),
     )
 
 

@@ -3,7 +3,8 @@
 One directory per checkpoint, ``step-00000100/``, holding the policy's
 trainable tensors and normalisation as the policy writes them
 (``trainable.safetensors``, the same format robots receive), the algorithm's optimizer state and
-anything else it keeps (``training.pt``, loaded with ``weights_only=True``),
+anything else it keeps (``training.pt``, loaded with ``weights_only=True``), the
+published weights average when the learner keeps one (``average.pt``),
 and the learner's counters and sampler states (``learner.json``). A
 checkpoint is written to a hidden temporary directory and renamed into place,
 so a crash mid-write leaves the previous one intact.
@@ -29,6 +30,7 @@ __all__ = ["Checkpoint", "latest_checkpoint", "load_checkpoint", "save_checkpoin
 CHECKPOINT_SCHEMA = 1
 _PREFIX = "step-"
 TRAINABLE_FILE = "trainable.safetensors"
+_AVERAGE_FILE = "average.pt"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +44,8 @@ class Checkpoint:
     samplers: list[dict[str, Any]]
     # Free-form JSON-serialisable learner facts (e.g. whether norm stats were fitted).
     extra: dict[str, Any]
+    # The published weights average, when the learner keeps one (average.pt).
+    average: dict[str, torch.Tensor] | None = None
     # Directory it was read from (None before it is written).
     path: Path | None = None
 
@@ -71,6 +75,8 @@ def save_checkpoint(
     tmp.mkdir()
     write_trainable(tmp / TRAINABLE_FILE)
     torch.save(checkpoint.algorithm, tmp / "training.pt")
+    if checkpoint.average is not None:
+        torch.save(checkpoint.average, tmp / _AVERAGE_FILE)
     learner = {
         "schema": CHECKPOINT_SCHEMA,
         "step": checkpoint.step,
@@ -115,6 +121,12 @@ def load_checkpoint(path: Path, *, map_location: torch.device | str = "cpu") -> 
         if not (path / TRAINABLE_FILE).is_file():
             raise ConfigError(f"{path} lacks {TRAINABLE_FILE}")
         algorithm = torch.load(path / "training.pt", map_location=map_location, weights_only=True)
+        average_file = path / _AVERAGE_FILE
+        average = (
+            torch.load(average_file, map_location=map_location, weights_only=True)
+            if average_file.is_file()
+            else None
+        )
     except (OSError, ValueError) as err:
         raise ConfigError(f"{path} is not a readable checkpoint: {err}") from None
     return Checkpoint(
@@ -124,4 +136,5 @@ def load_checkpoint(path: Path, *, map_location: torch.device | str = "cpu") -> 
         algorithm=algorithm,
         samplers=list(learner["samplers"]),
         extra=dict(learner["extra"]),
+        average=average,
     )

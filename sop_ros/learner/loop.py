@@ -46,6 +46,7 @@ from sop_ros.learner.distributed import DistContext
 from sop_ros.learner.indexer import EpisodeIndexer
 from sop_ros.learner.metrics import FleetStats, TrainingLog
 from sop_ros.learner.sampler import TaskBalancedSampler
+from sop_ros.learner.stability import PublishGuards, validation_refs
 from sop_ros.learner.types import SampleRef, TrainablePolicy, TrainingSample
 
 __all__ = ["Learner", "LearnerConfig", "PublishFn"]
@@ -84,6 +85,25 @@ class LearnerConfig:
         "decoded camera frames kept in memory (each is sampled many times; 0 = decode every time)",
         unit="MiB",
         low=0,
+    )
+    publish_average_decay: float = setting(
+        0.99,
+        "publish an exponential moving average of the trainable weights, this much of the old average "
+        "kept per step (0 = publish the raw weights)",
+        low=0.0,
+        high=0.9999,
+    )
+    gate_samples: int = setting(
+        0,
+        "demonstration samples the publish gate checks each version's loss on "
+        "(0 = no gate: every version is published)",
+        low=0,
+    )
+    gate_tolerance: float = setting(
+        0.1,
+        "the gate refuses a version whose validation loss exceeds the last published one's "
+        "by more than this fraction",
+        low=0.0,
     )
     idle_sleep_s: float = setting(0.5, "wait between polls while no task has data", unit="s", low=0.0)
     progress_bar: bool = setting(True, "show a tqdm progress bar on rank 0")
@@ -145,6 +165,16 @@ class Learner:
         self.fleet = FleetStats()
         self.log = TrainingLog(log_dir, enabled=self.dist.is_main)
         self._norm_fitted = False
+        self.guards = PublishGuards(
+            policy,
+            average_decay=self.config.publish_average_decay,
+            gate_samples=self.config.gate_samples,
+            gate_tolerance=self.config.gate_tolerance,
+            validation_samples=lambda count: self.decode_batch(
+                validation_refs(self.buffers, count, seed=self.sampler.config.seed)
+            ),
+            log=self.log,
+        )
         self._indexer = EpisodeIndexer(
             load_episode,
             max_pending=self.config.max_pending_episodes,
@@ -202,6 +232,7 @@ class Learner:
         refs = self.sampler.sample(self.buffers, self.config.batch_size)
         samples = self.decode_batch(refs)
         result = self.algorithm.update(samples)
+        self.guards.after_update()
         everyone = self.dist.all_gather((refs, result.sample_losses.tolist()))
         all_refs = [ref for rank_refs, _ in everyone for ref in rank_refs]
         all_losses = np.array([loss for _, losses in everyone for loss in losses])
@@ -256,10 +287,20 @@ class Learner:
             self.log.flush()
 
     def publish(self) -> WeightsManifest | None:
-        """Publish the current trainable weights as a new version (rank 0 does the writing)."""
-        self.version += 1
-        if not self.dist.is_main:
-            return None
+        """Publish the trainable weights (or their average) as a new version (rank 0 does the writing).
+
+        With the publish gate on, a version whose validation loss regressed is not
+        published (None; its number stays free) and training goes on.
+        """
+        with self.guards.published_weights():
+            # Every rank judges the same weights on the same samples, so all agree.
+            if not self.guards.admits(self.step):
+                return None
+            self.version += 1
+            return self._write_version() if self.dist.is_main else None
+
+    def _write_version(self) -> WeightsManifest | None:
+        """Write the live trainable weights as version ``self.version`` and hand them to the fleet."""
         started = self._clock()
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         path = self.weights_dir / f"{format_version(self.version)}.safetensors"
@@ -296,7 +337,8 @@ class Learner:
             version=self.version,
             algorithm=self.algorithm.state_dict(),
             samplers=samplers,
-            extra={"norm_fitted": self._norm_fitted},
+            extra={"norm_fitted": self._norm_fitted, **self.guards.counters()},
+            average=self.guards.average_state(),
         )
         version = format_version(self.version)
         return save_checkpoint(
@@ -330,6 +372,7 @@ class Learner:
             self.sampler.load_state_dict(state)
         self.step, self.version = checkpoint.step, checkpoint.version
         self._norm_fitted = bool(checkpoint.extra.get("norm_fitted", False))
+        self.guards.restore(checkpoint.extra, checkpoint.average)
 
     def _weights_files(self) -> list[tuple[int, Path]]:
         found = []

@@ -64,6 +64,8 @@ class LearnerNode(Node):
             [
                 ("step", str(learner.step)),
                 ("published_version", str(learner.version)),
+                # Versions the publish gate held back (their validation loss regressed).
+                ("versions_refused", str(learner.guards.versions_refused)),
                 ("episodes_stored", str(self._episodes)),
             ],
         )

@@ -43,6 +43,12 @@ class OptimizerConfig:
     lr: float = setting(5e-4, "AdamW learning rate", low=0.0)
     weight_decay: float = setting(0.0, "AdamW weight decay", low=0.0)
     grad_clip_norm: float = setting(1.0, "clip the gradient's global norm to this (0 = no clipping)", low=0.0)
+    warmup_steps: int = setting(
+        100,
+        "raise the learning rate linearly from lr/warmup_steps to lr over this many updates "
+        "(a fresh AdamW moves every weight by about lr at its first updates; 0 = no warmup)",
+        low=0,
+    )
     cuda_graph: bool = setting(
         True,
         "on one CUDA device, replay each update (forward, backward, clipping, AdamW) as one CUDA graph",
@@ -84,6 +90,8 @@ class Algorithm(abc.ABC):
         # One fused kernel; capturable keeps its step counts on the GPU, as capture needs.
         fused: dict[str, Any] = {"fused": True, "capturable": True} if graphed else {}
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
+        # Policy updates taken so far (the warmup's clock; kept in checkpoints).
+        self.updates = 0
         self._graphed_step = GraphedCall(self._step_on) if graphed else None
 
     def select_offline(self, episode: EpisodeLike) -> np.ndarray:
@@ -101,8 +109,10 @@ class Algorithm(abc.ABC):
     def _policy_step(self, samples: Sequence[TrainingSample]) -> tuple[np.ndarray, float]:
         """One AdamW step on the mean policy loss; returns (per-sample losses, grad norm)."""
         self.policy.model.train()
+        self._warm_up()
         batch = self.policy.collate(samples)
-        if self._graphed_step is None:
+        # A captured graph keeps the learning rate it was captured with: warmup updates run eagerly.
+        if self._graphed_step is None or self.updates < self.config.warmup_steps:
             losses, grad_norm = self._step_on(**batch)
         else:
             try:
@@ -114,8 +124,18 @@ class Algorithm(abc.ABC):
                 losses, grad_norm = self._step_on(**batch)
         if losses.ndim != 1 or losses.shape[0] != len(samples):
             raise ConfigError(f"policy loss must have shape ({len(samples)},), got {tuple(losses.shape)}")
+        self.updates += 1
         # The one wait for the GPU per update: the sampler needs every sample's loss.
         return losses.float().cpu().numpy(), float(grad_norm)
+
+    def _warm_up(self) -> None:
+        """Set the learning rate of the coming update (the full lr once the warmup is over)."""
+        warmup = self.config.warmup_steps
+        if not warmup or self.updates > warmup:
+            return
+        lr = self.config.lr * min(1.0, (self.updates + 1) / warmup)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _step_on(self, **batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss, backward, clipping and AdamW on one collated batch, with no wait for the GPU."""
@@ -128,11 +148,13 @@ class Algorithm(abc.ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """Optimizer state and anything else an algorithm needs to resume."""
-        return {"optimizer": self.optimizer.state_dict()}
+        return {"optimizer": self.optimizer.state_dict(), "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output."""
         self.optimizer.load_state_dict(state["optimizer"])
+        # A checkpoint from before the count was kept: its optimizer is warm already.
+        self.updates = int(state.get("updates", self.config.warmup_steps + 1))
         if self._graphed_step is not None:
             self._graphed_step.reset()  # the graph holds the replaced state tensors' addresses
 

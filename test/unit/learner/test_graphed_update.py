@@ -38,15 +38,17 @@ def batches(count: int, size: int) -> list[list]:
     ]
 
 
-@pytest.mark.parametrize("name", ["hg_dagger", "recap"])
-def test_the_graphed_update_matches_the_eager_one(name: str) -> None:
+@pytest.mark.parametrize(("name", "warmup"), [("hg_dagger", 0), ("recap", 0), ("hg_dagger", 3)])
+def test_the_graphed_update_matches_the_eager_one(name: str, warmup: int) -> None:
+    """With a warmup, its updates run eagerly (a graph keeps its learning rate) and the graph comes after."""
     config_cls = algorithm_config_class(name)
     extra = {"value_image_size": 16} if name == "recap" else {}
     runs = {}
     data = batches(6, 8)
     start = cuda_pi0().trainable_state()
     for graphed in (False, True):
-        algorithm = make_algorithm(name, cuda_pi0(), config=config_cls(lr=1e-3, cuda_graph=graphed, **extra))
+        config = config_cls(lr=1e-3, cuda_graph=graphed, warmup_steps=warmup, **extra)
+        algorithm = make_algorithm(name, cuda_pi0(), config=config)
         if not graphed:  # the graphed update's optimizer, run eagerly: the graph is the only difference
             algorithm.optimizer = torch.optim.AdamW(
                 algorithm.policy.trainable_parameters(), lr=1e-3, fused=True, capturable=True
