@@ -193,15 +193,21 @@ def describe_flops(flops: Pi0Flops, steps: int) -> str:
     )
 
 
-def main() -> int:
+def model_parser(description: str | None) -> argparse.ArgumentParser:
+    """A parser with the π0 settings every GPU bench takes (model, cameras, horizon, steps, action dims)."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", choices=("tiny", "full"), default="full")
     parser.add_argument("--cameras", type=int, default=3, choices=(1, 2, 3))
     parser.add_argument("--horizon", type=int, default=50)
     parser.add_argument("--steps", type=int, default=10, help="denoising steps")
     parser.add_argument("--action-dim", type=int, default=14)
+    return parser
+
+
+def main() -> int:
+    parser = model_parser(__doc__)
     args = parser.parse_args()
     names = tuple(f"joint_{i}" for i in range(args.action_dim))
     config = PolicyConfig(

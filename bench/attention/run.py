@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from flops import model_parser  # noqa: E402
 from infer.run import CAMERAS, INSTRUCTION, build_network, policy_config  # noqa: E402
 
 from sop_ros.core.policy import Policy, make_policy  # noqa: E402
@@ -39,14 +40,7 @@ CHOICES = ("auto", *KERNELS)
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", choices=("tiny", "full"), default="full")
-    parser.add_argument("--cameras", type=int, default=3, choices=(1, 2, 3))
-    parser.add_argument("--horizon", type=int, default=50)
-    parser.add_argument("--steps", type=int, default=10, help="denoising steps")
-    parser.add_argument("--action-dim", type=int, default=14)
+    parser = model_parser(__doc__)
     parser.add_argument("--iters", type=int, default=50, help="timed calls per kernel and call shape")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "attention")
     return parser.parse_args()
