@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -472,11 +473,20 @@ def _prefer_embedding(model: PI0ForConditionalGeneration, checkpoint: Path) -> N
         embeddings.weight.copy_(embedding)
 
 
+# A preset's random weights come from torch's global generator, which every thread of the process
+# shares. Its frozen language model is never stored with trained weights: every policy draws it
+# again, so a draw disturbed by another thread (a learner sampling noise while an evaluation builds
+# its policy) gives a network no weights file fits, which then fails every episode. Builds draw
+# under this lock, and so does the policy's training (Pi0Policy.loss).
+RANDOM_LOCK = threading.RLock()
+
+
 def build_network(config: PolicyConfig, pi0: PI0Config) -> PI0ForConditionalGeneration:
     """Load the checkpoint, or draw a preset's weights from ``config.seed``.
 
     Random weights are drawn on the CPU in float32 so every machine gets the
-    same frozen language model; the global RNG state is left as it was.
+    same frozen language model; the global RNG state is left as it was, and
+    the draw holds :data:`RANDOM_LOCK`.
     """
     checkpoint = checkpoint_dir(config)
     if checkpoint is not None:
@@ -499,6 +509,6 @@ def build_network(config: PolicyConfig, pi0: PI0Config) -> PI0ForConditionalGene
             )
         _prefer_embedding(model, checkpoint)
         return model
-    with torch.random.fork_rng(devices=[]):
+    with RANDOM_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return PI0ForConditionalGeneration(pi0)

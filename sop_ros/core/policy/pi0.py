@@ -32,6 +32,7 @@ from sop_ros.core.errors import ConfigError, IncompatibleWeightsError, WeightsEr
 from sop_ros.core.policy.attention import attention_kernels
 from sop_ros.core.policy.checkpoint import read_checkpoint
 from sop_ros.core.policy.config import (
+    RANDOM_LOCK,
     PolicyConfig,
     build_network,
     checkpoint_dir,
@@ -370,11 +371,15 @@ class Pi0Policy:
         module = self.model if module is None else module
         actions = batch["actions"]
         cfg = self.pi0_config
-        t = self._time_dist.sample((actions.shape[0],)) * cfg.time_sampling_scale + cfg.time_sampling_offset
-        if self.checkpoint is not None:
-            noise = torch.randn_like(actions)  # as the checkpoint was trained (LeRobot, openpi)
-        else:
-            noise = pad_last(torch.randn_like(actions[..., : self.config.action_dim]), actions.shape[-1])
+        with RANDOM_LOCK:  # never while another thread draws a preset's weights
+            t = (
+                self._time_dist.sample((actions.shape[0],)) * cfg.time_sampling_scale
+                + cfg.time_sampling_offset
+            )
+            if self.checkpoint is not None:
+                noise = torch.randn_like(actions)  # as the checkpoint was trained (LeRobot, openpi)
+            else:
+                noise = pad_last(torch.randn_like(actions[..., : self.config.action_dim]), actions.shape[-1])
         t_ = t[:, None, None].to(actions.dtype)
         noisy = t_ * noise + (1 - t_) * actions
         # Without `actions=` the model treats `noise` as the noisy chunk and returns
