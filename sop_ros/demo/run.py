@@ -68,6 +68,9 @@ def run_demo(options: DemoOptions) -> dict[str, object]:
 
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    earlier = set_aside_previous_run(out)
+    if earlier is not None:
+        say(f"the previous run's learner, bags, logs and report moved to {earlier}; this one starts afresh")
     # The learner's flow-matching noise and times come from torch's global generator.
     torch.manual_seed(options.seed)
     # Learner, robots and judge run the policy the algorithm trains (RECAP's prompts carry its indicator).
@@ -229,6 +232,33 @@ def _judge_base(
 
 def _other(conditions: str) -> str:
     return "demonstrations" if conditions == "deployment" else "deployment"
+
+
+# What one run writes (its learner's checkpoints, the stored and spooled bags, logs, report); the
+# demonstrations and the base policy are caches every run shares.
+RUN_STATE = ("learner", "store", "robots", "logs", "tensorboard", "summary.json", "sop_demo.png")
+
+
+def set_aside_previous_run(out: Path) -> Path | None:
+    """Move what an earlier run left in ``out`` to ``out/earlier/<time>/``, so a run never resumes one.
+
+    Returns:
+        Where it went, or None when ``out`` held no run.
+    """
+    found = [out / name for name in RUN_STATE if (out / name).exists()]
+    if not found:
+        return None
+    when = max(path.stat().st_mtime for path in found)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(when))
+    target = out / "earlier" / stamp
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = out / "earlier" / f"{stamp}-{suffix}"
+    target.mkdir(parents=True)
+    for path in found:
+        path.rename(target / path.name)
+    return target
 
 
 def _cached_judgement(
